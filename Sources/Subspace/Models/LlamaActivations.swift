@@ -1,0 +1,67 @@
+/// Every buffer one forward/backward pass of `LlamaModel` needs, for a fixed batch shape.
+///
+/// Allocated once per (batch, seq) and reused across steps, so a training step touches no
+/// fresh pages. What backward needs is kept per layer; scratch is shared by all layers.
+///
+/// Bytes (N = batch * seq tokens, D = dim, K = kvHeads * headDim, F = ffn, H = heads,
+/// T = seq, V = vocab), all float32:
+/// - per layer: residual input x, normalised xn, q, attention output, residual after
+///   attention, its normalised form (6ND); k, v (2NK); gate and up (2NF); two reciprocal-RMS
+///   vectors (2N); attention probabilities (B*H*T^2);
+/// - once: final residual and its norm (2ND), final reciprocal RMS (N), logits (NV);
+/// - scratch: three N x D gradients, dk and dv (2NK) and one N x F buffer.
+/// `LlamaActivations.bytes(config:batch:seq:)` is that sum; the memory test checks it against
+/// the allocations.
+public final class LlamaActivations {
+    public let batch: Int, seq: Int
+    var tokenIds: [Int32]
+    var targets: [Int32]
+
+    final class Layer {
+        let x, xn, rstd1, q, k, v, probs, att, x2, xn2, rstd2, g, u: Tensor
+        init(n: Int, d: Int, kv: Int, f: Int, probs p: Int) {
+            x = Tensor(zeros: [n, d]); xn = Tensor(zeros: [n, d]); rstd1 = Tensor(zeros: [n])
+            q = Tensor(zeros: [n, d]); k = Tensor(zeros: [n, kv]); v = Tensor(zeros: [n, kv])
+            probs = Tensor(zeros: [p]); att = Tensor(zeros: [n, d]); x2 = Tensor(zeros: [n, d])
+            xn2 = Tensor(zeros: [n, d]); rstd2 = Tensor(zeros: [n])
+            g = Tensor(zeros: [n, f]); u = Tensor(zeros: [n, f])
+        }
+    }
+    let layers: [Layer]
+    let xL, xf, rstdf, logits: Tensor
+    // scratch
+    let dX, dA, dq, dk, dv, hbuf: Tensor
+    let attention: CausalAttention
+
+    init(config c: LlamaConfig, batch: Int, seq: Int) {
+        self.batch = batch; self.seq = seq
+        let n = batch * seq, d = c.dim, kv = c.kvHeads * c.headDim, f = c.ffnDim
+        attention = CausalAttention(batch: batch, seq: seq, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
+        layers = (0..<c.layers).map { _ in Layer(n: n, d: d, kv: kv, f: f, probs: batch * c.heads * seq * seq) }
+        xL = Tensor(zeros: [n, d]); xf = Tensor(zeros: [n, d]); rstdf = Tensor(zeros: [n])
+        logits = Tensor(zeros: [n, c.vocab])
+        dX = Tensor(zeros: [n, d]); dA = Tensor(zeros: [n, d]); dq = Tensor(zeros: [n, d])
+        dk = Tensor(zeros: [n, kv]); dv = Tensor(zeros: [n, kv]); hbuf = Tensor(zeros: [n, f])
+        tokenIds = [Int32](repeating: 0, count: n)
+        targets = [Int32](repeating: -1, count: n)
+    }
+
+    /// Bytes of float32 activations and scratch for a batch shape (see the type's comment).
+    public static func bytes(config c: LlamaConfig, batch: Int, seq: Int) -> Int {
+        let n = batch * seq, d = c.dim, kv = c.kvHeads * c.headDim, f = c.ffnDim
+        let perLayer = 6 * n * d + 2 * n * kv + 2 * n * f + 2 * n + batch * c.heads * seq * seq
+        let once = 2 * n * d + n + n * c.vocab
+        let scratch = 3 * n * d + 2 * n * kv + n * f
+        return 4 * (c.layers * perLayer + once + scratch)
+    }
+
+    /// Bytes actually allocated by this instance (float buffers only).
+    public var allocatedBytes: Int {
+        var total = [xL, xf, rstdf, logits, dX, dA, dq, dk, dv, hbuf].reduce(0) { $0 + $1.byteCount }
+        for l in layers {
+            total += [l.x, l.xn, l.rstd1, l.q, l.k, l.v, l.probs, l.att, l.x2, l.xn2, l.rstd2, l.g, l.u]
+                .reduce(0) { $0 + $1.byteCount }
+        }
+        return total
+    }
+}

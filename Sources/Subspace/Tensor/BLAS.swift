@@ -1,0 +1,110 @@
+// The only file that imports BLAS. Everything dense goes through `BLAS.gemm`.
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+/// Matrix products through `cblas_sgemm`, row-major.
+///
+/// OpenBLAS is pinned to one thread (`BLAS.configure()`), and large products are split by
+/// `gemm` into one row block per worker, each a single-threaded `sgemm` call. That keeps
+/// every core busy without OpenBLAS's own spinning threads competing with our elementwise
+/// kernels, which is what "oversubscription" costs on a 2-core machine.
+public enum BLAS {
+    nonisolated(unsafe) private static var configured = false
+
+    /// Pins OpenBLAS to one thread. Called automatically by `gemm`.
+    public static func configure() {
+        if configured { return }
+        configured = true
+        #if !canImport(Accelerate)
+        openblas_set_num_threads(1)
+        #endif
+    }
+
+    /// `C = alpha * op(A) * op(B) + beta * C` with row-major storage.
+    ///
+    /// - Parameters:
+    ///   - transA, transB: whether to use the transpose of A or B.
+    ///   - m, n, k: op(A) is m x k, op(B) is k x n, C is m x n.
+    ///   - lda, ldb, ldc: row strides (leading dimensions) of the stored matrices.
+    ///   - parallel: split the rows of C across `Parallel.workers` (default). Pass false
+    ///     when the caller already runs inside a parallel loop.
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true
+    ) {
+        if m == 0 || n == 0 { return }
+        configure()
+        let workers = Parallel.workers
+        // Small products are not worth a thread hand-off (~2 MFLOP).
+        if !parallel || workers == 1 || m * n * k < 1 << 21 {
+            call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        // Split the longer side of C so each worker gets a well-shaped block.
+        if m >= n {
+            let per = (m + workers - 1) / workers
+            Parallel.perform(workers) { w in
+                let lo = w * per, hi = min(m, lo + per)
+                if lo >= hi { return }
+                let aBlock = transA ? a + lo : a + lo * lda
+                call(transA, transB, hi - lo, n, k, alpha, aBlock, lda, b, ldb, beta, c + lo * ldc, ldc)
+            }
+        } else {
+            let per = (n + workers - 1) / workers
+            Parallel.perform(workers) { w in
+                let lo = w * per, hi = min(n, lo + per)
+                if lo >= hi { return }
+                let bBlock = transB ? b + lo * ldb : b + lo
+                call(transA, transB, m, hi - lo, k, alpha, a, lda, bBlock, ldb, beta, c + lo, ldc)
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func call(
+        _ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// `y = alpha * x + y` over `n` elements.
+    public static func axpy(_ n: Int, _ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
+    }
+
+    /// Euclidean norm of `n` elements.
+    public static func nrm2(_ n: Int, _ x: UnsafePointer<Float>) -> Float {
+        cblas_snrm2(Int32(n), x, 1)
+    }
+
+    /// Dot product of `n` elements.
+    public static func dot(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
+        cblas_sdot(Int32(n), x, 1, y, 1)
+    }
+}
+
+extension Tensor {
+    /// Matrix product `op(self) * op(other)` as a new tensor (2-D operands).
+    public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) -> Tensor {
+        precondition(shape.count == 2 && other.shape.count == 2, "matmul needs matrices")
+        let m = transposeSelf ? shape[1] : shape[0]
+        let k = transposeSelf ? shape[0] : shape[1]
+        let k2 = transposeOther ? other.shape[1] : other.shape[0]
+        let n = transposeOther ? other.shape[0] : other.shape[1]
+        precondition(k == k2, "matmul: \(shape) x \(other.shape)")
+        let out = Tensor(zeros: [m, n])
+        BLAS.gemm(
+            transA: transposeSelf, transB: transposeOther, m: m, n: n, k: k,
+            a: data, lda: shape[1], b: other.data, ldb: other.shape[1], c: out.data, ldc: n)
+        return out
+    }
+}

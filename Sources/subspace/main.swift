@@ -1,0 +1,2 @@
+import Subspace
+print("subspace")
