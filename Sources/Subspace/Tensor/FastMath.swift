@@ -2,7 +2,7 @@
 ///
 /// `expf` from libm is scalar; the model calls it tens of millions of times a step. `exp8`
 /// evaluates eight lanes at once with the classic Cephes range reduction
-/// (x = n ln2 + r, |r| <= ln2/2) and a degree-6 polynomial for e^r; its relative error is
+/// (x = n ln2 + r, n = round(x / ln2), |r| <= ln2/2) and a degree-6 polynomial for e^r; its relative error is
 /// below 2e-7 over the float range, comparable to libm's expf. Inputs below -87.3 flush to 0,
 /// inputs above 88.7 saturate to +inf.
 public enum FastMath {
@@ -10,9 +10,16 @@ public enum FastMath {
 
     @inline(__always)
     public static func exp8(_ x0: V8) -> V8 {
-        var x = x0.clamped(lowerBound: V8(repeating: -87.33654), upperBound: V8(repeating: 88.72283))
-        // n = round(x / ln2)
-        let fx = (x * 1.442_695_04 + 0.5).rounded(.down)
+        let lo = V8(repeating: -87.33654), hi = V8(repeating: 88.72283)
+        var x = x0
+        x.replace(with: lo, where: x .< lo)
+        x.replace(with: hi, where: x .> hi)
+        // n = round(x / ln2) via the 1.5 * 2^23 trick: the sum's low mantissa bits hold n,
+        // and subtracting the constant back gives n as a float (|n| < 2^22 here).
+        let magic: Float = 12_582_912.0
+        let t = x * 1.442_695_04 + magic
+        let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let fx = t - magic
         // r = x - n*ln2, with ln2 split in two for precision
         x = x - fx * 0.693_359_375
         x = x + fx * 2.121_944_4e-4
@@ -24,7 +31,6 @@ public enum FastMath {
         y = y * x + 5.000_000_1e-1
         y = y * x * x + x + 1
         // scale by 2^n through the exponent bits
-        let n = SIMD8<Int32>(fx)
         let bits = (n &+ 127) &<< 23
         let pow2 = unsafeBitCast(bits, to: V8.self)
         var r = y * pow2
@@ -63,7 +69,8 @@ public enum FastMath {
         if n >= 8 {
             var acc = V8(repeating: -.infinity)
             while i + 8 <= n {
-                acc = pointwiseMax(acc, UnsafeRawPointer(x + i).loadUnaligned(as: V8.self))
+                let v = UnsafeRawPointer(x + i).loadUnaligned(as: V8.self)
+                acc.replace(with: v, where: v .> acc)
                 i += 8
             }
             m = acc.max()

@@ -1,0 +1,88 @@
+// The only file that imports LAPACK. Thin SVD and QR for the optimizers.
+#if canImport(CLAPACKE)
+import CLAPACKE
+#endif
+
+/// Errors from the dense factorizations.
+public enum LinalgError: Error, CustomStringConvertible, Equatable {
+    case nonFinite(String)
+    case noConvergence(String)
+    case invalidArgument(String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .nonFinite(let s): return "non-finite input to \(s)"
+        case .noConvergence(let s): return "\(s) did not converge"
+        case .invalidArgument(let s): return "invalid argument: \(s)"
+        case .unsupported(let s): return "\(s) is not available on this platform"
+        }
+    }
+}
+
+/// Dense factorizations through LAPACKE (row-major).
+public enum Linalg {
+    /// The thin singular value decomposition `A = U diag(S) V^T` of an m x n matrix, with
+    /// k = min(m, n): U is m x k, S has k values in descending order, Vt is k x n.
+    ///
+    /// Uses the divide-and-conquer driver `sgesdd` (fast); if it reports no convergence
+    /// (it does on some ill-conditioned gradients, GaLore issue 58) it falls back to the
+    /// QR-iteration driver `sgesvd`. Non-finite input is rejected before LAPACK sees it.
+    public static func svd(_ a: Tensor) throws -> (u: Tensor, s: [Float], vt: Tensor) {
+        guard a.shape.count == 2 else { throw LinalgError.invalidArgument("svd needs a matrix, got \(a.shape)") }
+        let m = a.shape[0], n = a.shape[1], k = min(m, n)
+        guard k > 0 else { throw LinalgError.invalidArgument("svd of an empty matrix \(a.shape)") }
+        for i in 0..<a.count where !a.data[i].isFinite { throw LinalgError.nonFinite("svd") }
+        #if canImport(CLAPACKE)
+        let u = Tensor(zeros: [m, k]), vt = Tensor(zeros: [k, n])
+        var s = [Float](repeating: 0, count: k)
+        var work = a.copy()
+        var info = s.withUnsafeMutableBufferPointer { sp in
+            LAPACKE_sgesdd(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "S")), Int32(m), Int32(n), work.data, Int32(n), sp.baseAddress, u.data, Int32(k), vt.data, Int32(n))
+        }
+        if info > 0 {
+            work = a.copy()
+            var superb = [Float](repeating: 0, count: max(1, k - 1))
+            info = s.withUnsafeMutableBufferPointer { sp in
+                superb.withUnsafeMutableBufferPointer { wp in
+                    LAPACKE_sgesvd(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "S")), Int8(UInt8(ascii: "S")), Int32(m), Int32(n), work.data, Int32(n), sp.baseAddress, u.data, Int32(k), vt.data, Int32(n), wp.baseAddress)
+                }
+            }
+        }
+        if info > 0 { throw LinalgError.noConvergence("svd (sgesdd and sgesvd)") }
+        if info < 0 { throw LinalgError.invalidArgument("LAPACK svd argument \(-info)") }
+        return (u, s, vt)
+        #else
+        throw LinalgError.unsupported("svd")
+        #endif
+    }
+
+    /// The thin QR factorization `A = Q R` of an m x n matrix (k = min(m, n)): Q is m x k
+    /// with orthonormal columns, R is k x n upper triangular. `sgeqrf` then `sorgqr`.
+    public static func qr(_ a: Tensor) throws -> (q: Tensor, r: Tensor) {
+        guard a.shape.count == 2 else { throw LinalgError.invalidArgument("qr needs a matrix, got \(a.shape)") }
+        let m = a.shape[0], n = a.shape[1], k = min(m, n)
+        guard k > 0 else { throw LinalgError.invalidArgument("qr of an empty matrix \(a.shape)") }
+        for i in 0..<a.count where !a.data[i].isFinite { throw LinalgError.nonFinite("qr") }
+        #if canImport(CLAPACKE)
+        let work = a.copy()
+        var tau = [Float](repeating: 0, count: k)
+        var info = tau.withUnsafeMutableBufferPointer { tp in
+            LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, Int32(m), Int32(n), work.data, Int32(n), tp.baseAddress)
+        }
+        if info != 0 { throw LinalgError.invalidArgument("sgeqrf info \(info)") }
+        let r = Tensor(zeros: [k, n])
+        for i in 0..<k { for j in i..<n { r.data[i * n + j] = work.data[i * n + j] } }
+        // Q: first k columns of the reflectors, expanded in place.
+        let q = Tensor(zeros: [m, k])
+        for i in 0..<m { for j in 0..<k { q.data[i * k + j] = work.data[i * n + j] } }
+        info = tau.withUnsafeMutableBufferPointer { tp in
+            LAPACKE_sorgqr(LAPACK_ROW_MAJOR, Int32(m), Int32(k), Int32(k), q.data, Int32(k), tp.baseAddress)
+        }
+        if info != 0 { throw LinalgError.invalidArgument("sorgqr info \(info)") }
+        return (q, r)
+        #else
+        throw LinalgError.unsupported("qr")
+        #endif
+    }
+}

@@ -1,0 +1,60 @@
+/// Hyperparameters shared by the command line, configs and the benchmark. Each optimizer reads
+/// the fields it understands; `nil` means "the optimizer's documented default".
+public struct OptimizerOptions: Codable, Equatable, Sendable {
+    public var learningRate: Float?
+    public var beta1: Float?
+    public var beta2: Float?
+    public var eps: Float?
+    public var weightDecay: Float?
+    public var momentum: Float?
+    public var nesterov: Bool?
+    /// Projection rank (GaLore family).
+    public var rank: Int?
+    /// Steps between projector refreshes (GaLore family).
+    public var updateGap: Int?
+    /// Scale of the projected update (GaLore's alpha).
+    public var scale: Float?
+    public init() {}
+}
+
+/// Builds a `RoutedOptimizer` by name. Adding a method is one entry in `builders`.
+public enum OptimizerRegistry {
+    public typealias Builder = (OptimizerOptions) throws -> RoutedOptimizer
+
+    /// AdamW with the given options, for parameters that the memory-efficient methods leave
+    /// to AdamW (embeddings, head, norms) as well as for full AdamW.
+    public static func adamW(_ o: OptimizerOptions) throws -> AdamW {
+        let opt = AdamW(
+            learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999,
+            eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0.0)
+        try check(opt.learningRate, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, wd: opt.weightDecay)
+        return opt
+    }
+
+    public static let builders: [String: Builder] = [
+        "adamw": { o in RoutedOptimizer(fallback: try adamW(o)) },
+        "sgd": { o in
+            let lr = o.learningRate ?? 1e-2, mu = o.momentum ?? 0.9
+            guard lr > 0, lr.isFinite else { throw ConfigurationError("learning rate must be positive, got \(lr)") }
+            guard mu >= 0, mu < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(mu)") }
+            return RoutedOptimizer(fallback: SGD(learningRate: lr, momentum: mu, weightDecay: o.weightDecay ?? 0, nesterov: o.nesterov ?? false))
+        },
+    ]
+
+    public static var names: [String] { builders.keys.sorted() }
+
+    public static func make(_ name: String, options: OptimizerOptions) throws -> RoutedOptimizer {
+        guard let b = builders[name] else {
+            throw ConfigurationError("unknown optimizer '\(name)'; known: \(names.joined(separator: ", "))")
+        }
+        return try b(options)
+    }
+
+    static func check(_ lr: Float, beta1: Float, beta2: Float, eps: Float, wd: Float) throws {
+        guard lr > 0, lr.isFinite else { throw ConfigurationError("learning rate must be positive, got \(lr)") }
+        guard beta1 >= 0, beta1 < 1 else { throw ConfigurationError("beta1 must be in [0, 1), got \(beta1)") }
+        guard beta2 >= 0, beta2 < 1 else { throw ConfigurationError("beta2 must be in [0, 1), got \(beta2)") }
+        guard eps > 0, eps.isFinite else { throw ConfigurationError("eps must be positive, got \(eps)") }
+        guard wd >= 0, wd.isFinite else { throw ConfigurationError("weight decay must be non-negative, got \(wd)") }
+    }
+}

@@ -1,0 +1,29 @@
+import ArgumentParser
+import Foundation
+import Subspace
+
+@main
+struct SubspaceCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "subspace",
+        abstract: "Memory-efficient training of LLaMA-style language models.",
+        subcommands: [Bench.self, Info.self])
+}
+
+/// Prints a one-line error and exits non-zero: user mistakes never produce a crash trace.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    exit(1)
+}
+
+/// Runs `body`, turning any thrown error into `fail`.
+func guarded<T>(_ body: () throws -> T) -> T {
+    do { return try body() } catch let e as CustomStringConvertible { fail(e.description) } catch { fail("\(error)") }
+}
+
+func jsonLine<T: Encodable>(_ value: T) -> String {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys]
+    guard let d = try? enc.encode(value), let s = String(data: d, encoding: .utf8) else { return "{}" }
+    return s
+}

@@ -1,2 +1,0 @@
-import Subspace
-print("subspace")
