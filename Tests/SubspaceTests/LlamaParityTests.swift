@@ -89,18 +89,18 @@ struct LlamaParityTests {
         let refLogits = try f.file.tensor("logits")
         #expect(logits.count == c.batch * c.seq * c.vocab && refLogits.count == logits.count)
         let logitDiff = Self.maxAbsDiff(logits, refLogits)
-        #expect(logitDiff <= 1e-4, "\(name): logits max |diff| \(logitDiff)")
+        #expect(logitDiff <= 1e-5, "\(name): logits max |diff| \(logitDiff)")
 
         // Loss: the evaluation path and the training forward.
         let refLoss = try f.file.tensor("loss")[0]
         let eval = try model.loss(f.batch)
         #expect(eval.tokens == c.batch * c.seq)
         let evalRel = abs(eval.loss - Double(refLoss)) / Double(refLoss)
-        #expect(evalRel <= 1e-5, "\(name): eval loss \(eval.loss) vs \(refLoss)")
+        #expect(evalRel <= 1e-6, "\(name): eval loss \(eval.loss) vs \(refLoss)")
         model.zeroGradients()
         let loss = try model.forward(f.batch)
         let lossRel = abs(Double(loss) - Double(refLoss)) / Double(refLoss)
-        #expect(lossRel <= 1e-5, "\(name): loss \(loss) vs \(refLoss)")
+        #expect(lossRel <= 1e-6, "\(name): loss \(loss) vs \(refLoss)")
 
         // Gradients.
         model.backward()
@@ -112,7 +112,7 @@ struct LlamaParityTests {
             try #require(g.shape == ref.shape, "\(p.name): gradient shape \(g.shape) vs \(ref.shape)")
             let rel = Self.relativeError(g, ref)
             let absDiff = Self.maxAbsDiff(g, ref)
-            #expect(rel <= 1e-3, "\(name): grad \(p.name) relative error \(rel) (max |diff| \(absDiff))")
+            #expect(rel <= 1e-5, "\(name): grad \(p.name) relative error \(rel) (max |diff| \(absDiff))")
             report.append("  \(p.name): rel \(String(format: "%.3e", rel)), max |diff| \(String(format: "%.3e", absDiff))")
             if rel > worst.rel { worst = (p.name, rel) }
         }

@@ -185,8 +185,9 @@ public final class LlamaModel {
     // MARK: Backward
 
     /// Accumulates gradients into every parameter's `grad`. `onGradient` is called for each
-    /// parameter as soon as its gradient for this batch is complete (head first, embedding
-    /// last), which is where the per-layer update mode steps and releases it.
+    /// parameter as soon as its gradient for this batch is complete and backward will not read
+    /// its value again (head first, embedding last), which is where the per-layer update mode
+    /// steps and releases it.
     public func backward(onGradient: ((Parameter) -> Void)? = nil) {
         precondition(hasForward, "backward() needs a preceding forward()")
         hasForward = false
@@ -211,8 +212,8 @@ public final class LlamaModel {
             // MLP: h is recomputed into hbuf for dW_down, then hbuf takes dh.
             SwiGLU.forward(g: L.g.data, u: L.u.data, h: a.hbuf.data, count: n * f)
             weightGrad(blk.down, dy: a.dX, x: a.hbuf, inF: f, outF: d)
-            notify(blk.down)
             Linear.backwardInput(dy: a.dX.data, weight: blk.down.value.data, dx: a.hbuf.data, rows: n, inFeatures: f, outFeatures: d)
+            notify(blk.down)  // only after its last read: the per-layer mode updates it here
             SwiGLU.backward(dh: a.hbuf.data, g: L.g.data, u: L.u.data, dg: L.g.data, du: L.u.data, count: n * f)
             Linear.backwardInput(dy: L.g.data, weight: blk.gate.value.data, dx: a.dA.data, rows: n, inFeatures: d, outFeatures: f)
             Linear.backwardInput(dy: L.u.data, weight: blk.up.value.data, dx: a.dA.data, rows: n, inFeatures: d, outFeatures: f, accumulateInput: true)
