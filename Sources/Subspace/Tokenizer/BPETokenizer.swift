@@ -100,7 +100,7 @@ public final class BPETokenizer: @unchecked Sendable {
 
     // Cache of pre-token bytes -> ids.
     private let cacheLock = NSLock()
-    private var cache: [ArraySlice<UInt8>: [Int32]] = [:]
+    private var cache: [WordKey: [Int32]] = [:]
     static let cacheCapacity = 100_000
     static let cacheMaxWordBytes = 128
     /// Words longer than this (in symbols) are merged with a heap instead of by rescanning.
@@ -294,18 +294,10 @@ public final class BPETokenizer: @unchecked Sendable {
         }
         let cacheable = word.count <= Self.cacheMaxWordBytes
         if cacheable {
-            // A slice over the caller's buffer as a lookup key, without copying.
-            let hit: [Int32]? = {
-                let key = ArraySlice(unsafeUninitializedCapacity: 0) { _, c in c = 0 }
-                _ = key
-                return nil
-            }()
-            _ = hit
-        }
-        let key = ArraySlice(word)
-        if cacheable {
+            // Look up with a key that borrows the caller's bytes (no copy).
+            let probe = WordKey(borrowing: UnsafeRawBufferPointer(word))
             cacheLock.lock()
-            let cached = cache[key]
+            let cached = cache[probe]
             cacheLock.unlock()
             if let cached { out.append(contentsOf: cached); return }
         }
@@ -314,7 +306,7 @@ public final class BPETokenizer: @unchecked Sendable {
         if cacheable {
             cacheLock.lock()
             if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
-            cache[key] = ids
+            cache[WordKey(owning: Array(word))] = ids
             cacheLock.unlock()
         }
     }
@@ -450,6 +442,34 @@ public final class BPETokenizer: @unchecked Sendable {
         }
         try TokenizerJSON.atomicWrite(data, to: path)
     }
+}
+
+/// A byte string used as a dictionary key, either owning its bytes or borrowing them for a
+/// lookup (a borrowing key must never be stored).
+struct WordKey: Hashable {
+    private let owned: [UInt8]
+    private let borrowed: UnsafeRawBufferPointer?
+
+    init(owning bytes: [UInt8]) { owned = bytes; borrowed = nil }
+    init(borrowing bytes: UnsafeRawBufferPointer) { owned = []; borrowed = bytes }
+
+    @inline(__always)
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if let b = borrowed { return body(b) }
+        return owned.withUnsafeBytes(body)
+    }
+
+    var bytes: [UInt8] { borrowed.map { Array($0) } ?? owned }
+
+    static func == (l: WordKey, r: WordKey) -> Bool {
+        l.withBytes { a in
+            r.withBytes { b in
+                a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+            }
+        }
+    }
+
+    func hash(into h: inout Hasher) { withBytes { h.combine(bytes: $0) } }
 }
 
 /// A binary min-heap of UInt64 keys.
