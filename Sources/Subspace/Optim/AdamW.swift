@@ -32,6 +32,31 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
 
     public override func bytes(of s: State) -> Int { s.m.byteCount + s.v.byteCount + (s.vMax?.byteCount ?? 0) }
 
+    /// PyTorch's state keys: `step` (a 1-element tensor, exact up to 2^24 steps),
+    /// `exp_avg` (m), `exp_avg_sq` (v) and, with amsgrad, `max_exp_avg_sq`.
+    public override func encode(_ s: State) -> [String: Tensor] {
+        var out = ["step": Tensor(shape: [1], values: [Float(s.step)]), "exp_avg": s.m, "exp_avg_sq": s.v]
+        if let vMax = s.vMax { out["max_exp_avg_sq"] = vMax }
+        return out
+    }
+
+    /// Requires `max_exp_avg_sq` exactly when `amsgrad` is on: a state saved under the other
+    /// setting cannot continue the same run.
+    public override func decode(_ t: [String: Tensor], for p: Parameter) throws -> State {
+        let keys = ["step", "exp_avg", "exp_avg_sq"] + (amsgrad ? ["max_exp_avg_sq"] : [])
+        try OptimizerStateError.checkKeys(t, required: keys, parameter: p)
+        let stepTensor = try OptimizerStateError.tensor(t, "step", shape: [1], parameter: p)
+        let step = stepTensor[0]
+        guard step >= 0, step <= 16_777_216, step == step.rounded() else {
+            throw OptimizerStateError.invalidValue(parameter: p.name, key: "step", reason: "\(step) is not a step count")
+        }
+        return State(
+            step: Int(step),
+            m: try OptimizerStateError.tensor(t, "exp_avg", shape: p.shape, parameter: p),
+            v: try OptimizerStateError.tensor(t, "exp_avg_sq", shape: p.shape, parameter: p),
+            vMax: amsgrad ? try OptimizerStateError.tensor(t, "max_exp_avg_sq", shape: p.shape, parameter: p) : nil)
+    }
+
     public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout State, lr: Float) {
         s.step += 1
         let t = Float(s.step)

@@ -14,11 +14,61 @@ public protocol ParameterOptimizer: AnyObject {
     func update(_ parameter: Parameter, gradient: Tensor, lrScale: Float)
     /// Bytes of state currently held for `parameter` (0 if none yet).
     func stateBytes(for parameter: Parameter) -> Int
+    /// The rule's state for `parameter` as named tensors, for checkpoints: empty when the
+    /// parameter has not been stepped yet. Scalars (step counts) are 1-element tensors. The
+    /// tensors may share storage with the live state, so write or copy them before the next
+    /// update.
+    func exportState(for parameter: Parameter) -> [String: Tensor]
+    /// Replaces the state for `parameter` with one produced by `exportState` (an empty map
+    /// clears it, as if the parameter had never been stepped), so that training continues
+    /// exactly where the exporter stopped. The rule takes ownership of the tensors. Throws an
+    /// `OptimizerStateError`, leaving the old state in place, when a tensor is missing, has
+    /// the wrong shape or is not one this rule keeps.
+    func importState(_ state: [String: Tensor], for parameter: Parameter) throws
+}
+
+/// Why a saved optimizer state cannot be imported for a parameter. `description` is one line
+/// naming the parameter and the state tensor.
+public enum OptimizerStateError: Error, CustomStringConvertible, Equatable, Sendable {
+    case missingTensor(parameter: String, key: String)
+    case unexpectedTensor(parameter: String, key: String)
+    case shapeMismatch(parameter: String, key: String, expected: [Int], found: [Int])
+    case invalidValue(parameter: String, key: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .missingTensor(let p, let k): return "optimizer state of '\(p)' has no '\(k)'"
+        case .unexpectedTensor(let p, let k): return "optimizer state of '\(p)' has '\(k)', which this optimizer does not keep"
+        case .shapeMismatch(let p, let k, let e, let f):
+            return "optimizer state '\(k)' of '\(p)' has shape \(f), expected \(e)"
+        case .invalidValue(let p, let k, let r): return "optimizer state '\(k)' of '\(p)' is invalid: \(r)"
+        }
+    }
+
+    /// Checks the keys of `state` against what a rule keeps: every `required` key present,
+    /// nothing outside `required + optional`.
+    public static func checkKeys(
+        _ state: [String: Tensor], required: [String], optional: [String] = [], parameter: Parameter
+    ) throws {
+        for k in required where state[k] == nil { throw missingTensor(parameter: parameter.name, key: k) }
+        for k in state.keys.sorted() where !required.contains(k) && !optional.contains(k) {
+            throw unexpectedTensor(parameter: parameter.name, key: k)
+        }
+    }
+
+    /// `state[key]`, checked to have `shape`.
+    public static func tensor(_ state: [String: Tensor], _ key: String, shape: [Int], parameter: Parameter) throws -> Tensor {
+        guard let t = state[key] else { throw missingTensor(parameter: parameter.name, key: key) }
+        guard t.shape == shape else {
+            throw shapeMismatch(parameter: parameter.name, key: key, expected: shape, found: t.shape)
+        }
+        return t
+    }
 }
 
 /// Base class for rules whose state is a value of type `State` per parameter, keyed by the
 /// parameter's name (mirrors mlx-swift's `OptimizerBase`). Subclasses override
-/// `makeState`, `apply` and `bytes(of:)`.
+/// `makeState`, `apply` and `bytes(of:)`, and `encode`/`decode` to be checkpointed.
 open class ParameterwiseOptimizer<State>: ParameterOptimizer {
     open var name: String { "optimizer" }
     public var learningRate: Float
@@ -35,6 +85,17 @@ open class ParameterwiseOptimizer<State>: ParameterOptimizer {
     }
     /// Bytes held by one state value.
     open func bytes(of state: State) -> Int { 0 }
+    /// One state value as named tensors (see `exportState`). Names should be PyTorch's state
+    /// keys where the rule has a PyTorch twin (`exp_avg`, `momentum_buffer`, ...), so a
+    /// checkpoint reads the same to someone who knows `torch.optim`.
+    open func encode(_ state: State) -> [String: Tensor] {
+        fatalError("\(type(of: self)) must override encode(_:) to be checkpointed")
+    }
+    /// The inverse of `encode`: validates the tensors against `parameter` and rebuilds the
+    /// state, throwing an `OptimizerStateError` rather than trapping on bad input.
+    open func decode(_ tensors: [String: Tensor], for parameter: Parameter) throws -> State {
+        fatalError("\(type(of: self)) must override decode(_:for:) to be restored from a checkpoint")
+    }
 
     public func update(_ parameter: Parameter, gradient: Tensor, lrScale: Float) {
         var state = states.removeValue(forKey: parameter.name) ?? makeState(for: parameter)
@@ -44,5 +105,17 @@ open class ParameterwiseOptimizer<State>: ParameterOptimizer {
 
     public func stateBytes(for parameter: Parameter) -> Int {
         states[parameter.name].map(bytes(of:)) ?? 0
+    }
+
+    public func exportState(for parameter: Parameter) -> [String: Tensor] {
+        states[parameter.name].map(encode) ?? [:]
+    }
+
+    public func importState(_ state: [String: Tensor], for parameter: Parameter) throws {
+        if state.isEmpty {
+            states[parameter.name] = nil
+        } else {
+            states[parameter.name] = try decode(state, for: parameter)
+        }
     }
 }

@@ -20,6 +20,18 @@ public final class SGD: ParameterwiseOptimizer<SGD.State> {
     public override func makeState(for p: Parameter) -> State { State(buffer: nil) }
     public override func bytes(of s: State) -> Int { s.buffer?.byteCount ?? 0 }
 
+    /// PyTorch's state key: `momentum_buffer`, absent before the first momentum step and
+    /// always without momentum.
+    public override func encode(_ s: State) -> [String: Tensor] {
+        s.buffer.map { ["momentum_buffer": $0] } ?? [:]
+    }
+
+    public override func decode(_ t: [String: Tensor], for p: Parameter) throws -> State {
+        try OptimizerStateError.checkKeys(t, required: [], optional: ["momentum_buffer"], parameter: p)
+        guard t["momentum_buffer"] != nil else { return State(buffer: nil) }
+        return State(buffer: try OptimizerStateError.tensor(t, "momentum_buffer", shape: p.shape, parameter: p))
+    }
+
     public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout State, lr: Float) {
         let n = p.count, w = p.value.data, gd = g.data
         if momentum == 0 {
