@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
             let config = try LlamaConfig.preset(preset)
             let seqLen = seq ?? min(256, config.maxSeq)
             return try Benchmark.run(
-                preset: preset, config: config, optimizerName: opt.optimizer, options: try opt.options(),
+                preset: preset, config: config, optimizerName: opt.optimizer ?? "adamw", options: try opt.options(),
                 stepOptions: opt.stepOptions(), batch: batch, seq: seqLen, steps: steps, warmup: warmup, seed: seed)
         }
         if json {

@@ -1,39 +1,47 @@
 import ArgumentParser
 import Subspace
 
-/// Optimizer and step flags shared by `train` and `bench`.
+/// Optimizer and step flags shared by `train` and `bench`. Every flag is optional so that a
+/// resumed run can tell "not given" (keep the saved value) from "given".
 struct OptimizerFlags: ParsableArguments {
-    @Option(help: "Optimizer: \(OptimizerRegistry.names.joined(separator: ", ")).")
-    var optimizer: String = "adamw"
-    @Option(help: "Learning rate (default: the optimizer's).")
+    @Option(help: "Optimizer: \(OptimizerRegistry.names.joined(separator: ", ")) (default adamw).")
+    var optimizer: String?
+    @Option(help: "Learning rate (default: the optimizer's; train uses 3e-3 for adamw).")
     var lr: Float?
-    @Option(help: "Adam betas as 'b1,b2'.")
+    @Option(help: "Adam betas as 'b1,b2' (default 0.9,0.999).")
     var betas: String?
-    @Option(help: "Adam epsilon.")
+    @Option(help: "Adam epsilon (default 1e-8).")
     var eps: Float?
-    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay.")
+    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (default 0).")
     var weightDecay: Float?
-    @Option(help: "Momentum (SGD).")
+    @Option(help: "Momentum (SGD, default 0.9).")
     var momentum: Float?
     @Flag(help: "Nesterov momentum (SGD).")
     var nesterov = false
     @Option(help: "Projection rank (GaLore family).")
     var rank: Int?
-    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes.")
+    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes (GaLore family).")
     var updateGap: Int?
-    @Option(help: "Scale of the projected update.")
+    @Option(help: "Scale of the projected update (GaLore family).")
     var scale: Float?
-    @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.")
-    var gradAccum: Int = 1
-    @Option(name: .customLong("clip"), help: "Gradient clipping norm (0 = off).")
-    var clip: Float = 0
+    @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step (default 1).")
+    var gradAccum: Int?
+    @Option(name: .customLong("clip"), help: "Gradient clipping norm, 0 = off (train default 1.0, bench 0).")
+    var clip: Float?
     @Flag(name: .customLong("per-layer-update"), help: "Step each parameter during backward and free its gradient.")
     var perLayerUpdate = false
 
-    func options() throws -> OptimizerOptions {
-        var o = OptimizerOptions()
-        o.learningRate = lr; o.eps = eps; o.weightDecay = weightDecay; o.momentum = momentum
-        o.nesterov = nesterov ? true : nil; o.rank = rank; o.updateGap = updateGap; o.scale = scale
+    /// The optimizer's hyperparameters, starting from `base`.
+    func options(base: OptimizerOptions = OptimizerOptions()) throws -> OptimizerOptions {
+        var o = base
+        if let lr { o.learningRate = lr }
+        if let eps { o.eps = eps }
+        if let weightDecay { o.weightDecay = weightDecay }
+        if let momentum { o.momentum = momentum }
+        if nesterov { o.nesterov = true }
+        if let rank { o.rank = rank }
+        if let updateGap { o.updateGap = updateGap }
+        if let scale { o.scale = scale }
         if let betas {
             let parts = betas.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
             guard parts.count == 2 else { throw ConfigurationError("--betas takes two numbers like 0.9,0.999, got '\(betas)'") }
@@ -42,9 +50,19 @@ struct OptimizerFlags: ParsableArguments {
         return o
     }
 
+    /// Step options for the benchmark (no schedule).
     func stepOptions() -> StepOptions {
         var s = StepOptions()
-        s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate
+        s.gradAccum = gradAccum ?? 1; s.clipNorm = clip ?? 0; s.perLayerUpdate = perLayerUpdate
         return s
+    }
+
+    /// Applies the given flags to a run config.
+    func apply(to c: inout RunConfig) throws {
+        if let optimizer { c.optimizer = optimizer }
+        c.optimizerOptions = try options(base: c.optimizerOptions)
+        if let gradAccum { c.gradAccum = gradAccum }
+        if let clip { c.clip = clip }
+        if perLayerUpdate { c.perLayerUpdate = true }
     }
 }

@@ -1,0 +1,72 @@
+import Foundation
+
+/// One line of `metrics.jsonl`: what an optimizer step measured.
+public struct StepMetrics: Codable, Sendable {
+    public var step: Int
+    public var tokens: Int
+    public var loss: Double
+    public var lr: Double
+    public var tokens_per_s: Double
+    public var rss_bytes: Int
+    public var val_loss: Double?
+    public var val_ppl: Double?
+    public var step_ms: Double
+    public init(step: Int, tokens: Int, loss: Double, lr: Double, tokens_per_s: Double, rss_bytes: Int, val_loss: Double? = nil, val_ppl: Double? = nil, step_ms: Double) {
+        self.step = step; self.tokens = tokens; self.loss = loss; self.lr = lr; self.tokens_per_s = tokens_per_s
+        self.rss_bytes = rss_bytes; self.val_loss = val_loss; self.val_ppl = val_ppl; self.step_ms = step_ms
+    }
+}
+
+/// Appends JSON lines to a file, one flushed write per record.
+public final class MetricsLog {
+    let handle: FileHandle
+    let encoder: JSONEncoder
+
+    /// Opens `url` for appending (created if absent). `truncateAfterStep` drops lines of
+    /// steps beyond it, so a resumed run does not duplicate steps from a run that went on past
+    /// its last checkpoint.
+    public init(url: URL, truncateAfterStep: Int? = nil) throws {
+        let fm = FileManager.default
+        if let keep = truncateAfterStep, let data = fm.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) {
+            let kept = text.split(separator: "\n").filter { line in
+                guard let d = line.data(using: .utf8), let m = try? JSONDecoder().decode(StepMetrics.self, from: d) else { return false }
+                return m.step <= keep
+            }
+            try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: url)
+        } else if truncateAfterStep == nil {
+            fm.createFile(atPath: url.path, contents: nil)
+        }
+        if !fm.fileExists(atPath: url.path) { fm.createFile(atPath: url.path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: url.path) else { throw DataError("cannot write '\(url.path)'") }
+        h.seekToEndOfFile()
+        handle = h
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+    }
+
+    public func append(_ m: StepMetrics) {
+        guard let d = try? encoder.encode(m) else { return }
+        handle.write(d + Data("\n".utf8))
+    }
+
+    deinit { try? handle.close() }
+
+    /// Reads a metrics file (lines that do not parse are skipped).
+    public static func read(url: URL) throws -> [StepMetrics] {
+        guard let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) else {
+            throw DataError("cannot read metrics '\(url.path)'")
+        }
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(StepMetrics.self, from: Data($0.utf8)) }
+    }
+
+    /// An SVG of training and validation loss against tokens for one or more runs.
+    public static func lossPlot(runs: [(name: String, metrics: [StepMetrics])]) -> String {
+        var series: [SVGPlot.Series] = []
+        for r in runs {
+            series.append(.init(name: "\(r.name) train", points: r.metrics.map { (Double($0.tokens), $0.loss) }))
+            let val = r.metrics.compactMap { m in m.val_loss.map { (x: Double(m.tokens), y: $0) } }
+            if !val.isEmpty { series.append(.init(name: "\(r.name) val", points: val, dashed: true)) }
+        }
+        return SVGPlot(title: "Loss", xLabel: "tokens", yLabel: "cross-entropy (nats)", series: series).render()
+    }
+}

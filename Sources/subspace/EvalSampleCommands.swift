@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import Subspace
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mean loss and perplexity of a checkpoint on some data.")
+    @Option(help: "Checkpoint directory (a run's checkpoint/ or a Hugging Face LLaMA directory).") var checkpoint: String
+    @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file.") var data: String
+    @Option(help: "Which part of text data: all, train or validation (the corpus split).") var split: String = "all"
+    @Option(help: "Sequences per batch.") var batch: Int = 8
+    @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
+    @Flag(help: "Print {\"loss\", \"ppl\", \"tokens\"} as JSON.") var json = false
+
+    func run() throws {
+        let r: (Double, Int) = guarded {
+            guard ["all", "train", "validation"].contains(split) else { throw ConfigurationError("--split must be all, train or validation") }
+            let dir = URL(fileURLWithPath: checkpoint)
+            let model = try Checkpoint.loadModel(from: dir)
+            let t = seq ?? min(256, model.config.maxSeq)
+            try model.config.validate(batch: batch, seq: t)
+            let ids: [Int32]
+            if TokenFile.isTokenFile(data) {
+                ids = try TokenFile.read(path: data)
+            } else {
+                let tokPath = dir.appendingPathComponent("tokenizer.json").path
+                guard FileManager.default.fileExists(atPath: tokPath) else {
+                    throw ConfigurationError("'\(checkpoint)' has no tokenizer.json to encode text with; pass a .bin token file")
+                }
+                let tok = try TokenizerJSON.load(path: tokPath)
+                if tok.vocabSize > model.config.vocab {
+                    throw ConfigurationError("the tokenizer has \(tok.vocabSize) tokens but the model's vocabulary is \(model.config.vocab)")
+                }
+                let corpus = try TextCorpus.load(path: data)
+                let parts = corpus.split()
+                let text = split == "train" ? parts.train : split == "validation" ? parts.validation : corpus.works.map(\.text).joined()
+                ids = tok.encode(text)
+            }
+            if let bad = ids.first(where: { Int($0) >= model.config.vocab }) {
+                throw ConfigurationError("token id \(bad) is outside the model's vocabulary (\(model.config.vocab))")
+            }
+            let batches = try SequenceBatches(tokens: ids, batch: batch, seq: t, shuffle: false, seed: 0).evaluationBatches()
+            let e = try TrainingRun.evaluate(model: model, batches: batches)
+            return (e.loss, e.tokens)
+        }
+        if json {
+            print("{\"loss\": \(r.0), \"ppl\": \(exp(r.0)), \"tokens\": \(r.1)}")
+        } else {
+            print(String(format: "loss %.4f, perplexity %.2f over %d tokens", r.0, exp(r.0), r.1))
+        }
+    }
+}
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint.")
+    @Option(help: "Checkpoint directory with a tokenizer.json.") var checkpoint: String
+    @Option(help: "Text to continue.") var prompt: String = "\n"
+    @Option(help: "Tokens to generate.") var tokens: Int = 200
+    @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).") var topK: Int = 40
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+
+    func run() throws {
+        let text: String = guarded {
+            try sampleText(checkpoint: URL(fileURLWithPath: checkpoint), prompt: prompt, tokens: tokens, temperature: temperature, topK: topK, seed: seed)
+        }
+        print(text)
+    }
+}
+
+struct Plot: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Overlay the loss curves of several runs in one SVG.")
+    @Argument(help: "Run directories (each with metrics.jsonl).") var runs: [String]
+    @Option(help: "Output SVG path.") var out: String = "loss.svg"
+
+    func run() throws {
+        guarded {
+            guard !runs.isEmpty else { throw ConfigurationError("name at least one run directory") }
+            let series = try runs.map { r -> (String, [StepMetrics]) in
+                let url = URL(fileURLWithPath: r)
+                return (url.lastPathComponent, try MetricsLog.read(url: url.appendingPathComponent("metrics.jsonl")))
+            }
+            try AtomicFile.write(MetricsLog.lossPlot(runs: series), to: URL(fileURLWithPath: out))
+        }
+        print("wrote \(out)")
+    }
+}
+
+struct TokenizerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenizer", abstract: "Train a byte-level BPE tokenizer or encode text with one.",
+        subcommands: [TrainTokenizer.self, EncodeText.self])
+
+    struct TrainTokenizer: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "train", abstract: "Train on the training split of some text.")
+        @Option(help: "Text file or directory of .txt works.") var data: String
+        @Option(help: "Vocabulary size.") var vocab: Int = 4096
+        @Option(help: "Output tokenizer.json.") var out: String
+
+        func run() throws {
+            let n: Int = guarded {
+                guard vocab >= 257 else { throw ConfigurationError("--vocab must be at least 257 (256 bytes plus a special token)") }
+                let train = try TextCorpus.load(path: data).split().train
+                let tok = try BPETrainer(vocabSize: vocab).train(text: train)
+                try TokenizerJSON.save(tok, to: out)
+                return tok.vocabSize
+            }
+            print("wrote \(out) (\(n) tokens)")
+        }
+    }
+
+    struct EncodeText: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "encode", abstract: "Write token ids (.bin uint16, .u32 uint32).")
+        @Option(help: "tokenizer.json") var tokenizer: String
+        @Option(help: "UTF-8 text file.") var input: String
+        @Option(help: "Output ids file (.bin or .u32).") var out: String
+
+        func run() throws {
+            let n: Int = guarded {
+                let tok = try TokenizerJSON.load(path: tokenizer)
+                guard let d = FileManager.default.contents(atPath: input) else { throw DataError("cannot read '\(input)'") }
+                guard let text = String(data: d, encoding: .utf8) else { throw DataError("'\(input)' is not valid UTF-8 text") }
+                let ids = tok.encode(text)
+                try TokenFile.write(ids, path: out.hasSuffix(".bin") || out.hasSuffix(".u32") ? out : out + (tok.vocabSize > 65535 ? ".u32" : ".bin"))
+                return ids.count
+            }
+            print("wrote \(n) ids to \(out)")
+        }
+    }
+}

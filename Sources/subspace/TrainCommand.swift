@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import Subspace
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model (defaults: the tiny preset on the Shakespeare corpus, about 5 minutes on 2 cores).")
+
+    @Option(help: "Model preset: \(LlamaConfig.presetNames.joined(separator: ", ")).") var preset: String?
+    @Option(help: "A model config.json (Hugging Face LLaMA keys) instead of a preset.") var config: String?
+    @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file.") var data: String?
+    @Option(help: "A tokenizer.json to use instead of training one.") var tokenizer: String?
+    @Option(help: "Optimizer steps.") var steps: Int?
+    @Option(help: "Sequences per micro-batch.") var batch: Int?
+    @Option(help: "Sequence length (at most the model's maximum).") var seq: Int?
+    @Option(help: "constant or cosine (linear warmup, cosine decay to --min-lr-ratio).") var schedule: String?
+    @Option(help: "Warmup steps.") var warmup: Int?
+    @Option(name: .customLong("min-lr-ratio"), help: "Final learning rate / peak for cosine.") var minLRRatio: Float?
+    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: only at the end).") var evalEvery: Int?
+    @Option(name: .customLong("eval-batches"), help: "Validation batches per evaluation (0: all).") var evalBatches: Int?
+    @Option(name: .customLong("checkpoint-every"), help: "Checkpoint every N steps (0: only at the end).") var checkpointEvery: Int?
+    @Option(help: "Random seed.") var seed: UInt64?
+    @Option(help: "Shuffle sequences (true) or read the file in order (false).") var shuffle: Bool?
+    @Option(name: .customLong("init-from"), help: "Start from a Hugging Face LLaMA directory or Subspace checkpoint.") var initFrom: String?
+    @Option(help: "Run directory.") var out: String?
+    @Option(help: "Resume the run in this directory.") var resume: String?
+    @Option(name: .customLong("sample-tokens"), help: "Tokens to sample at the end (0: none).") var sampleTokens: Int = 120
+    @OptionGroup var opt: OptimizerFlags
+
+    func run() throws {
+        let (cfg, dir, resuming) = guarded { try resolve() }
+        let progress = Progress(total: cfg.steps)
+        let summary: RunSummary = guarded {
+            try TrainingRun(config: cfg, outDir: dir, resume: resuming).run { event in
+                switch event {
+                case .status(let s): progress.line(s)
+                case .step(let m, let total): progress.step(m, total: total)
+                case .evaluation(let step, let loss, let ppl):
+                    progress.line(String(format: "step %d: validation loss %.4f, perplexity %.2f", step, loss, ppl))
+                case .checkpoint(let step, let path): progress.line("step \(step): checkpoint saved to \(path)")
+                }
+            }
+        }
+        progress.finish()
+        var lines = [String(format: "trained %d steps (%d tokens) in %.0f s at %.0f tokens/s; peak RSS %.0f MiB",
+                            summary.steps, summary.tokens, summary.seconds, summary.tokensPerSecond, Double(summary.peakRSSBytes) / 1048576)]
+        if let vl = summary.valLoss, let vp = summary.valPerplexity {
+            lines.append(String(format: "validation loss %.4f, perplexity %.2f", vl, vp)
+                         + (summary.unigramPerplexity.map { String(format: " (unigram baseline %.1f)", $0) } ?? ""))
+        }
+        lines.append("run directory: \(dir.path)")
+        print(lines.joined(separator: "\n"))
+        if sampleTokens > 0 {
+            let ck = dir.appendingPathComponent("checkpoint")
+            if let text = try? sampleText(checkpoint: ck, prompt: "ROMEO:", tokens: sampleTokens, temperature: 0.8, topK: 40, seed: 0) {
+                print("sample:\n\(text)")
+            }
+        }
+    }
+
+    /// Builds the run config from flags, or from the run directory when resuming (flags then
+    /// may only extend `--steps` or change intervals; anything else must match).
+    func resolve() throws -> (RunConfig, URL, Bool) {
+        if let resume {
+            let dir = URL(fileURLWithPath: resume)
+            let saved = try RunConfig.load(url: dir.appendingPathComponent("run_config.json"))
+            var cfg = saved
+            try apply(to: &cfg)
+            let diff = cfg.resumeMismatches(with: saved)
+            if !diff.isEmpty {
+                throw ConfigurationError("the config does not match the run being resumed (\(diff.joined(separator: ", ")) differ)")
+            }
+            return (cfg, dir, true)
+        }
+        var model: LlamaConfig
+        var presetName: String? = preset ?? "tiny"
+        if let initFrom {
+            model = try Checkpoint.loadModel(from: URL(fileURLWithPath: initFrom)).config
+            presetName = nil
+        } else if let config {
+            guard let d = FileManager.default.contents(atPath: config) else { throw ConfigurationError("cannot read config '\(config)'") }
+            if let ours = try? JSONDecoder().decode(LlamaConfig.self, from: d) { model = ours } else { model = try LlamaConfig(huggingFaceJSON: d) }
+            presetName = nil
+        } else {
+            model = try LlamaConfig.preset(presetName!)
+        }
+        var cfg = RunConfig(model: model, data: data ?? defaultData())
+        cfg.preset = presetName
+        cfg.initFrom = initFrom
+        cfg.seq = min(256, model.maxSeq)
+        cfg.optimizerOptions.learningRate = 3e-3
+        try apply(to: &cfg)
+        let dir = URL(fileURLWithPath: out ?? "runs/\(presetName ?? "model")-\(cfg.optimizer)-\(Int(Date().timeIntervalSince1970))")
+        return (cfg, dir, false)
+    }
+
+    func apply(to c: inout RunConfig) throws {
+        if let data { c.data = data }
+        if let tokenizer { c.tokenizer = tokenizer }
+        if let steps { c.steps = steps }
+        if let batch { c.batch = batch }
+        if let seq { c.seq = seq }
+        if let schedule { c.schedule = schedule }
+        if let warmup { c.warmup = warmup }
+        if let minLRRatio { c.minLRRatio = minLRRatio }
+        if let evalEvery { c.evalEvery = evalEvery }
+        if let evalBatches { c.evalBatches = evalBatches }
+        if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let seed { c.seed = seed }
+        if let shuffle { c.shuffle = shuffle }
+        try opt.apply(to: &c)
+    }
+}
+
+/// The default corpus: `data/shakespeare` (made by scripts/setup.sh), else the shared copy.
+func defaultData() -> String {
+    for p in ["data/shakespeare", "../shared/data/shakespeare"] where FileManager.default.fileExists(atPath: p) { return p }
+    return "data/shakespeare"
+}
+
+/// Samples text from a checkpoint directory that holds a tokenizer.json.
+func sampleText(checkpoint: URL, prompt: String, tokens: Int, temperature: Float, topK: Int, seed: UInt64) throws -> String {
+    let model = try Checkpoint.loadModel(from: checkpoint)
+    let tok = try TokenizerJSON.load(path: checkpoint.appendingPathComponent("tokenizer.json").path)
+    var ids = tok.encode(prompt)
+    if ids.isEmpty { ids = [0] }
+    var rng = RandomStream(seed: seed)
+    let out = try Sampler.generate(model: model, prompt: ids, count: tokens, temperature: temperature, topK: topK, rng: &rng, stop: tok.endOfTextID.map(Int32.init))
+    return prompt + tok.decode(out.map { Int($0) })
+}
+
+/// A progress bar on a terminal, plain log lines otherwise.
+final class Progress {
+    let total: Int
+    let tty = isatty(STDERR_FILENO) != 0
+    var started = Date()
+    var lastPrint = Date.distantPast
+    var barShown = false
+
+    init(total: Int) { self.total = total }
+
+    func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+
+    func line(_ s: String) {
+        if barShown { write("\r\u{1B}[2K"); barShown = false }
+        write(s + "\n")
+    }
+
+    func step(_ m: StepMetrics, total: Int) {
+        let now = Date()
+        let elapsed = now.timeIntervalSince(started)
+        let eta = m.step > 0 ? elapsed / Double(m.step) * Double(total - m.step) : 0
+        if tty {
+            guard now.timeIntervalSince(lastPrint) > 0.1 || m.step == total else { return }
+            lastPrint = now
+            let width = 30, done = Int(Double(width) * Double(m.step) / Double(max(total, 1)))
+            let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
+            write(String(format: "\r\u{1B}[2K%@ %d/%d loss %.4f | %.0f tok/s | ETA %@", bar, m.step, total, m.loss, m.tokens_per_s, Self.clock(eta)))
+            barShown = true
+        } else if m.step == 1 || m.step % 10 == 0 || m.step == total {
+            write(String(format: "step %d/%d loss %.4f lr %.2e %.0f tok/s ETA %@\n", m.step, total, m.loss, m.lr, m.tokens_per_s, Self.clock(eta)))
+        }
+    }
+
+    func finish() { if barShown { write("\n"); barShown = false } }
+
+    static func clock(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}
