@@ -24,6 +24,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init-from"), help: "Start from a Hugging Face LLaMA directory or Subspace checkpoint.") var initFrom: String?
     @Option(help: "Run directory.") var out: String?
     @Option(help: "Resume the run in this directory.") var resume: String?
+    @Option(name: .customLong("stop-after"), help: "Pause after this step (checkpoint saved); continue later with --resume.") var stopAfter: Int?
     @Option(name: .customLong("sample-tokens"), help: "Tokens to sample at the end (0: none).") var sampleTokens: Int = 120
     @OptionGroup var opt: OptimizerFlags
 
@@ -31,7 +32,7 @@ struct Train: ParsableCommand {
         let (cfg, dir, resuming) = guarded { try resolve() }
         let progress = Progress(total: cfg.steps)
         let summary: RunSummary = guarded {
-            try TrainingRun(config: cfg, outDir: dir, resume: resuming).run { event in
+            try TrainingRun(config: cfg, outDir: dir, resume: resuming, stopAfter: stopAfter).run { event in
                 switch event {
                 case .status(let s): progress.line(s)
                 case .step(let m, let total): progress.step(m, total: total)

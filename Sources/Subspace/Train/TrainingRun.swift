@@ -39,9 +39,12 @@ public final class TrainingRun {
     public let config: RunConfig
     public let outDir: URL
     public let resume: Bool
+    /// Pause after this step: checkpoint and return, as if interrupted (the schedule still
+    /// spans `config.steps`); `resume` continues from there.
+    public let stopAfter: Int?
 
-    public init(config: RunConfig, outDir: URL, resume: Bool = false) {
-        self.config = config; self.outDir = outDir; self.resume = resume
+    public init(config: RunConfig, outDir: URL, resume: Bool = false, stopAfter: Int? = nil) {
+        self.config = config; self.outDir = outDir; self.resume = resume; self.stopAfter = stopAfter
     }
 
     public var checkpointDir: URL { outDir.appendingPathComponent("checkpoint") }
@@ -121,7 +124,8 @@ public final class TrainingRun {
         var lastLoss = Double.nan, lastVal: Double? = nil
         var trainSeconds = 0.0, trainTokens = 0
         let tokensPerStep = c.batch * c.seq * c.gradAccum
-        while trainer.step < c.steps {
+        let end = min(c.steps, stopAfter ?? c.steps)
+        while trainer.step < end {
             let t0 = Clock.now()
             let mbs = (0..<c.gradAccum).map { _ in batches.next() }
             let report = try trainer.trainStep(mbs)
@@ -144,7 +148,7 @@ public final class TrainingRun {
             }
             log.append(m)
             events(.step(m, totalSteps: c.steps))
-            if last || (c.checkpointEvery > 0 && trainer.step % c.checkpointEvery == 0) { try saveCheckpoint() }
+            if trainer.step == end || (c.checkpointEvery > 0 && trainer.step % c.checkpointEvery == 0) { try saveCheckpoint() }
         }
         if let all = try? MetricsLog.read(url: metricsURL) {
             try? AtomicFile.write(MetricsLog.lossPlot(runs: [(outDir.lastPathComponent, all)]), to: outDir.appendingPathComponent("loss.svg"))
