@@ -16,7 +16,7 @@ while [[ $# -gt 0 ]]; do
     *) extra+=("$1"); shift;;
   esac
 done
-bin=.build/release/subspace
+bin=${SUBSPACE_BIN:-.build/release/subspace}
 [[ -x $bin ]] || swift build -c release >/dev/null
 out=$(mktemp -d)
 for r in $(seq 1 "$rounds"); do

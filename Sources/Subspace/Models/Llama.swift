@@ -114,7 +114,8 @@ public final class LlamaModel {
 
     // MARK: Forward
 
-    /// Runs the decoder up to the logits (left in the activation buffer).
+    /// Runs the decoder up to the final norm (`a.xf`); the head runs chunk by chunk in
+    /// `headChunks`.
     private func forwardToLogits(_ batch: TokenBatch) -> LlamaActivations {
         let a = buffers(batch: batch.batch, seq: batch.seq)
         a.tokenIds = batch.tokens
@@ -143,8 +144,20 @@ public final class LlamaModel {
             Linear.forward(x: a.hbuf.data, weight: blk.down.value.data, y: next.data, rows: n, inFeatures: f, outFeatures: d, accumulate: true)
         }
         RMSNorm.forward(x: a.xL.data, weight: finalNorm.value.data, y: a.xf.data, rstd: a.rstdf.data, rows: n, dim: d, eps: c.normEps)
-        Linear.forward(x: a.xf.data, weight: head.value.data, y: a.logits.data, rows: n, inFeatures: d, outFeatures: c.vocab)
         return a
+    }
+
+    /// Runs the LM head over row chunks of `a.xf`: for each chunk the logits land in
+    /// `a.logits` (rows `0..<r1-r0`) and `body(r0, r1)` consumes them.
+    private func headChunks(_ a: LlamaActivations, _ body: (Int, Int) -> Void) {
+        let n = a.batch * a.seq, d = config.dim
+        var r0 = 0
+        while r0 < n {
+            let r1 = min(n, r0 + a.logitRows)
+            Linear.forward(x: a.xf.data + r0 * d, weight: head.value.data, y: a.logits.data, rows: r1 - r0, inFeatures: d, outFeatures: config.vocab)
+            body(r0, r1)
+            r0 = r1
+        }
     }
 
     /// The logits `[batch * seq, vocab]` for a batch (targets are ignored).
@@ -152,7 +165,10 @@ public final class LlamaModel {
         try check(batch)
         let a = forwardToLogits(batch)
         hasForward = false
-        return a.logits.copy()
+        let v = config.vocab
+        let out = Tensor(uninitialized: [batch.batch * batch.seq, v])
+        headChunks(a) { r0, r1 in (out.data + r0 * v).update(from: a.logits.data, count: (r1 - r0) * v) }
+        return out
     }
 
     /// Mean cross-entropy of a batch, without keeping anything for backward.
@@ -160,26 +176,46 @@ public final class LlamaModel {
         try check(batch)
         let a = forwardToLogits(batch)
         hasForward = false
-        let r = a.targets.withUnsafeBufferPointer { tp in
-            CrossEntropy.forwardBackward(logits: a.logits.data, targets: tp.baseAddress!, rows: a.batch * a.seq, vocab: config.vocab, gradScale: nil)
+        var sum = 0.0, count = 0
+        a.targets.withUnsafeBufferPointer { tp in
+            headChunks(a) { r0, r1 in
+                let r = CrossEntropy.forwardBackward(logits: a.logits.data, targets: tp.baseAddress! + r0, rows: r1 - r0, vocab: config.vocab, gradScale: nil)
+                sum += r.sum; count += r.count
+            }
         }
-        return (r.count > 0 ? r.sum / Double(r.count) : 0, r.count)
+        return (count > 0 ? sum / Double(count) : 0, count)
     }
 
-    /// Forward pass that prepares backward: returns the mean loss over valid targets and
-    /// leaves `lossScale * dLoss/dlogits` ready. Use `lossScale = 1 / microBatches` under
-    /// gradient accumulation.
+    /// Forward pass that prepares backward: returns the mean loss over valid targets. Use
+    /// `lossScale = 1 / microBatches` under gradient accumulation.
+    ///
+    /// The LM head's own backward runs here, chunk by chunk with the loss: each logits chunk
+    /// becomes `lossScale * dLoss/dlogits` in place and is immediately turned into its share
+    /// of dL/d(final norm output) and of the head's weight gradient. So the head gradient is
+    /// complete when this returns, and `backward()` starts at the final norm.
     @discardableResult
     public func forward(_ batch: TokenBatch, lossScale: Float = 1) throws -> Float {
         try check(batch)
         let a = forwardToLogits(batch)
         let n = a.batch * a.seq
+        let d = config.dim, v = config.vocab
         let valid = a.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
-        let r = a.targets.withUnsafeBufferPointer { tp in
-            CrossEntropy.forwardBackward(logits: a.logits.data, targets: tp.baseAddress!, rows: n, vocab: config.vocab, gradScale: lossScale / Float(max(valid, 1)))
+        let scale = lossScale / Float(max(valid, 1))
+        var sum = 0.0, count = 0
+        let dHead = head.requiresGrad ? head.gradient().data : nil
+        a.targets.withUnsafeBufferPointer { tp in
+            headChunks(a) { r0, r1 in
+                let r = CrossEntropy.forwardBackward(logits: a.logits.data, targets: tp.baseAddress! + r0, rows: r1 - r0, vocab: v, gradScale: scale)
+                sum += r.sum; count += r.count
+                Linear.backwardInput(dy: a.logits.data, weight: head.value.data, dx: a.dA.data + r0 * d, rows: r1 - r0, inFeatures: d, outFeatures: v)
+                if let dHead {
+                    Linear.backwardWeight(dy: a.logits.data, x: a.xf.data + r0 * d, dWeight: dHead, rows: r1 - r0, inFeatures: d, outFeatures: v)
+                }
+            }
         }
+        _ = n
         hasForward = true
-        return r.count > 0 ? Float(r.sum / Double(r.count)) : 0
+        return count > 0 ? Float(sum / Double(count)) : 0
     }
 
     // MARK: Backward
@@ -200,9 +236,7 @@ public final class LlamaModel {
         }
         func normGrad(_ p: Parameter) -> UnsafeMutablePointer<Float>? { p.requiresGrad ? p.gradient().data : nil }
 
-        // Head and final norm.
-        Linear.backwardInput(dy: a.logits.data, weight: head.value.data, dx: a.dA.data, rows: n, inFeatures: d, outFeatures: c.vocab)
-        weightGrad(head, dy: a.logits, x: a.xf, inF: d, outF: c.vocab)
+        // Head (its gradients were formed in forward, dL/dxf is in dA) and final norm.
         if !c.tiedEmbeddings { notify(head) }
         RMSNorm.backward(dy: a.dA.data, x: a.xL.data, weight: finalNorm.value.data, rstd: a.rstdf.data, dx: a.dX.data, dWeight: normGrad(finalNorm), rows: n, dim: d, accumulate: false)
         notify(finalNorm)

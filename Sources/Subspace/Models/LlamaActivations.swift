@@ -8,7 +8,9 @@
 /// - per layer: residual input x, normalised xn, q, attention output, residual after
 ///   attention, its normalised form (6ND); k, v (2NK); gate and up (2NF); two reciprocal-RMS
 ///   vectors (2N); attention probabilities (B*H*T^2);
-/// - once: final residual and its norm (2ND), final reciprocal RMS (N), logits (NV);
+/// - once: final residual and its norm (2ND), final reciprocal RMS (N), one chunk of logits
+///   (R x V with R = `logitRows`, at most 2^22 / V rows: the head and the loss run chunk by
+///   chunk, so the N x V logits are never held at once);
 /// - scratch: three N x D gradients, dk and dv (2NK) and one N x F buffer.
 /// `LlamaActivations.bytes(config:batch:seq:)` is that sum; the memory test checks it against
 /// the allocations.
@@ -29,6 +31,11 @@ public final class LlamaActivations {
     }
     let layers: [Layer]
     let xL, xf, rstdf, logits: Tensor
+    /// Rows of the logits chunk.
+    let logitRows: Int
+
+    /// Rows per logits chunk: about 16 MiB of float32 logits, at least one row.
+    static func logitRows(config c: LlamaConfig, tokens n: Int) -> Int { max(1, min(n, (1 << 22) / c.vocab)) }
     // scratch
     let dX, dA, dq, dk, dv, hbuf: Tensor
     let attention: CausalAttention
@@ -39,7 +46,8 @@ public final class LlamaActivations {
         attention = CausalAttention(batch: batch, seq: seq, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
         layers = (0..<c.layers).map { _ in Layer(n: n, d: d, kv: kv, f: f, probs: batch * c.heads * seq * seq) }
         xL = Tensor(zeros: [n, d]); xf = Tensor(zeros: [n, d]); rstdf = Tensor(zeros: [n])
-        logits = Tensor(zeros: [n, c.vocab])
+        logitRows = LlamaActivations.logitRows(config: c, tokens: n)
+        logits = Tensor(zeros: [logitRows, c.vocab])
         dX = Tensor(zeros: [n, d]); dA = Tensor(zeros: [n, d]); dq = Tensor(zeros: [n, d])
         dk = Tensor(zeros: [n, kv]); dv = Tensor(zeros: [n, kv]); hbuf = Tensor(zeros: [n, f])
         tokenIds = [Int32](repeating: 0, count: n)
@@ -50,7 +58,7 @@ public final class LlamaActivations {
     public static func bytes(config c: LlamaConfig, batch: Int, seq: Int) -> Int {
         let n = batch * seq, d = c.dim, kv = c.kvHeads * c.headDim, f = c.ffnDim
         let perLayer = 6 * n * d + 2 * n * kv + 2 * n * f + 2 * n + batch * c.heads * seq * seq
-        let once = 2 * n * d + n + n * c.vocab
+        let once = 2 * n * d + n + logitRows(config: c, tokens: n) * c.vocab
         let scratch = 3 * n * d + 2 * n * kv + n * f
         return 4 * (c.layers * perLayer + once + scratch)
     }
