@@ -8,7 +8,7 @@ struct OptimizerFlags: ParsableArguments {
     var optimizer: String?
     @Option(help: "Learning rate (default: the optimizer's; train uses 3e-3 for adamw).")
     var lr: Float?
-    @Option(help: "Adam betas as 'b1,b2' (default 0.9,0.999).")
+    @Option(help: "Adam betas as 'b1,b2' (default 0.9,0.999); Adafactor takes beta1 alone.")
     var betas: String?
     @Option(help: "Adam epsilon (default 1e-8).")
     var eps: Float?
@@ -24,6 +24,22 @@ struct OptimizerFlags: ParsableArguments {
     var updateGap: Int?
     @Option(help: "Scale of the projected update (GaLore family).")
     var scale: Float?
+    @Flag(name: .customLong("no-nesterov"), help: "Plain momentum instead of Nesterov (Muon, whose default is Nesterov).")
+    var noNesterov = false
+    @Option(name: .customLong("relative-step"), help: "Adafactor: time-dependent relative step, true/false (default: true exactly when no --lr is given).")
+    var relativeStep: Bool?
+    @Option(name: .customLong("scale-parameter"), help: "Adafactor: scale the step by the parameter RMS, true/false (default: as --relative-step).")
+    var scaleParameter: Bool?
+    @Flag(name: .customLong("warmup-init"), help: "Adafactor: warm the relative step up as 1e-6 t.")
+    var warmupInit = false
+    @Option(name: .customLong("clip-threshold"), help: "Adafactor: largest RMS of the normalised update (default 1).")
+    var clipThreshold: Float?
+    @Option(name: .customLong("decay-rate"), parsing: .unconditional, help: "Adafactor: beta2_t = 1 - t^rate (default -0.8).")
+    var decayRate: Float?
+    @Option(name: .customLong("adam-lr"), help: "Muon: learning rate of the AdamW side (default 3e-4).")
+    var adamLR: Float?
+    @Option(name: .customLong("muon-adjust-lr"), help: "Muon: lr adjustment by shape: original, match_rms_adamw or spectral_unclamped (default original).")
+    var muonAdjustLR: String?
     @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step (default 1).")
     var gradAccum: Int?
     @Option(name: .customLong("clip"), help: "Gradient clipping norm, 0 = off (train default 1.0, bench 0).")
@@ -42,10 +58,24 @@ struct OptimizerFlags: ParsableArguments {
         if let rank { o.rank = rank }
         if let updateGap { o.updateGap = updateGap }
         if let scale { o.scale = scale }
+        if noNesterov {
+            guard !nesterov else { throw ConfigurationError("--nesterov and --no-nesterov contradict each other") }
+            o.nesterov = false
+        }
+        if let relativeStep { o.relativeStep = relativeStep }
+        if let scaleParameter { o.scaleParameter = scaleParameter }
+        if warmupInit { o.warmupInit = true }
+        if let clipThreshold { o.clipThreshold = clipThreshold }
+        if let decayRate { o.decayRate = decayRate }
+        if let adamLR { o.adamLearningRate = adamLR }
+        if let muonAdjustLR { o.muonAdjustment = muonAdjustLR }
         if let betas {
             let parts = betas.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
-            guard parts.count == 2 else { throw ConfigurationError("--betas takes two numbers like 0.9,0.999, got '\(betas)'") }
-            o.beta1 = parts[0]; o.beta2 = parts[1]
+            let count = betas.split(separator: ",").count
+            guard parts.count == count, count == 1 || count == 2 else {
+                throw ConfigurationError("--betas takes two numbers like 0.9,0.999 (or beta1 alone, for Adafactor), got '\(betas)'")
+            }
+            o.beta1 = parts[0]; o.beta2 = count == 2 ? parts[1] : nil
         }
         return o
     }

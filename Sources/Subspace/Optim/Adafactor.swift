@@ -399,3 +399,42 @@ public final class Adafactor: ParameterwiseOptimizer<AdafactorMoments> {
             decay: 1 - stepSize * weightDecay)
     }
 }
+
+extension OptimizerRegistry {
+    /// `adafactor`: Adafactor for every parameter. Without a learning rate it is
+    /// transformers' default (relative step, parameter scaling); with one it is the
+    /// external-rate form that transformers recommends with a schedule and GaLore's script
+    /// uses (`relative_step=False, scale_parameter=False`), unless `relativeStep` /
+    /// `scaleParameter` say otherwise. `beta1` turns the first moment on (off by default);
+    /// `eps` is the g^2 regulariser (1e-30); there is no beta2 (the second moment decays as
+    /// 1 - t^decayRate). Weight decay defaults to 0.
+    public static func adafactorOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
+        let relative = o.relativeStep ?? (o.learningRate == nil)
+        if relative, let lr = o.learningRate {
+            throw ConfigurationError("adafactor: a learning rate (\(lr)) cannot be combined with the relative step; set relative step off or give no learning rate")
+        }
+        if !relative && o.learningRate == nil {
+            throw ConfigurationError("adafactor: without the relative step a learning rate is needed")
+        }
+        if o.warmupInit == true && !relative { throw ConfigurationError("adafactor: warmup init requires the relative step") }
+        if let b2 = o.beta2 {
+            throw ConfigurationError("adafactor has no beta2 (got \(b2)): its second moment decays as 1 - t^decay_rate; give beta1 alone")
+        }
+        let rule = AdafactorRule(
+            eps1: o.eps ?? 1e-30, clipThreshold: o.clipThreshold ?? 1, decayRate: o.decayRate ?? -0.8,
+            beta1: o.beta1, relativeStep: relative, scaleParameter: o.scaleParameter ?? relative,
+            warmupInit: o.warmupInit ?? false)
+        let wd = o.weightDecay ?? 0
+        if let lr = o.learningRate, !(lr > 0 && lr.isFinite) { throw ConfigurationError("learning rate must be positive, got \(lr)") }
+        if let b1 = rule.beta1, !(b1 >= 0 && b1 < 1) { throw ConfigurationError("beta1 must be in [0, 1), got \(b1)") }
+        guard rule.eps1 > 0, rule.eps1.isFinite else { throw ConfigurationError("eps must be positive, got \(rule.eps1)") }
+        guard rule.clipThreshold > 0, rule.clipThreshold.isFinite else {
+            throw ConfigurationError("clip threshold must be positive, got \(rule.clipThreshold)")
+        }
+        guard rule.decayRate < 0, rule.decayRate.isFinite else {
+            throw ConfigurationError("decay rate must be negative (beta2_t = 1 - t^decay_rate), got \(rule.decayRate)")
+        }
+        guard wd >= 0, wd.isFinite else { throw ConfigurationError("weight decay must be non-negative, got \(wd)") }
+        return RoutedOptimizer(fallback: Adafactor(learningRate: o.learningRate, rule: rule, weightDecay: wd))
+    }
+}

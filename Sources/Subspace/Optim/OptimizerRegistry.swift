@@ -14,6 +14,22 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     public var updateGap: Int?
     /// Scale of the projected update (GaLore's alpha).
     public var scale: Float?
+    /// Adafactor: time-dependent relative step (default: on exactly when no learning rate is
+    /// given).
+    public var relativeStep: Bool?
+    /// Adafactor: scale the step by the parameter's RMS (default: as `relativeStep`).
+    public var scaleParameter: Bool?
+    /// Adafactor: warm the relative step up as 1e-6 t (default off).
+    public var warmupInit: Bool?
+    /// Adafactor: largest RMS of the normalised update (default 1).
+    public var clipThreshold: Float?
+    /// Adafactor: second-moment decay exponent, beta2_t = 1 - t^decayRate (default -0.8).
+    public var decayRate: Float?
+    /// Muon: learning rate of the AdamW side (default 3e-4).
+    public var adamLearningRate: Float?
+    /// Muon: learning-rate adjustment by shape, a `MuonLRAdjustment` raw value
+    /// (default "original").
+    public var muonAdjustment: String?
     public init() {}
 }
 
@@ -39,6 +55,9 @@ public enum OptimizerRegistry {
             guard mu >= 0, mu < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(mu)") }
             return RoutedOptimizer(fallback: SGD(learningRate: lr, momentum: mu, weightDecay: o.weightDecay ?? 0, nesterov: o.nesterov ?? false))
         },
+        "adafactor": { try adafactorOptimizer($0) },
+        "lion": { try lionOptimizer($0) },
+        "muon": { try muonOptimizer($0) },
     ]
 
     public static var names: [String] { builders.keys.sorted() }
