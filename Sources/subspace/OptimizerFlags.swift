@@ -24,6 +24,12 @@ struct OptimizerFlags: ParsableArguments {
     var updateGap: Int?
     @Option(help: "Scale of the projected update (GaLore family).")
     var scale: Float?
+    @Option(name: .customLong("proj-type"), help: "GaLore family: projection type: std, reverse_std, left, right, gaussian or rademacher (default std).")
+    var projType: String?
+    @Option(name: .customLong("proj-seed"), help: "GaLore family: seed of the random projections (default 0).")
+    var projSeed: UInt64?
+    @Option(name: .customLong("fira-residual"), help: "Fira: residual outside the subspace, paper ((I - PP^T)G) or reference (fira 1.0.2's G - scale PP^T G) (default paper).")
+    var firaResidual: String?
     @Flag(name: .customLong("no-nesterov"), help: "Plain momentum instead of Nesterov (Muon, whose default is Nesterov).")
     var noNesterov = false
     @Option(name: .customLong("relative-step"), help: "Adafactor: time-dependent relative step, true/false (default: true exactly when no --lr is given).")
@@ -58,6 +64,9 @@ struct OptimizerFlags: ParsableArguments {
         if let rank { o.rank = rank }
         if let updateGap { o.updateGap = updateGap }
         if let scale { o.scale = scale }
+        if let projType { o.projectionType = projType }
+        if let projSeed { o.projectionSeed = projSeed }
+        if let firaResidual { o.firaResidual = firaResidual }
         if noNesterov {
             guard !nesterov else { throw ConfigurationError("--nesterov and --no-nesterov contradict each other") }
             o.nesterov = false

@@ -67,8 +67,8 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
             stepSize: lr / bc1, bc2Sqrt: bc2.squareRoot())
     }
 
-    /// The element loop, shared with rules that run Adam on other buffers (GaLore's
-    /// projected moments, for instance): updates m, v and writes the step into `p`.
+    /// The element loop: decays `p`, advances m and v with `AdamMoments` (torch style) and
+    /// writes the step into `p`.
     public static func kernel(
         p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
         v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>?, count: Int,
@@ -77,14 +77,64 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
         let decay = 1 - lr * weightDecay
         Parallel.ranges(count, grain: 1 << 15) { r in
             for i in r {
-                let gi = g[i]
                 p[i] *= decay
-                let mi = m[i] + (1 - beta1) * (gi - m[i])
-                let vi = beta2 * v[i] + (1 - beta2) * gi * gi
-                m[i] = mi; v[i] = vi
-                var vv = vi
-                if let vMax { vv = max(vMax[i], vi); vMax[i] = vv }
-                p[i] -= stepSize * mi / (vv.squareRoot() / bc2Sqrt + eps)
+                let (mi, denom) = AdamMoments.advance(
+                    g[i], m: &m[i], v: &v[i], vMax: vMax.map { $0 + i },
+                    beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, style: .torch)
+                p[i] -= stepSize * mi / denom
+            }
+        }
+    }
+}
+
+/// Adam's moment update, shared by `AdamW` (PyTorch style) and the rules that run Adam on
+/// other buffers (GaLore's and Fira's projected moments, Hugging Face style).
+///
+/// With t counted from 1, bc1 = 1 - beta1^t and bc2 = 1 - beta2^t, the two styles take the
+/// same step up to where eps sits:
+///
+///     torch:        m <- m + (1 - b1)(g - m)    step lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+///     huggingFace:  m <- b1 m + (1 - b1) g      step lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)
+///
+/// and both update v <- b2 v + (1 - b2) g^2 (keeping its running maximum with amsgrad).
+/// `huggingFace` is `transformers.AdamW`, which galore-torch and fira copy.
+public enum AdamMoments {
+    public enum Style: Sendable { case torch, huggingFace }
+
+    /// The step size multiplying m / denominator at step `t` (1-based).
+    public static func stepSize(lr: Float, beta1: Float, beta2: Float, step t: Int, style: Style) -> Float {
+        let bc1 = 1 - pow(beta1, Float(t)), bc2 = 1 - pow(beta2, Float(t))
+        return style == .torch ? lr / bc1 : lr * bc2.squareRoot() / bc1
+    }
+
+    /// Advances one element's moments with gradient `g`; returns the new m and the
+    /// denominator (`bc2Sqrt` = sqrt(1 - beta2^t), used by the torch style only).
+    @inline(__always)
+    public static func advance(
+        _ g: Float, m: inout Float, v: inout Float, vMax: UnsafeMutablePointer<Float>?,
+        beta1: Float, beta2: Float, eps: Float, bc2Sqrt: Float, style: Style
+    ) -> (m: Float, denom: Float) {
+        let mi = style == .torch ? m + (1 - beta1) * (g - m) : beta1 * m + (1 - beta1) * g
+        let vi = beta2 * v + (1 - beta2) * g * g
+        m = mi; v = vi
+        var vv = vi
+        if let vMax { vv = max(vMax.pointee, vi); vMax.pointee = vv }
+        return (mi, style == .torch ? vv.squareRoot() / bc2Sqrt + eps : vv.squareRoot() + eps)
+    }
+
+    /// Advances `count` moments with `g` and writes the normalized direction m / denominator
+    /// into `out` (which may be `g` itself).
+    public static func direction(
+        g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+        out: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, eps: Float,
+        step t: Int, style: Style
+    ) {
+        let bc2Sqrt = (1 - pow(beta2, Float(t))).squareRoot()
+        Parallel.ranges(count, grain: 1 << 15) { r in
+            for i in r {
+                let (mi, denom) = advance(
+                    g[i], m: &m[i], v: &v[i], vMax: nil, beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, style: style)
+                out[i] = mi / denom
             }
         }
     }

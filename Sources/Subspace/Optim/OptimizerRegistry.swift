@@ -30,6 +30,12 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     /// Muon: learning-rate adjustment by shape, a `MuonLRAdjustment` raw value
     /// (default "original").
     public var muonAdjustment: String?
+    /// GaLore family: projection type, a `ProjectionType` raw value (default "std").
+    public var projectionType: String?
+    /// GaLore family: seed of the random projections (default 0).
+    public var projectionSeed: UInt64?
+    /// Fira: residual form, a `Fira.Residual` raw value, "paper" or "reference" (default "paper").
+    public var firaResidual: String?
     public init() {}
 }
 
@@ -58,6 +64,8 @@ public enum OptimizerRegistry {
         "adafactor": { try adafactorOptimizer($0) },
         "lion": { try lionOptimizer($0) },
         "muon": { try muonOptimizer($0) },
+        "galore": { try galoreOptimizer($0) },
+        "fira": { try firaOptimizer($0) },
     ]
 
     public static var names: [String] { builders.keys.sorted() }
