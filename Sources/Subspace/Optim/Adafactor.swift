@@ -87,10 +87,10 @@ public struct AdafactorRule: Equatable, Sendable {
         return scaleParameter ? rel * max(eps2, parameterRMS) : rel
     }
 
-    /// ||t|| / sqrt(count), accumulated in Double.
+    /// ||t|| / sqrt(count) (BLAS `snrm2`, which scales to avoid overflow).
     public static func rms(_ t: Tensor) -> Float {
         guard t.count > 0 else { return 0 }
-        return Float((sumOfSquares(t.data, t.count) / Double(t.count)).squareRoot())
+        return BLAS.nrm2(t.count, t.data) / Float(t.count).squareRoot()
     }
 
     /// The divisor of update clipping: max(1, rms / clipThreshold).
@@ -111,33 +111,43 @@ public struct AdafactorRule: Equatable, Sendable {
         }
         let (batches, rows, cols) = Self.matrixView(g.shape)
         let row = s.row!.data, col = s.col!.data
-        let colSums = UnsafeMutablePointer<Double>.allocate(capacity: max(1, batches * cols))
-        defer { colSums.deallocate() }
-        colSums.initialize(repeating: 0, count: batches * cols)
+        let chunks = Self.rowChunks(rows: rows, cols: cols)
+        // Column sums per chunk in Double, combined in chunk order (deterministic).
+        let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(1, chunks.count * cols))
+        defer { partial.deallocate() }
         for b in 0..<batches {
             let gb = g.data + b * rows * cols
-            let chunks = Self.rowChunks(rows: rows, cols: cols)
-            let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(1, chunks.count * cols))
-            defer { partial.deallocate() }
             partial.initialize(repeating: 0, count: chunks.count * cols)
             Parallel.perform(chunks.count) { c in
                 let acc = partial + c * cols
+                let e8 = SIMD8<Float>(repeating: eps1)
                 for i in chunks[c] {
                     let gr = gb + i * cols
-                    var rs = 0.0
-                    for j in 0..<cols {
-                        let u = Double(gr[j] * gr[j] + eps1)
-                        rs += u; acc[j] += u
+                    var lanes = SIMD8<Float>()
+                    var j = 0
+                    while j + 8 <= cols {
+                        let g8 = Self.load(gr + j)
+                        let u8 = g8 * g8 + e8
+                        lanes += u8
+                        let a8 = UnsafeMutableRawPointer(acc + j)
+                        a8.storeBytes(of: a8.loadUnaligned(as: SIMD8<Double>.self) + SIMD8<Double>(u8), as: SIMD8<Double>.self)
+                        j += 8
+                    }
+                    var rs = Double(lanes.sum())
+                    while j < cols {
+                        let u = gr[j] * gr[j] + eps1
+                        rs += Double(u); acc[j] += Double(u)
+                        j += 1
                     }
                     let ri = b * rows + i
                     row[ri] = b2 * row[ri] + (1 - b2) * Float(rs / Double(cols))
                 }
             }
-            let cs = colSums + b * cols
-            for c in 0..<chunks.count { for j in 0..<cols { cs[j] += partial[c * cols + j] } }
             for j in 0..<cols {
+                var cs = 0.0
+                for c in 0..<chunks.count { cs += partial[c * cols + j] }
                 let ci = b * cols + j
-                col[ci] = b2 * col[ci] + (1 - b2) * Float(cs[j] / Double(rows))
+                col[ci] = b2 * col[ci] + (1 - b2) * Float(cs / Double(rows))
             }
         }
     }
@@ -146,15 +156,40 @@ public struct AdafactorRule: Equatable, Sendable {
     /// scaling (for rules that treat momentum or clipping differently, as Flora does).
     public func normalized(_ g: Tensor, moments s: AdafactorMoments) -> Tensor {
         let out = Tensor(uninitialized: g.shape)
-        let od = out.data
-        forEachNormalized(g, moments: s) { i, u in od[i] = u }
+        let od = out.data, gd = g.data
+        forEachSegment(g, moments: s) { _, off, n, r, c in
+            let r8 = SIMD8<Float>(repeating: r)
+            var j = 0
+            while j + 8 <= n {
+                Self.store((r8 * Self.load(c + j)) * Self.load(gd + off + j), od + off + j)
+                j += 8
+            }
+            while j < n { od[off + j] = (r * c[j]) * gd[off + j]; j += 1 }
+        }
         return out
     }
 
     /// RMS of the normalised update without materialising it.
     public func normalizedRMS(_ g: Tensor, moments s: AdafactorMoments) -> Float {
-        let sq = forEachNormalized(g, moments: s) { _, _ in }
-        return g.count == 0 ? 0 : Float((sq / Double(g.count)).squareRoot())
+        guard g.count > 0 else { return 0 }
+        let gd = g.data
+        var sums = [Double](repeating: 0, count: Parallel.workers)
+        sums.withUnsafeMutableBufferPointer { sp in
+            forEachSegment(g, moments: s) { c, off, n, r, cf in
+                let r8 = SIMD8<Float>(repeating: r)
+                var lanes = SIMD8<Float>()
+                var j = 0
+                while j + 8 <= n {
+                    let u8 = (r8 * Self.load(cf + j)) * Self.load(gd + off + j)
+                    lanes += u8 * u8
+                    j += 8
+                }
+                var acc = Double(lanes.sum())
+                while j < n { let u = (r * cf[j]) * gd[off + j]; acc += Double(u * u); j += 1 }
+                sp[c] += acc
+            }
+        }
+        return Float((sums.reduce(0, +) / Double(g.count)).squareRoot())
     }
 
     /// transformers' whole update after `advance`: normalised, clipped, scaled by
@@ -179,50 +214,79 @@ public struct AdafactorRule: Equatable, Sendable {
     /// stepSize / clip divisor and `decay` = 1 - stepSize * weightDecay,
     /// `p <- decay p - scale U` (or through the first moment with `beta1`).
     func applyFused(to p: Tensor, gradient g: Tensor, moments s: AdafactorMoments, scale: Float, decay: Float) {
-        let pd = p.data
+        let pd = p.data, gd = g.data
+        let s8 = SIMD8<Float>(repeating: scale), d8 = SIMD8<Float>(repeating: decay)
         if let beta1, let m = s.expAvg {
             let md = m.data
-            forEachNormalized(g, moments: s) { i, u in
-                md[i] = beta1 * md[i] + (1 - beta1) * (u * scale)
-                pd[i] = pd[i] * decay - md[i]
+            let b8 = SIMD8<Float>(repeating: beta1), nb8 = SIMD8<Float>(repeating: 1 - beta1)
+            forEachSegment(g, moments: s) { _, off, n, r, c in
+                let r8 = SIMD8<Float>(repeating: r)
+                var j = 0
+                while j + 8 <= n {
+                    let k = off + j
+                    let u8 = (r8 * Self.load(c + j)) * Self.load(gd + k)
+                    let m8 = b8 * Self.load(md + k) + nb8 * (u8 * s8)
+                    Self.store(m8, md + k)
+                    Self.store(Self.load(pd + k) * d8 - m8, pd + k)
+                    j += 8
+                }
+                while j < n {
+                    let k = off + j
+                    let u = (r * c[j]) * gd[k]
+                    md[k] = beta1 * md[k] + (1 - beta1) * (u * scale)
+                    pd[k] = pd[k] * decay - md[k]
+                    j += 1
+                }
             }
         } else {
-            forEachNormalized(g, moments: s) { i, u in pd[i] = pd[i] * decay - u * scale }
+            forEachSegment(g, moments: s) { _, off, n, r, c in
+                let r8 = SIMD8<Float>(repeating: r)
+                var j = 0
+                while j + 8 <= n {
+                    let k = off + j
+                    let u8 = (r8 * Self.load(c + j)) * Self.load(gd + k)
+                    Self.store(Self.load(pd + k) * d8 - u8 * s8, pd + k)
+                    j += 8
+                }
+                while j < n {
+                    let k = off + j
+                    pd[k] = pd[k] * decay - ((r * c[j]) * gd[k]) * scale
+                    j += 1
+                }
+            }
         }
     }
 
-    /// Calls `body(i, U[i])` for every element (in parallel over disjoint index ranges, so
-    /// `body` may write element i of buffers) and returns the sum of U^2 in Double.
-    /// Deterministic: the split depends only on the shape.
-    @discardableResult @inline(__always)
-    func forEachNormalized(
-        _ g: Tensor, moments s: AdafactorMoments, _ body: (Int, Float) -> Void
-    ) -> Double {
+    /// Walks the normalised update U = g / sqrt(v_hat) in contiguous segments, in parallel:
+    /// `body(chunk, offset, n, r, c)` covers elements offset..<offset + n, where
+    /// U[offset + j] = (r * c[j]) * g[offset + j]. For a factored state a segment is a row
+    /// (r its row factor rsqrt(row / mean(row)), c the column factors rsqrt(col)); for a full
+    /// one it is a slice of up to 4096 elements with r = 1 and c = rsqrt(v). Segments of one
+    /// `chunk` (< `Parallel.workers`) run on one thread, in order; the split depends only
+    /// on the shape, so results are deterministic.
+    @inline(__always)
+    func forEachSegment(
+        _ g: Tensor, moments s: AdafactorMoments,
+        _ body: (_ chunk: Int, _ offset: Int, _ n: Int, _ r: Float, _ c: UnsafePointer<Float>) -> Void
+    ) {
         precondition(g.shape == s.shape, "Adafactor: gradient \(g.shape) for state of \(s.shape)")
-        let gd = g.data
         if let full = s.full {
-            let v = full.data
-            let chunks = Self.chunks(g.count, grain: 1 << 15)
-            var sums = [Double](repeating: 0, count: chunks.count)
-            sums.withUnsafeMutableBufferPointer { sp in
-                Parallel.perform(chunks.count) { c in
-                    var acc = 0.0
-                    for i in chunks[c] {
-                        let u = (1 / v[i].squareRoot()) * gd[i]
-                        acc += Double(u) * Double(u)
-                        body(i, u)
-                    }
-                    sp[c] = acc
-                }
+            let n = g.count, v = full.data, seg = 4096
+            let f = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n))
+            defer { f.deallocate() }
+            for i in 0..<n { f[i] = 1 / v[i].squareRoot() }
+            let chunks = Self.chunks((n + seg - 1) / seg, grain: 8)
+            Parallel.perform(chunks.count) { c in
+                for k in chunks[c] { body(c, k * seg, min(seg, n - k * seg), 1, f + k * seg) }
             }
-            return sums.reduce(0, +)
+            return
         }
         let (batches, rows, cols) = Self.matrixView(g.shape)
         let row = s.row!.data, col = s.col!.data
-        var total = 0.0
         let rfac = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows))
         let cfac = UnsafeMutablePointer<Float>.allocate(capacity: max(1, cols))
         defer { rfac.deallocate(); cfac.deallocate() }
+        let chunks = Self.rowChunks(rows: rows, cols: cols)
         for b in 0..<batches {
             let rb = row + b * rows, cb = col + b * cols
             var rsum = 0.0
@@ -230,26 +294,23 @@ public struct AdafactorRule: Equatable, Sendable {
             let rmean = Float(rsum / Double(rows))
             for i in 0..<rows { rfac[i] = 1 / (rb[i] / rmean).squareRoot() }
             for j in 0..<cols { cfac[j] = 1 / cb[j].squareRoot() }
-            let chunks = Self.rowChunks(rows: rows, cols: cols)
-            var sums = [Double](repeating: 0, count: chunks.count)
             let base = b * rows * cols
-            sums.withUnsafeMutableBufferPointer { sp in
-                Parallel.perform(chunks.count) { c in
-                    var acc = 0.0
-                    for i in chunks[c] {
-                        let off = base + i * cols, ri = rfac[i]
-                        for j in 0..<cols {
-                            let u = (ri * cfac[j]) * gd[off + j]
-                            acc += Double(u) * Double(u)
-                            body(off + j, u)
-                        }
-                    }
-                    sp[c] = acc
-                }
+            Parallel.perform(chunks.count) { c in
+                for i in chunks[c] { body(c, base + i * cols, cols, rfac[i], cfac) }
             }
-            total += sums.reduce(0, +)
         }
-        return total
+    }
+
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    @inline(__always) static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     }
 
     /// (batches, rows, cols) of a tensor factored over its last two dimensions.
@@ -268,12 +329,6 @@ public struct AdafactorRule: Equatable, Sendable {
         let k = min(Parallel.workers, max(1, n / max(grain, 1)))
         let per = (n + k - 1) / max(k, 1)
         return stride(from: 0, to: n, by: max(per, 1)).map { $0..<min(n, $0 + per) }
-    }
-
-    static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-        var s = 0.0
-        for i in 0..<n { s += Double(x[i]) * Double(x[i]) }
-        return s
     }
 }
 
