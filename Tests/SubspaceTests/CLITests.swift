@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+
+/// The command-line tool turns every user mistake into one `error:` line and exit status 1.
+/// Runs the `subspace` binary built next to the test bundle.
+@Suite struct CLITests {
+    static var binary: URL? {
+        let dir = Bundle.module.bundleURL.deletingLastPathComponent()
+        let url = dir.appendingPathComponent("subspace")
+        return FileManager.default.isExecutableFile(atPath: url.path) ? url : nil
+    }
+
+    func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = try #require(Self.binary)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func tmp(_ name: String) -> URL {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("subspace-cli-\(name)-\(getpid())")
+        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    @Test(arguments: [
+        (["train", "--data", "/nonexistent/corpus"], "does not exist"),
+        (["train", "--preset", "tiny", "--seq", "512", "--data", "/nonexistent"], "longer than"),
+        (["train", "--lr=-1", "--data", "/nonexistent"], "learning rate"),
+        (["train", "--optimizer", "nope"], "unknown optimizer"),
+        (["bench", "--preset", "llama-nope"], "unknown preset"),
+        (["bench", "--batch", "0"], "batch must be positive"),
+        (["eval", "--checkpoint", "/nonexistent/ckpt", "--data", "/nonexistent"], "checkpoint"),
+        (["sample", "--checkpoint", "/nonexistent/ckpt"], "checkpoint"),
+        (["tokenizer", "encode", "--tokenizer", "/nonexistent.json", "--input", "x", "--out", "y.bin"], "nonexistent"),
+        (["train", "--resume", "/nonexistent/run"], "cannot read"),
+    ])
+    func userErrorsAreOneLine(args: [String], fragment: String) throws {
+        guard Self.binary != nil else { return }
+        let r = try run(args)
+        #expect(r.status == 1, "\(args): status \(r.status), stderr \(r.stderr)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].hasPrefix("error: "), "\(args): \(r.stderr)")
+        #expect(r.stderr.contains(fragment), "\(args): \(r.stderr)")
+    }
+
+    @Test func corruptCheckpointAndNonUTF8Data() throws {
+        guard Self.binary != nil else { return }
+        let d = tmp("corrupt")
+        defer { try? FileManager.default.removeItem(at: d) }
+        let ck = d.appendingPathComponent("ckpt")
+        try FileManager.default.createDirectory(at: ck, withIntermediateDirectories: true)
+        try Data("{\"model_type\": \"llama\", \"hidden_size\": 32".utf8).write(to: ck.appendingPathComponent("config.json"))
+        try Data([1, 2, 3]).write(to: ck.appendingPathComponent("model.safetensors"))
+        let text = d.appendingPathComponent("bad.txt")
+        try Data([0xC3, 0x28, 0xFF]).write(to: text)
+        let r1 = try run(["eval", "--checkpoint", ck.path, "--data", text.path])
+        #expect(r1.status == 1 && r1.stderr.hasPrefix("error: ") && r1.stderr.split(separator: "\n").count == 1, "\(r1.stderr)")
+        let r2 = try run(["train", "--data", text.path, "--out", d.appendingPathComponent("run").path])
+        #expect(r2.status == 1 && r2.stderr.contains("not valid UTF-8"), "\(r2.stderr)")
+    }
+}
