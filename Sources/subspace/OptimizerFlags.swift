@@ -10,7 +10,7 @@ struct OptimizerFlags: ParsableArguments {
     var lr: Float?
     @Option(help: "Adam betas as 'b1,b2' (default 0.9,0.999); Adafactor takes beta1 alone.")
     var betas: String?
-    @Option(help: "Adam epsilon (default 1e-8).")
+    @Option(help: "Adam epsilon (default 1e-8; 1e-6 for galore and fira, as galore-torch).")
     var eps: Float?
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (default 0).")
     var weightDecay: Float?
