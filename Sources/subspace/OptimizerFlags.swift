@@ -14,9 +14,9 @@ struct OptimizerFlags: ParsableArguments {
     var eps: Float?
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (default 0).")
     var weightDecay: Float?
-    @Option(help: "Momentum (SGD, default 0.9).")
+    @Option(help: "Momentum (SGD, default 0.9; Muon, default 0.95).")
     var momentum: Float?
-    @Flag(help: "Nesterov momentum (SGD).")
+    @Flag(help: "Nesterov momentum (SGD; on by default for Muon).")
     var nesterov = false
     @Option(help: "Projection rank (GaLore family).")
     var rank: Int?
