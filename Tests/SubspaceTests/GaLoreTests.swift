@@ -118,6 +118,23 @@ func isFiniteTensor(_ t: Tensor) -> Bool { t.array.allSatisfy { $0.isFinite } }
         }
     }
 
+    /// The fallback when LAPACK does not converge: the randomized SVD finds the same
+    /// sign-normalized basis for a gradient with a clear spectral gap.
+    @Test(arguments: [[40, 24], [24, 40]])
+    func randomizedFallbackFindsTheSameBasis(shape: [Int]) throws {
+        let m = shape[0], n = shape[1], r = 4
+        let a = try Linalg.qr(randomTensor([m, r], seed: 1)).q, b = try Linalg.qr(randomTensor([n, r], seed: 2)).q
+        for j in 0..<r { for i in 0..<m { a.data[i * r + j] *= Float(8 - j) } }
+        let g = a.matmul(b, transposeOther: true)
+        let noise = randomTensor(shape, seed: 3, std: 0.01)
+        BLAS.axpy(g.count, 1, noise.data, g.data)
+        let proj = try Projector(shape: shape, rank: r, gap: 1)
+        let exact = try #require(proj.singularBasis(g, index: 0))
+        let approx = try #require(proj.singularBasis(g, index: 0, randomized: true))
+        #expect(approx.shape == exact.shape)
+        #expect(relativeError(approx.array, exact.array) < 1e-3)
+    }
+
     @Test func projectionSidesOfEveryType() throws {
         for (type, tallSide, wideSide) in [
             (ProjectionType.std, Projector.Side.right, Projector.Side.left), (.reverseStd, .left, .right),

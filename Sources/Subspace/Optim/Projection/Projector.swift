@@ -239,17 +239,26 @@ public struct Projector {
         return p
     }
 
-    /// P from the SVD of `g` (randomized SVD if LAPACK does not converge), sign-normalized.
-    private func singularBasis(_ g: Tensor, index: Int) -> Tensor? {
+    /// P from the SVD of `g` (randomized SVD if LAPACK does not converge, or if
+    /// `randomized`), sign-normalized.
+    func singularBasis(_ g: Tensor, index: Int, randomized: Bool = false) -> Tensor? {
         var factors: (u: Tensor, s: [Float], vt: Tensor)
-        do {
-            factors = try Linalg.svd(g)
-        } catch LinalgError.noConvergence {
+        func fallback() -> (u: Tensor, s: [Float], vt: Tensor)? {
             var rng = stream(index).split("randomized-svd")
-            guard let f = try? Linalg.randomizedSVD(g, rank: rank, rng: &rng) else { return nil }
+            return try? Linalg.randomizedSVD(g, rank: rank, rng: &rng)
+        }
+        if randomized {
+            guard let f = fallback() else { return nil }
             factors = f
-        } catch {
-            return nil
+        } else {
+            do {
+                factors = try Linalg.svd(g)
+            } catch LinalgError.noConvergence {
+                guard let f = fallback() else { return nil }
+                factors = f
+            } catch {
+                return nil
+            }
         }
         let (u, _, vt) = factors
         let k = u.shape[1], m = rows, n = cols
