@@ -34,6 +34,28 @@ func param(_ values: [Float], name: String = "w", role: ParameterRole = .mlp) ->
         #expect(abs(q.value[0] + 0.01) < 1e-6 && abs(q.value[1] - 0.01) < 1e-4)
     }
 
+    /// The vectorised path (8 lanes) and the scalar tail agree with a Double reference.
+    @Test func adamWVectorPathMatchesReference() {
+        let n = 37
+        let p0 = randomTensor([n], seed: 1).array
+        let p = param(p0)
+        let opt = AdamW(learningRate: 0.01, weightDecay: 0.1)
+        var ref = p0.map(Double.init), m = [Double](repeating: 0, count: n), v = m
+        for t in 1...3 {
+            let g = randomTensor([n], seed: UInt64(10 + t))
+            opt.update(p, gradient: g, lrScale: 1)
+            for i in 0..<n {
+                let gi = Double(g[i])
+                ref[i] *= 1 - 0.01 * 0.1
+                m[i] = 0.9 * m[i] + 0.1 * gi
+                v[i] = 0.999 * v[i] + 0.001 * gi * gi
+                let mh = m[i] / (1 - pow(0.9, Double(t))), vh = v[i] / (1 - pow(0.999, Double(t)))
+                ref[i] -= 0.01 * mh / (vh.squareRoot() + 1e-8)
+            }
+        }
+        #expect(relativeError(p.value.array, ref.map(Float.init)) < 1e-6)
+    }
+
     @Test func amsgradKeepsMaximum() {
         let p = param([0])
         let opt = AdamW(learningRate: 0.1, weightDecay: 0, amsgrad: true)
