@@ -89,8 +89,10 @@ struct Train: ParsableCommand {
         cfg.preset = presetName
         cfg.initFrom = initFrom
         cfg.seq = min(256, model.maxSeq)
-        cfg.optimizerOptions.learningRate = 3e-3
         try apply(to: &cfg)
+        // The default run's AdamW rate (tuned for `tiny` on Shakespeare); every other optimizer
+        // keeps its own documented default unless --lr is given.
+        if cfg.optimizerOptions.learningRate == nil, cfg.optimizer == "adamw" { cfg.optimizerOptions.learningRate = 3e-3 }
         let dir = URL(fileURLWithPath: out ?? "runs/\(presetName ?? "model")-\(cfg.optimizer)-\(Int(Date().timeIntervalSince1970))")
         return (cfg, dir, false)
     }
