@@ -15,8 +15,11 @@ public struct RunSummary: Codable, Sendable {
     public var trainLoss: Double
     public var valLoss: Double?
     public var valPerplexity: Double?
+    public var bestValLoss: Double?
     public var unigramPerplexity: Double?
     public var tokensPerSecond: Double
+    /// Mean wall time of the optimizer steps of this invocation (evaluation excluded).
+    public var stepMsMean: Double
     public var seconds: Double
     public var peakRSSBytes: Int
     public var optimizerStateBytes: Int
@@ -30,7 +33,8 @@ public struct RunSummary: Codable, Sendable {
 /// - `metrics.jsonl`: one `StepMetrics` line per optimizer step;
 /// - `checkpoint/`: weights, Hugging Face `config.json`, `tokenizer.json`, optimizer state
 ///   and trainer state (see `Checkpoint`), replaced atomically;
-/// - `loss.svg`: training and validation loss against tokens.
+/// - `loss.svg`: training and validation loss against tokens;
+/// - `summary.json`: the `RunSummary`, written when the run reaches its last step.
 ///
 /// Resuming (`resume: true`) restores weights, optimizer state, step, data position and
 /// random streams from `checkpoint/`, so a run of 40 steps equals a run of 20 steps resumed
@@ -153,11 +157,18 @@ public final class TrainingRun {
         if let all = try? MetricsLog.read(url: metricsURL) {
             try? AtomicFile.write(MetricsLog.lossPlot(runs: [(outDir.lastPathComponent, all)]), to: outDir.appendingPathComponent("loss.svg"))
         }
-        return RunSummary(
+        let summary = RunSummary(
             steps: trainer.step, tokens: state.tokensSeen, trainLoss: lastLoss, valLoss: lastVal,
-            valPerplexity: lastVal.map { exp($0) }, unigramPerplexity: unigram,
+            valPerplexity: lastVal.map { exp($0) }, bestValLoss: state.bestValLoss, unigramPerplexity: unigram,
             tokensPerSecond: trainTokens > 0 ? Double(trainTokens) / trainSeconds : 0,
+            stepMsMean: trainTokens > 0 ? trainSeconds * 1000 / Double(trainTokens / tokensPerStep) : 0,
             seconds: Date().timeIntervalSince(started), peakRSSBytes: ProcessMemory.peakRSS,
             optimizerStateBytes: optimizer.stateBytes(model.parameters), checkpoint: checkpointDir.path)
+        if trainer.step == c.steps {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            if let d = try? enc.encode(summary) { try AtomicFile.write(d, to: outDir.appendingPathComponent("summary.json")) }
+        }
+        return summary
     }
 }
