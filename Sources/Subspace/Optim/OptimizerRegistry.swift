@@ -66,6 +66,7 @@ public enum OptimizerRegistry {
         "muon": { try muonOptimizer($0) },
         "galore": { try galoreOptimizer($0) },
         "fira": { try firaOptimizer($0) },
+        "galore-adafactor": { try galoreAdafactorOptimizer($0) },
     ]
 
     public static var names: [String] { builders.keys.sorted() }
