@@ -264,7 +264,8 @@ public enum TokenizerJSON {
         return o + "\""
     }
 
-    /// Writes `data` to a temporary file next to `path`, then renames it over `path`.
+    /// Writes `data` through `AtomicFile` (temporary file, fsync, rename), reporting failures
+    /// as `TokenizerError.io`.
     static func atomicWrite(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
@@ -272,19 +273,7 @@ public enum TokenizerJSON {
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw TokenizerError.io(path, "directory \(dir) does not exist")
         }
-        let tmp = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        do {
-            try data.write(to: URL(fileURLWithPath: tmp))
-        } catch {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw TokenizerError.io(path, oneLine(error))
-        }
-        if rename(tmp, path) != 0 {
-            let why = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw TokenizerError.io(path, why)
-        }
+        do { try AtomicFile.write(data, to: url) } catch { throw TokenizerError.io(path, "\(error)") }
     }
 }
 
