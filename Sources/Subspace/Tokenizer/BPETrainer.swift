@@ -222,44 +222,11 @@ public struct BPETrainer: Sendable {
     }
 }
 
-/// A max-heap of (count, pair): larger count first, then smaller pair key.
-struct PairHeap {
-    struct Entry { var count: Int; var pair: UInt64 }
-    private var items: [Entry] = []
-
-    @inline(__always)
-    private static func before(_ x: Entry, _ y: Entry) -> Bool {
-        x.count != y.count ? x.count > y.count : x.pair < y.pair
-    }
-
-    mutating func push(_ e: Entry) {
-        items.append(e)
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            if !Self.before(items[i], items[parent]) { break }
-            items.swapAt(parent, i)
-            i = parent
-        }
-    }
-
-    mutating func pop() -> Entry? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            let n = items.count
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < n && Self.before(items[l], items[m]) { m = l }
-                if r < n && Self.before(items[r], items[m]) { m = r }
-                if m == i { break }
-                items.swapAt(i, m)
-                i = m
-            }
-        }
-        return top
-    }
+/// Heap entries of the trainer: larger count first, then smaller pair key (deterministic ties).
+struct PairEntry: Comparable {
+    var count: Int
+    var pair: UInt64
+    static func < (x: PairEntry, y: PairEntry) -> Bool { x.count != y.count ? x.count > y.count : x.pair < y.pair }
 }
+
+typealias PairHeap = MinHeap<PairEntry>
