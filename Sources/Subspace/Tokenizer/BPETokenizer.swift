@@ -377,7 +377,7 @@ public final class BPETokenizer: @unchecked Sendable {
         var next = (0..<n).map { $0 + 1 }  // n = none
         var prev = (0..<n).map { $0 - 1 }  // -1 = none
         var alive = [Bool](repeating: true, count: n)
-        var heap = MinHeap()
+        var heap = MinHeap<UInt64>()
         @inline(__always) func push(_ pos: Int) {
             let q = next[pos]
             guard q < n, let m = lookupMerge(syms[pos], syms[q]) else { return }
