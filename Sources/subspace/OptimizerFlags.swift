@@ -20,7 +20,7 @@ struct OptimizerFlags: ParsableArguments {
     var nesterov = false
     @Option(help: "Projection rank (GaLore family).")
     var rank: Int?
-    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes (GaLore family).")
+    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes (GaLore family; Flora's kappa, GUM's period).")
     var updateGap: Int?
     @Option(help: "Scale of the projected update (GaLore family).")
     var scale: Float?
@@ -30,6 +30,12 @@ struct OptimizerFlags: ParsableArguments {
     var projSeed: UInt64?
     @Option(name: .customLong("fira-residual"), help: "Fira: residual outside the subspace, paper ((I - PP^T)G) or reference (fira 1.0.2's G - scale PP^T G) (default paper).")
     var firaResidual: String?
+    @Option(name: .customLong("full-rank-prob"), help: "GUM: probability that a layer is full-rank in a period (default 0.25).")
+    var fullRankProb: Float?
+    @Option(help: "ProjFactor: projection granularity c (default 1).")
+    var granularity: Int?
+    @Option(help: "Flora and ProjFactor: paper or reference where the two differ (defaults: flora paper, projfactor reference).")
+    var variant: String?
     @Flag(name: .customLong("no-nesterov"), help: "Plain momentum instead of Nesterov (Muon, whose default is Nesterov).")
     var noNesterov = false
     @Option(name: .customLong("relative-step"), help: "Adafactor: time-dependent relative step, true/false (default: true exactly when no --lr is given).")
@@ -67,6 +73,9 @@ struct OptimizerFlags: ParsableArguments {
         if let projType { o.projectionType = projType }
         if let projSeed { o.projectionSeed = projSeed }
         if let firaResidual { o.firaResidual = firaResidual }
+        if let fullRankProb { o.fullRankProbability = fullRankProb }
+        if let granularity { o.granularity = granularity }
+        if let variant { o.variant = variant }
         if noNesterov {
             guard !nesterov else { throw ConfigurationError("--nesterov and --no-nesterov contradict each other") }
             o.nesterov = false

@@ -36,6 +36,14 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     public var projectionSeed: UInt64?
     /// Fira: residual form, a `Fira.Residual` raw value, "paper" or "reference" (default "paper").
     public var firaResidual: String?
+    /// GUM: probability q that a layer is full-rank in a period (default 0.25).
+    public var fullRankProbability: Float?
+    /// ProjFactor: projection granularity c (default 1).
+    public var granularity: Int?
+    /// Flora and ProjFactor: "paper" or "reference" where the paper and the reference code
+    /// differ (defaults: Flora "paper", ProjFactor "reference"; see `Flora.Variant`,
+    /// `ProjFactor.Correction`).
+    public var variant: String?
     public init() {}
 }
 
@@ -67,6 +75,9 @@ public enum OptimizerRegistry {
         "galore": { try galoreOptimizer($0) },
         "fira": { try firaOptimizer($0) },
         "galore-adafactor": { try galoreAdafactorOptimizer($0) },
+        "flora": { try floraOptimizer($0) },
+        "gum": { try gumOptimizer($0) },
+        "projfactor": { try projFactorOptimizer($0) },
     ]
 
     public static var names: [String] { builders.keys.sorted() }

@@ -9,7 +9,10 @@ public struct StepOptions: Codable, Equatable, Sendable {
     /// of `GradientClipping.clipParameter` in per-layer mode.
     public var clipNorm: Float = 0
     /// Step each parameter during backward as soon as its gradient is complete, then free the
-    /// gradient (GaLore's layer-wise update). Only on the last micro-batch of a step.
+    /// gradient (GaLore's layer-wise update). Only on the last micro-batch of a step; on the
+    /// earlier ones, parameters whose rule accumulates in compressed form
+    /// (`MicroBatchAccumulating`, e.g. ProjFactor) hand each gradient over and free it, unless
+    /// clipping is on (the clip needs the whole accumulated gradient).
     public var perLayerUpdate: Bool = false
     public var schedule: LearningRateSchedule = .constant(warmup: 0)
     public init() {}
@@ -73,6 +76,7 @@ public final class Trainer {
             fwd += Clock.since(t0)
             guard loss.isFinite else {
                 model.zeroGradients()
+                optimizer.discardCompressedAccumulation()
                 throw TrainingError.nonFiniteLoss(step: step + 1, loss: loss)
             }
             lossSum += loss
@@ -91,6 +95,15 @@ public final class Trainer {
                 let total = Clock.since(t0)
                 bwd += total - inHook
                 opt += inHook
+            } else if options.perLayerUpdate && options.clipNorm == 0 && optimizer.hasCompressedAccumulation {
+                // Earlier micro-batches: rules that accumulate in compressed form (ProjFactor)
+                // take each gradient as soon as it is complete and it is freed at once.
+                model.backward { p in
+                    guard let acc = self.optimizer.compressedAccumulator(for: p), let g = p.grad else { return }
+                    acc.accumulate(p, gradient: g)
+                    p.releaseGradient()
+                }
+                bwd += Clock.since(t0)
             } else {
                 model.backward()
                 bwd += Clock.since(t0)

@@ -133,7 +133,7 @@ public final class GaLoreAdafactor: ParameterwiseOptimizer<GaLoreAdafactor.State
         if let proj = s.projector {
             proj.addBack(u, to: p.value, alpha: -proj.scale)
         } else {
-            BLAS.axpy(p.count, -1, u.data, p.value.data)
+            withExtendedLifetime(u) { BLAS.axpy(p.count, -1, u.data, p.value.data) }
         }
         s.projector?.release()
     }

@@ -1,0 +1,228 @@
+/// GUM, GaLore Unbiased with Muon (Pan, Luo, Liu, You & Zhang, "Unbiased Gradient Low-Rank
+/// Projection", arXiv 2510.17802): GaLore's projection made unbiased by layer-wise sampling,
+/// with Muon's Newton–Schulz step on the momentum.
+///
+/// Training is split into periods of K steps (`updateGap`). At the first step of period k a
+/// matrix W (m x n) with gradient G gets a projector P from the SVD of G (`Projector`; the
+/// paper's P = U[:, :r] is `ProjectionType.left`, the default) and is drawn full-rank with
+/// probability q (`fullRankProbability`, the paper's q = gamma / N_L: gamma full-rank layers
+/// out of N_L in expectation); the momentum restarts at zero. (The equations index the
+/// momentum by period, R_{t,k}, without saying how R_{t,-1} is set: a restart is forced when
+/// the branch, hence the shape, changes, and we also restart between two low-rank periods,
+/// where GaLore would carry the moments into the new basis unrotated.) For every step of the
+/// period:
+///
+///     low-rank  (prob. 1 - q):  X = 1/(1-q) · Pᵀ G      (r x n)   B <- beta B + (1 - beta) X
+///                               W <- W - lr·ratio·scale·P NS(B)
+///     full-rank (prob. q):      X = 1/q · (G - P Pᵀ G)  (m x n)   B <- beta B + (1 - beta) X
+///                               W <- W - lr·ratio·NS(B)
+///
+/// (with a right-side projector Pᵀ G and P NS(B) read G Pᵀ and NS(B) P). The importance weights make
+/// the projected-back estimate unbiased: E[P X (low) or X (full)] = P Pᵀ G + (I - P Pᵀ) G = G
+/// (`estimate(_:projector:fullRank:)`). Newton–Schulz is nonlinear, so the orthogonalised step
+/// is not itself unbiased; and because a matrix stays in one branch for a whole period, its
+/// momentum starts at zero and NS normalises by the Frobenius norm, the weights 1/(1-q) and
+/// 1/q scale the whole momentum and cancel in NS(B): with `orthogonalize` on they have no
+/// effect on the step (we keep them, as written, for `orthogonalize: false`). The paper writes
+/// B <- beta B + X; since the momentum restarts every period and NS is scale-invariant, the
+/// lerp form (`MuonRule`) gives the same step. NS is `MuonRule`'s (Jordan's quintic, 5 steps, in
+/// float32); `ratio` is `MuonRule.ratio` of the full m x n shape for both branches; weight
+/// decay is Muon's decoupled p <- p (1 - lr wd). With `orthogonalize: false` the step is
+/// the momentum itself (the paper's unbiased paradigm over SGD with momentum), which makes the
+/// whole update unbiased (the property tests use it).
+///
+/// **Sampling.** The draw of a period is a pure function of (seed, sampling unit, period): by
+/// default all matrices of one decoder layer (`Parameter.layerIndex`) share it, as the paper's
+/// layer-wise sampling does (parameters outside the decoder layers draw by name);
+/// `SamplingUnit.parameter` draws per matrix. Each unit is full-rank with probability q
+/// independently, so the number of full-rank layers is Binomial(N_L, q) with mean gamma.
+///
+/// **Defaults:** lr 0.02, momentum 0.95 and 5 NS steps (Muon's), Nesterov off (the paper's
+/// rule is plain momentum), rank 128, K = 200 (the paper's period), q = 0.25 (gamma = 2 of the
+/// 8 layers of LLaMA-60M, the paper's pre-training setting), `left` projection, scale 1,
+/// weight decay 0. The official code was not available; the rule follows the paper's
+/// equations as summarised in the project digest.
+///
+/// **State** per m x n matrix (left projection): low-rank periods r·n (momentum) + m·r (P) =
+/// r(m + n); full-rank periods m·n + m·r; expected (1 - q)·r(m + n) + q·(mn + mr). Checkpoint
+/// keys: `step`, `momentum_buffer`, `ortho_matrix`. A gradient with a NaN or infinity is
+/// skipped. Matrices only (like `Muon`): route vectors elsewhere.
+public final class GUM: ParameterwiseOptimizer<GUM.State> {
+    public enum SamplingUnit: String, CaseIterable, Sendable {
+        /// All matrices of a decoder layer share the draw (default).
+        case layer
+        /// Each matrix draws on its own.
+        case parameter
+    }
+
+    public struct State {
+        /// Updates made.
+        public var step: Int = 0
+        public var projector: Projector
+        /// The period's momentum: projected shape in low-rank periods, the parameter's in
+        /// full-rank ones; nil before the first step.
+        public var momentum: Tensor?
+        /// Whether the current period is full-rank (derived from the draw, not saved).
+        public var fullRank: Bool = false
+        /// Non-finite gradients skipped (not saved).
+        public var skipped: Int = 0
+
+        public var bytes: Int { (momentum?.byteCount ?? 0) + projector.bytes }
+    }
+
+    public var rule: MuonRule
+    public var rank: Int
+    /// Steps per period (K).
+    public var updateGap: Int
+    /// q: probability that a sampling unit is full-rank in a period.
+    public var fullRankProbability: Float
+    public var projection: ProjectionType
+    public var scale: Float
+    public var seed: UInt64
+    public var samplingUnit: SamplingUnit
+    public var weightDecay: Float
+    /// Newton–Schulz on the momentum (GUM); false steps along the momentum itself.
+    public var orthogonalize: Bool
+    public override var name: String { "gum" }
+
+    /// - Throws: `ConfigurationError` for impossible settings.
+    public init(
+        learningRate: Float = 0.02, rule: MuonRule = MuonRule(nesterov: false), rank: Int = 128, updateGap: Int = 200,
+        fullRankProbability: Float = 0.25, projection: ProjectionType = .left, scale: Float = 1, seed: UInt64 = 0,
+        samplingUnit: SamplingUnit = .layer, weightDecay: Float = 0, orthogonalize: Bool = true
+    ) throws {
+        guard learningRate > 0, learningRate.isFinite else { throw ConfigurationError("learning rate must be positive, got \(learningRate)") }
+        guard rule.momentum >= 0, rule.momentum < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(rule.momentum)") }
+        guard rank > 0 else { throw ConfigurationError("projection rank must be positive, got \(rank)") }
+        guard updateGap > 0 else { throw ConfigurationError("gum period (update gap) must be positive, got \(updateGap)") }
+        guard fullRankProbability > 0, fullRankProbability < 1 else {
+            throw ConfigurationError("gum full-rank probability q must be in (0, 1), got \(fullRankProbability)")
+        }
+        guard !projection.isRandom else {
+            throw ConfigurationError("gum needs an SVD projection (std, reverse_std, left or right), got \(projection.rawValue)")
+        }
+        guard scale > 0, scale.isFinite else { throw ConfigurationError("projection scale must be positive, got \(scale)") }
+        guard weightDecay >= 0, weightDecay.isFinite else { throw ConfigurationError("weight decay must be non-negative, got \(weightDecay)") }
+        self.rule = rule; self.rank = rank; self.updateGap = updateGap; self.fullRankProbability = fullRankProbability
+        self.projection = projection; self.scale = scale; self.seed = seed; self.samplingUnit = samplingUnit
+        self.weightDecay = weightDecay; self.orthogonalize = orthogonalize
+        super.init(learningRate: learningRate)
+    }
+
+    /// Whether `p` is full-rank in period `period` (a pure function of the seed, the sampling
+    /// unit and the period).
+    public func isFullRank(_ p: Parameter, period: Int) -> Bool {
+        let unit: String
+        if samplingUnit == .layer, let l = p.layerIndex { unit = "layer \(l)" } else { unit = p.name }
+        var rng = RandomStream(seed: seed).split("gum/" + unit, index: UInt64(max(0, period)))
+        return rng.uniform() < fullRankProbability
+    }
+
+    public func makeProjector(for p: Parameter) -> Projector {
+        precondition(p.shape.count == 2 && p.count > 0, "GUM takes 2-D parameters; '\(p.name)' has shape \(p.shape)")
+        return try! Projector(
+            type: projection, shape: p.shape, rank: min(rank, p.shape[0], p.shape[1]), gap: updateGap,
+            scale: scale, seed: seed, label: p.name)
+    }
+
+    public override func makeState(for p: Parameter) -> State { State(projector: makeProjector(for: p)) }
+
+    public override func bytes(of s: State) -> Int { s.bytes }
+
+    /// The importance-weighted estimate in the full space: 1/(1-q) · P Pᵀ G (low-rank) or
+    /// 1/q · (G - P Pᵀ G) (full-rank). Its expectation over the draw is G.
+    public func estimate(_ g: Tensor, projector: Projector, fullRank: Bool) -> Tensor {
+        let r = projector.project(g)
+        if fullRank {
+            let x = g.copy()
+            projector.addBack(r, to: x, alpha: -1)
+            FastMath.scale(x.data, x.count, 1 / fullRankProbability)
+            return x
+        }
+        let out = Tensor(zeros: g.shape)
+        projector.addBack(r, to: out, alpha: 1 / (1 - fullRankProbability))
+        return out
+    }
+
+    public override func encode(_ s: State) -> [String: Tensor] {
+        guard s.step > 0, let m = s.momentum else { return [:] }
+        var out = ["step": Tensor(shape: [1], values: [Float(s.step)]), "momentum_buffer": m]
+        out.merge(s.projector.encode()) { a, _ in a }
+        return out
+    }
+
+    public override func decode(_ t: [String: Tensor], for p: Parameter) throws -> State {
+        var s = makeState(for: p)
+        try OptimizerStateError.checkKeys(t, required: ["step", "momentum_buffer"] + Projector.stateKeys, parameter: p)
+        let step = try decodeStepCount(t, parameter: p)
+        guard step > 0 else { throw OptimizerStateError.invalidValue(parameter: p.name, key: "step", reason: "a saved state has made at least one step") }
+        try s.projector.decode(t, for: p)
+        s.step = step
+        s.fullRank = isFullRank(p, period: (step - 1) / updateGap)
+        s.momentum = try OptimizerStateError.tensor(
+            t, "momentum_buffer", shape: s.fullRank ? p.shape : s.projector.projectedShape, parameter: p)
+        return s
+    }
+
+    public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout State, lr: Float) {
+        guard isAllFinite(g) else { s.skipped += 1; return }
+        if s.step % updateGap == 0 || s.momentum == nil {
+            s.projector.refresh(gradient: g, step: s.step)
+            s.fullRank = isFullRank(p, period: s.step / updateGap)
+            s.momentum = Tensor(zeros: s.fullRank ? p.shape : s.projector.projectedShape)
+        }
+        let proj = s.projector, q = fullRankProbability
+        let x: Tensor
+        if s.fullRank {
+            x = g.copy()
+            proj.addBack(proj.project(g), to: x, alpha: -1)
+            FastMath.scale(x.data, x.count, 1 / q)
+        } else {
+            x = proj.project(g)
+            FastMath.scale(x.data, x.count, 1 / (1 - q))
+        }
+        let o = orthogonalize
+            ? rule.direction(gradient: x, buffer: s.momentum!)
+            : rule.momentumStep(gradient: x, buffer: s.momentum!)
+        let step = lr * rule.ratio(rows: p.shape[0], cols: p.shape[1])
+        if weightDecay != 0 { FastMath.scale(p.value.data, p.count, 1 - lr * weightDecay) }
+        if s.fullRank {
+            withExtendedLifetime(o) { BLAS.axpy(p.count, -step, o.data, p.value.data) }
+        } else {
+            proj.addBack(o, to: p.value, alpha: -step * proj.scale)
+        }
+        s.step += 1
+    }
+}
+
+extension OptimizerRegistry {
+    /// `gum`: GUM on the attention and MLP matrices and AdamW on everything else, with the
+    /// Adam side configured as `muon`'s (lr `adamLearningRate` 3e-4, betas 0.9/0.95, eps 1e-10,
+    /// the same weight decay). GUM side: `learningRate` (0.02), `momentum` (0.95), `nesterov`
+    /// (off), `muonAdjustment` ("original"), `rank` (128), `updateGap` = period K (200),
+    /// `fullRankProbability` q (0.25), `projectionType` (left), `scale` (1), `projectionSeed`
+    /// (seed of the draws, 0), `weightDecay` (0).
+    public static func gumOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
+        let adjustment: MuonLRAdjustment
+        if let a = o.muonAdjustment {
+            guard let parsed = MuonLRAdjustment(rawValue: a) else {
+                throw ConfigurationError("muon lr adjustment must be one of \(MuonLRAdjustment.allCases.map(\.rawValue).joined(separator: ", ")), got '\(a)'")
+            }
+            adjustment = parsed
+        } else {
+            adjustment = .original
+        }
+        let wd = o.weightDecay ?? 0
+        let gum = try GUM(
+            learningRate: o.learningRate ?? 0.02,
+            rule: MuonRule(momentum: o.momentum ?? 0.95, nesterov: o.nesterov ?? false, adjustment: adjustment),
+            rank: o.rank ?? 128, updateGap: o.updateGap ?? 200, fullRankProbability: o.fullRankProbability ?? 0.25,
+            projection: try ProjectionType(parsing: o.projectionType ?? "left"), scale: o.scale ?? 1,
+            seed: o.projectionSeed ?? 0, weightDecay: wd)
+        let adam = AdamW(
+            learningRate: o.adamLearningRate ?? 3e-4, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.95,
+            eps: o.eps ?? 1e-10, weightDecay: wd)
+        try check(adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, wd: adam.weightDecay)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, gum)], fallback: adam)
+    }
+}
