@@ -49,6 +49,7 @@ public enum Linalg {
                 }
             }
         }
+        withExtendedLifetime(work) {}  // the LAPACK calls above read `work` through a raw pointer
         if info > 0 { throw LinalgError.noConvergence("svd (sgesdd and sgesvd)") }
         if info < 0 { throw LinalgError.invalidArgument("LAPACK svd argument \(-info)") }
         return (u, s, vt)

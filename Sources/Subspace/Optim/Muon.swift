@@ -122,8 +122,11 @@ public final class Muon: ParameterwiseOptimizer<Muon.State> {
         let step = lr * rule.ratio(rows: p.shape[0], cols: p.shape[1])
         let decay = 1 - lr * weightDecay
         let pd = p.value.data, od = o.data
-        Parallel.ranges(p.count, grain: 1 << 15) { r in
-            for i in r { pd[i] = pd[i] * decay - step * od[i] }
+        // `o` must outlive the loop that reads its storage through `od`.
+        withExtendedLifetime(o) {
+            Parallel.ranges(p.count, grain: 1 << 15) { r in
+                for i in r { pd[i] = pd[i] * decay - step * od[i] }
+            }
         }
     }
 }
