@@ -144,15 +144,7 @@ extension OptimizerRegistry {
     ///   reference setup; with "match_rms_adamw" the point is to reuse AdamW's rate, so pass
     ///   the same value to both.
     public static func muonOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let adjustment: MuonLRAdjustment
-        if let a = o.muonAdjustment {
-            guard let parsed = MuonLRAdjustment(rawValue: a) else {
-                throw ConfigurationError("muon lr adjustment must be one of \(MuonLRAdjustment.allCases.map(\.rawValue).joined(separator: ", ")), got '\(a)'")
-            }
-            adjustment = parsed
-        } else {
-            adjustment = .original
-        }
+        let adjustment = try muonAdjustment(o)
         let lr = o.learningRate ?? 0.02, mu = o.momentum ?? 0.95, wd = o.weightDecay ?? 0
         guard lr > 0, lr.isFinite else { throw ConfigurationError("learning rate must be positive, got \(lr)") }
         guard mu >= 0, mu < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(mu)") }
@@ -160,10 +152,26 @@ extension OptimizerRegistry {
         let muon = Muon(
             learningRate: lr, rule: MuonRule(momentum: mu, nesterov: o.nesterov ?? true, adjustment: adjustment),
             weightDecay: wd)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, muon)], fallback: try muonAuxAdam(o))
+    }
+
+    /// `--muon-adjust-lr`, defaulting to Keller Jordan's "original" shape scaling.
+    static func muonAdjustment(_ o: OptimizerOptions) throws -> MuonLRAdjustment {
+        guard let a = o.muonAdjustment else { return .original }
+        guard let parsed = MuonLRAdjustment(rawValue: a) else {
+            throw ConfigurationError("muon lr adjustment must be one of \(MuonLRAdjustment.allCases.map(\.rawValue).joined(separator: ", ")), got '\(a)'")
+        }
+        return parsed
+    }
+
+    /// The AdamW that Muon-style methods (muon, gum) give the non-matrix parameters:
+    /// MuonWithAuxAdam's defaults (lr `adamLearningRate` 3e-4, betas 0.9/0.95, eps 1e-10) and
+    /// the method's weight decay.
+    static func muonAuxAdam(_ o: OptimizerOptions) throws -> AdamW {
         let adam = AdamW(
             learningRate: o.adamLearningRate ?? 3e-4, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.95,
-            eps: o.eps ?? 1e-10, weightDecay: wd)
+            eps: o.eps ?? 1e-10, weightDecay: o.weightDecay ?? 0)
         try check(adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, wd: adam.weightDecay)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, muon)], fallback: adam)
+        return adam
     }
 }

@@ -203,15 +203,7 @@ extension OptimizerRegistry {
     /// `fullRankProbability` q (0.25), `projectionType` (left), `scale` (1), `projectionSeed`
     /// (seed of the draws, 0), `weightDecay` (0).
     public static func gumOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let adjustment: MuonLRAdjustment
-        if let a = o.muonAdjustment {
-            guard let parsed = MuonLRAdjustment(rawValue: a) else {
-                throw ConfigurationError("muon lr adjustment must be one of \(MuonLRAdjustment.allCases.map(\.rawValue).joined(separator: ", ")), got '\(a)'")
-            }
-            adjustment = parsed
-        } else {
-            adjustment = .original
-        }
+        let adjustment = try muonAdjustment(o)
         let wd = o.weightDecay ?? 0
         let gum = try GUM(
             learningRate: o.learningRate ?? 0.02,
@@ -219,10 +211,6 @@ extension OptimizerRegistry {
             rank: o.rank ?? 128, updateGap: o.updateGap ?? 200, fullRankProbability: o.fullRankProbability ?? 0.25,
             projection: try ProjectionType(parsing: o.projectionType ?? "left"), scale: o.scale ?? 1,
             seed: o.projectionSeed ?? 0, weightDecay: wd)
-        let adam = AdamW(
-            learningRate: o.adamLearningRate ?? 3e-4, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.95,
-            eps: o.eps ?? 1e-10, weightDecay: wd)
-        try check(adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, wd: adam.weightDecay)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, gum)], fallback: adam)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, gum)], fallback: try muonAuxAdam(o))
     }
 }
