@@ -147,38 +147,6 @@ func isAllFinite(_ t: Tensor) -> Bool {
 }
 
 extension OptimizerRegistry {
-    /// The Adafactor rule of the Adafactor-based projection methods from `o`, with the given
-    /// defaults for the relative step and parameter scaling; validates it and the learning
-    /// rate. Returns the rule and the learning rate to pass (nil with the relative step).
-    static func adafactorRule(
-        _ o: OptimizerOptions, method: String, relativeStep: Bool, scaleParameter: Bool,
-        beta1: Float?, defaultLearningRate: Float
-    ) throws -> (AdafactorRule, Float?) {
-        let relative = o.relativeStep ?? relativeStep
-        if relative, let lr = o.learningRate {
-            throw ConfigurationError("\(method): a learning rate (\(lr)) cannot be combined with the relative step; set relative step off or give no learning rate")
-        }
-        if o.warmupInit == true && !relative { throw ConfigurationError("\(method): warmup init requires the relative step") }
-        if let b2 = o.beta2 {
-            throw ConfigurationError("\(method) has no beta2 (got \(b2)): its second moment decays as 1 - t^decay_rate; give beta1 alone")
-        }
-        let rule = AdafactorRule(
-            eps1: o.eps ?? 1e-30, clipThreshold: o.clipThreshold ?? 1, decayRate: o.decayRate ?? -0.8,
-            beta1: beta1, relativeStep: relative, scaleParameter: o.scaleParameter ?? scaleParameter,
-            warmupInit: o.warmupInit ?? false)
-        let lr: Float? = relative ? nil : (o.learningRate ?? defaultLearningRate)
-        if let lr, !(lr > 0 && lr.isFinite) { throw ConfigurationError("learning rate must be positive, got \(lr)") }
-        if let b1 = rule.beta1, !(b1 >= 0 && b1 < 1) { throw ConfigurationError("beta1 must be in [0, 1), got \(b1)") }
-        guard rule.eps1 > 0, rule.eps1.isFinite else { throw ConfigurationError("eps must be positive, got \(rule.eps1)") }
-        guard rule.clipThreshold > 0, rule.clipThreshold.isFinite else {
-            throw ConfigurationError("clip threshold must be positive, got \(rule.clipThreshold)")
-        }
-        guard rule.decayRate < 0, rule.decayRate.isFinite else {
-            throw ConfigurationError("decay rate must be negative (beta2_t = 1 - t^decay_rate), got \(rule.decayRate)")
-        }
-        return (rule, lr)
-    }
-
     /// `galore-adafactor`: GaLore-Adafactor on the attention and MLP matrices and plain
     /// Adafactor with the same rule, rate and weight decay on everything else, as GaLore's
     /// script puts both groups in one `GaLoreAdafactor`. Defaults: lr 1e-3, no relative step,
