@@ -135,24 +135,9 @@ import Testing
     }
 
     @Test func checkpointRoundTrip() throws {
-        let shape = [20, 30]
-        func make() throws -> ProjFactor { try Self.make(rank: 2, gap: 3, c: 2, wd: 0.05) }
-        let a = try make(), b = try make()
-        let pa = Parameter(name: "w", role: .mlp, value: randomTensor(shape, seed: 5))
-        for s in 0..<4 { a.update(pa, gradient: randomTensor(shape, seed: UInt64(s)), lrScale: 1) }
-        let saved = a.exportState(for: pa)
-        #expect(Set(saved.keys) == ["step", "exp_avg", "exp_avg_sq_row", "exp_avg_sq_col"])
-        #expect(saved["exp_avg"]!.shape == [2, 60])
-        let pb = Parameter(name: "w", role: .mlp, value: pa.value.copy())
-        try b.importState(saved.mapValues { $0.copy() }, for: pb)
-        for s in 4..<10 {
-            a.update(pa, gradient: randomTensor(shape, seed: UInt64(s)), lrScale: 1)
-            b.update(pb, gradient: randomTensor(shape, seed: UInt64(s)), lrScale: 1)
-        }
-        #expect(pa.value.array == pb.value.array)
-        var bad = saved
-        bad["exp_avg"] = Tensor(zeros: [60, 2])
-        #expect(throws: OptimizerStateError.self) { try b.importState(bad, for: pb) }
+        try expectStateContinues(
+            { try Self.make(rank: 2, gap: 3, c: 2, wd: 0.05) }, shape: [20, 30],
+            keys: ["step", "exp_avg", "exp_avg_sq_row", "exp_avg_sq_col"], momentShape: [2, 60], badMomentShape: [60, 2])
     }
 
     @Test(arguments: [ProjFactor.Correction.reference, .paper])

@@ -55,3 +55,28 @@ func probe(_ out: UnsafePointer<Float>, _ weights: Tensor) -> Double {
     for i in 0..<weights.count { s += Double(out[i]) * Double(weights.data[i]) }
     return s
 }
+
+/// Checkpoint hooks of a single-matrix optimizer: 4 steps, export, import into a fresh
+/// optimizer, 6 more steps on both must give identical weights; the exported keys and the
+/// first moment's shape are as expected, and a wrongly shaped `exp_avg` is rejected.
+func expectStateContinues(
+    _ make: () throws -> ParameterOptimizer, shape: [Int], keys: Set<String>, momentShape: [Int], badMomentShape: [Int]
+) throws {
+    let a = try make(), b = try make()
+    let pa = Parameter(name: "w", role: .mlp, value: randomTensor(shape, seed: 5))
+    for s in 0..<4 { a.update(pa, gradient: randomTensor(shape, seed: UInt64(s)), lrScale: 1) }
+    let saved = a.exportState(for: pa)
+    #expect(Set(saved.keys) == keys)
+    #expect(saved["exp_avg"]!.shape == momentShape)
+    let pb = Parameter(name: "w", role: .mlp, value: pa.value.copy())
+    try b.importState(saved.mapValues { $0.copy() }, for: pb)
+    for s in 4..<10 {
+        a.update(pa, gradient: randomTensor(shape, seed: UInt64(s)), lrScale: 1)
+        b.update(pb, gradient: randomTensor(shape, seed: UInt64(s)), lrScale: 1)
+    }
+    #expect(pa.value.array == pb.value.array)
+    var bad = saved
+    bad["exp_avg"] = Tensor(zeros: badMomentShape)
+    #expect(throws: OptimizerStateError.self) { try b.importState(bad, for: pb) }
+}
+

@@ -157,11 +157,7 @@ extension OptimizerRegistry {
 
     /// `--muon-adjust-lr`, defaulting to Keller Jordan's "original" shape scaling.
     static func muonAdjustment(_ o: OptimizerOptions) throws -> MuonLRAdjustment {
-        guard let a = o.muonAdjustment else { return .original }
-        guard let parsed = MuonLRAdjustment(rawValue: a) else {
-            throw ConfigurationError("muon lr adjustment must be one of \(MuonLRAdjustment.allCases.map(\.rawValue).joined(separator: ", ")), got '\(a)'")
-        }
-        return parsed
+        try choice(o.muonAdjustment, default: .original, option: "muon lr adjustment")
     }
 
     /// The AdamW that Muon-style methods (muon, gum) give the non-matrix parameters:

@@ -89,6 +89,17 @@ public enum OptimizerRegistry {
         return try b(options)
     }
 
+    /// A named choice from an option string: `nil` gives `fallback`; an unknown name is an
+    /// error listing the valid ones. Shared by every method with a `--variant`-style flag.
+    static func choice<E: RawRepresentable & CaseIterable>(
+        _ value: String?, default fallback: E, option: String
+    ) throws -> E where E.RawValue == String {
+        guard let value else { return fallback }
+        if let e = E(rawValue: value.lowercased()) ?? E(rawValue: value) { return e }
+        let names = E.allCases.map(\.rawValue).joined(separator: ", ")
+        throw ConfigurationError("\(option) must be one of \(names), got '\(value)'")
+    }
+
     static func check(_ lr: Float, beta1: Float, beta2: Float, eps: Float, wd: Float) throws {
         guard lr > 0, lr.isFinite else { throw ConfigurationError("learning rate must be positive, got \(lr)") }
         guard beta1 >= 0, beta1 < 1 else { throw ConfigurationError("beta1 must be in [0, 1), got \(beta1)") }

@@ -162,10 +162,7 @@ extension OptimizerRegistry {
     /// `fira`: Fira on the attention and MLP matrices, torch-style AdamW on the rest (see
     /// `galoreOptimizer`). `firaResidual` picks `Fira.Residual` (default "paper").
     public static func firaOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let residualName = o.firaResidual ?? "paper"
-        guard let residual = Fira.Residual(rawValue: residualName.lowercased()) else {
-            throw ConfigurationError("Fira residual must be 'paper' or 'reference', got '\(residualName)'")
-        }
+        let residual = try choice(o.firaResidual, default: Fira.Residual.paper, option: "Fira residual")
         let fira = try Fira(
             learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999,
             eps: o.eps ?? 1e-6, weightDecay: o.weightDecay ?? 0, rank: o.rank ?? 128,

@@ -226,15 +226,7 @@ extension OptimizerRegistry {
     public static func floraOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
         let (rule, lr) = try adafactorRule(
             o, method: "flora", relativeStep: false, scaleParameter: true, beta1: nil, defaultLearningRate: 1e-3)
-        let variant: Flora.Variant
-        if let v = o.variant {
-            guard let parsed = Flora.Variant(rawValue: v) else {
-                throw ConfigurationError("flora variant must be paper or reference, got '\(v)'")
-            }
-            variant = parsed
-        } else {
-            variant = .paper
-        }
+        let variant = try choice(o.variant, default: Flora.Variant.paper, option: "flora variant")
         let flora = try Flora(
             learningRate: lr, rule: rule, beta1: o.beta1 ?? 0.9, rank: o.rank ?? 256, kappa: o.updateGap ?? 1000,
             projection: try ProjectionType(parsing: o.projectionType ?? "gaussian"), seed: o.projectionSeed ?? 0,

@@ -316,15 +316,7 @@ extension OptimizerRegistry {
     /// `projectionType` (gaussian or rademacher), `projectionSeed` (0), `variant` ("reference",
     /// the default, or "paper": see `ProjFactor.Correction`).
     public static func projFactorOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let correction: ProjFactor.Correction
-        if let v = o.variant {
-            guard let parsed = ProjFactor.Correction(rawValue: v) else {
-                throw ConfigurationError("projfactor variant must be reference or paper, got '\(v)'")
-            }
-            correction = parsed
-        } else {
-            correction = .reference
-        }
+        let correction = try choice(o.variant, default: ProjFactor.Correction.reference, option: "projfactor variant")
         let lr = o.learningRate ?? 1e-3, b1 = o.beta1 ?? 0.9, b2 = o.beta2 ?? 0.999, eps = o.eps ?? 1e-6
         let wd = o.weightDecay ?? 0
         let pf = try ProjFactor(
