@@ -9,7 +9,7 @@
 ///   attention, its normalised form (6ND); k, v (2NK); gate and up (2NF); two reciprocal-RMS
 ///   vectors (2N); attention probabilities (B*H*T^2);
 /// - once: final residual and its norm (2ND), final reciprocal RMS (N), one chunk of logits
-///   (R x V with R = `logitRows`, at most 2^22 / V rows: the head and the loss run chunk by
+///   (R x V with R = `logitRows`, at most 2^24 / V rows: the head and the loss run chunk by
 ///   chunk, so the N x V logits are never held at once);
 /// - scratch: three N x D gradients, dk and dv (2NK) and one N x F buffer.
 /// `LlamaActivations.bytes(config:batch:seq:)` is that sum; the memory test checks it against
@@ -34,8 +34,12 @@ public final class LlamaActivations {
     /// Rows of the logits chunk.
     let logitRows: Int
 
-    /// Rows per logits chunk: about 16 MiB of float32 logits, at least one row.
-    static func logitRows(config c: LlamaConfig, tokens n: Int) -> Int { max(1, min(n, (1 << 22) / c.vocab)) }
+    /// Rows per logits chunk: at most `logitChunkElements` logits, at least one row.
+    static func logitRows(config c: LlamaConfig, tokens n: Int) -> Int { max(1, min(n, logitChunkElements / c.vocab)) }
+    /// 2^24 floats (64 MiB). Smaller chunks re-pack the head weight and re-read and re-write
+    /// its whole gradient once per chunk: at 2^22 (131 rows of llama60m's 32,000-word
+    /// vocabulary) that cost 8% of llama60m's step (`bench/compare.sh --preset llama60m`).
+    static let logitChunkElements = 1 << 24
     // scratch
     let dX, dA, dq, dk, dv, hbuf: Tensor
     let attention: CausalAttention

@@ -45,6 +45,33 @@ public enum BLAS {
             call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
+        // A long inner dimension with a small C (the LM head's input gradient: k = vocab):
+        // splitting C would make every worker pack the whole of one operand, so split k
+        // instead, each worker forming a partial product, and add the partials.
+        if k >= 8 * max(m, n) {
+            let per = (k + workers - 1) / workers
+            let partials = UnsafeMutablePointer<Float>.allocate(capacity: (workers - 1) * m * n)
+            defer { partials.deallocate() }
+            Parallel.perform(workers) { w in
+                let lo = w * per, hi = min(k, lo + per)
+                let cw = w == 0 ? c : partials + (w - 1) * m * n
+                let ldw = w == 0 ? ldc : n
+                if lo >= hi {
+                    if w > 0 { cw.update(repeating: 0, count: m * n) }
+                    return
+                }
+                let aBlock = transA ? a + lo * lda : a + lo
+                let bBlock = transB ? b + lo : b + lo * ldb
+                call(transA, transB, m, n, hi - lo, alpha, aBlock, lda, bBlock, ldb, w == 0 ? beta : 0, cw, ldw)
+            }
+            Parallel.ranges(m, grain: 1) { rows in
+                for w in 1..<workers {
+                    let src = partials + (w - 1) * m * n
+                    for i in rows { axpy(n, 1, src + i * n, c + i * ldc) }
+                }
+            }
+            return
+        }
         // Split the longer side of C so each worker gets a well-shaped block.
         if m >= n {
             let per = (m + workers - 1) / workers
