@@ -4,11 +4,17 @@ import Subspace
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time training steps on random tokens and report speed and memory.")
+        abstract: "Time training steps on random tokens and report speed and memory; with --suite, run a method comparison.")
 
     @Option(help: "Model preset: \(LlamaConfig.presetNames.joined(separator: ", ")).")
     var preset: String = "tiny"
-    @Option(help: "Timed steps.") var steps: Int = 20
+    @Option(help: "Timed steps (default 20; with --suite, steps per cell, default: pretrain 2000, finetune 300, speed 10).")
+    var steps: Int?
+    @Option(help: "Run a suite: \(Suite.names.joined(separator: ", ")) (each cell a separate process; see --out).")
+    var suite: String?
+    @Option(help: "--suite: output directory (default runs/suite-<suite>); finished cells are skipped on a re-run.")
+    var out: String?
+    @OptionGroup(title: "Suite options") var suiteOptions: SuiteOptions
     @Option(help: "Untimed warmup steps.") var warmup: Int = 2
     @Option(help: "Sequences per micro-batch.") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the preset's maximum)).") var seq: Int?
@@ -17,12 +23,19 @@ struct Bench: ParsableCommand {
     @OptionGroup var opt: OptimizerFlags
 
     func run() throws {
+        if let suite {
+            let spec = guarded { try suiteOptions.spec(suite: suite, out: out ?? "runs/suite-\(suite)", steps: self.steps) }
+            suiteOptions.run(spec: spec)
+            return
+        }
+        if out != nil { fail("--out applies to --suite") }
+        let timed = steps ?? 20
         let result: BenchmarkResult = guarded {
             let config = try LlamaConfig.preset(preset)
             let seqLen = seq ?? min(256, config.maxSeq)
             return try Benchmark.run(
                 preset: preset, config: config, optimizerName: opt.optimizer ?? "adamw", options: try opt.options(),
-                stepOptions: opt.stepOptions(), batch: batch, seq: seqLen, steps: steps, warmup: warmup, seed: seed)
+                stepOptions: opt.stepOptions(), batch: batch, seq: seqLen, steps: timed, warmup: warmup, seed: seed)
         }
         if json {
             print(jsonLine(result))

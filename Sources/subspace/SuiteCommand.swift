@@ -2,68 +2,112 @@ import ArgumentParser
 import Foundation
 import Subspace
 
-/// `subspace suite`: every method on the same model, data, seed and budget.
-struct SuiteRun: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "suite", abstract: "Run the method comparison (each cell a separate train run) and write a report.")
-    @Argument(help: "Suite: \(Suite.names.joined(separator: ", ")).") var suite: String = "pretrain"
-    @Option(help: "Output directory (finished cells are skipped on a re-run).") var out: String = "runs/suite"
-    @Option(help: "Model preset.") var preset: String = "tiny"
-    @Option(help: "Steps per cell.") var steps: Int = 2000
-    @Option(help: "Data (default: the Shakespeare corpus).") var data: String?
+/// Suite options shared by `subspace bench --suite` and `subspace suite`.
+struct SuiteOptions: ParsableArguments {
+    @Option(help: "Model presets, comma-separated (default: the suite's: tiny; speed: tiny,llama20m,llama60m).")
+    var presets: String?
+    @Option(help: "Training corpus of pretrain and of finetune's base cell (default: the Shakespeare corpus).")
+    var data: String?
     @Option(help: "Only these cells (comma-separated names).") var only: String?
-    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps.") var evalEvery: Int = 200
+    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (default: pretrain 200, finetune 50).")
+    var evalEvery: Int?
+    @Option(name: .customLong("finetune-data"), help: "finetune: the corpus to fine-tune on (default ../shared/data/milton).")
+    var finetuneData: String?
+    @Option(help: "finetune: start from this run directory or checkpoint instead of training a base cell.")
+    var base: String?
+    @Option(name: .customLong("base-steps"), help: "finetune: steps of the base cell (default 2000).")
+    var baseSteps: Int?
+    @Flag(help: "After each training cell, run its PyTorch peer (bench/peers/suite_peer.py) and report the ratios.")
+    var peers = false
+    @Option(help: "Python for the peers.") var python: String = ".venv/bin/python"
+    @Option(name: .customLong("peer-script"), help: "The peer script.") var peerScript: String = "bench/peers/suite_peer.py"
+    @Flag(name: .customLong("report-only"), help: "Run nothing: rewrite results.jsonl, report.md and the figures from the finished cells.")
+    var reportOnly = false
 
-    func run() throws {
-        let cells: [Suite.Cell] = guarded {
-            var all = try Suite.cells(suite: suite)
-            if let only {
-                let keep = Set(only.split(separator: ",").map(String.init))
-                all = all.filter { keep.contains($0.name) }
-                if all.isEmpty { throw ConfigurationError("--only matched no cell") }
-            }
-            guard steps > 0 else { throw ConfigurationError("--steps must be positive") }
-            return all
+    /// The spec: the suite's defaults, then the given flags.
+    func spec(suite: String, out: String, steps: Int?, preset: String? = nil) throws -> SuiteSpec {
+        var s = try SuiteSpec.defaults(suite: suite, out: out)
+        if let preset { s.presets = [preset] }
+        if let presets { s.presets = SuiteSpec.list(presets) }
+        if let steps { s.steps = steps }
+        if let evalEvery { s.evalEvery = evalEvery }
+        s.data = data
+        if let only {
+            s.only = SuiteSpec.list(only)
+            if s.only!.isEmpty { throw ConfigurationError("--only names no cell") }
         }
-        let dir = URL(fileURLWithPath: out)
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        var results: [Suite.Result] = []
-        for cell in cells {
-            let runDir = dir.appendingPathComponent(cell.name)
-            let summaryURL = runDir.appendingPathComponent("summary.json")
-            if !FileManager.default.fileExists(atPath: summaryURL.path) {
-                FileHandle.standardError.write(Data("suite: \(cell.name)\n".utf8))
-                try? FileManager.default.removeItem(at: runDir)
-                var args = ["train", "--preset", preset, "--steps", "\(steps)", "--eval-every", "\(evalEvery)",
-                            "--out", runDir.path, "--sample-tokens", "0"] + cell.flags
-                if let data { args += ["--data", data] }
-                let p = Process()
-                p.executableURL = exe
-                p.arguments = args
-                p.standardOutput = FileHandle.nullDevice
-                try p.run()
-                p.waitUntilExit()
-                if p.terminationStatus != 0 {
-                    FileHandle.standardError.write(Data("suite: cell \(cell.name) failed (status \(p.terminationStatus)); continuing\n".utf8))
-                    continue
+        if let finetuneData { s.finetuneData = finetuneData }
+        s.base = base
+        if let baseSteps { s.baseSteps = baseSteps }
+        s.peers = peers
+        if base != nil && suite != "finetune" { throw ConfigurationError("--base applies to the finetune suite") }
+        return s
+    }
+
+    /// Runs the suite, printing progress to stderr and the report (and peer ratios) to stdout.
+    func run(spec: SuiteSpec) {
+        let plan: SuitePlan = guarded { try SuitePlan(spec: spec) }
+        if peers, !reportOnly, !FileManager.default.fileExists(atPath: peerScript) { fail("no peer script at '\(peerScript)'") }
+        let runner = SuiteRunner(
+            plan: plan, executable: Self.executable(), peer: peers ? .init(python: python, script: peerScript) : nil,
+            defaultData: defaultData())
+        func say(_ s: String) { FileHandle.standardError.write(Data("suite: \(s)\n".utf8)) }
+        let outcome: SuiteRunner.Outcome = guarded {
+            try runner.run(reportOnly: reportOnly) { event in
+                switch event {
+                case .status(let s): say(s)
+                case .started(let j, let i, let n): say("[\(i)/\(n)] \(j.preset) \(j.cell) -> \(j.directory.path)")
+                case .skipped(let j): say("\(j.preset) \(j.cell): finished earlier, skipped")
+                case .finished(let j, let r):
+                    say("\(j.preset) \(j.cell): done" + (r.final_val_loss.map { String(format: ", val loss %.4f", $0) } ?? "")
+                        + String(format: ", %.0f tokens/s", r.tokens_per_s))
+                case .failed(let j, let status): say("\(j.preset) \(j.cell) failed (status \(status)); continuing")
+                case .peerStarted(let j): say("\(j.preset) \(j.cell): PyTorch peer")
+                case .peerFinished(let j, let p):
+                    say("\(j.preset) \(j.cell): peer \(p.reference ?? "") done" + (p.final_val_loss.map { String(format: ", val loss %.4f", $0) } ?? ""))
+                case .peerUnavailable(let j, let reason): say("\(j.preset) \(j.cell): no peer (\(reason))")
+                case .peerFailed(let j, let status): say("\(j.preset) \(j.cell): peer failed (status \(status))")
                 }
             }
-            guard let d = FileManager.default.contents(atPath: summaryURL.path),
-                  let s = try? JSONDecoder().decode(RunSummary.self, from: d) else { continue }
-            results.append(Suite.Result(
-                cell: cell.name, preset: preset, steps: s.steps, tokens: s.tokens, final_val_loss: s.valLoss,
-                best_val_loss: s.bestValLoss, val_ppl: s.valPerplexity, tokens_per_s: s.tokensPerSecond,
-                step_ms: s.stepMsMean, optimizer_state_bytes: s.optimizerStateBytes, peak_rss_bytes: s.peakRSSBytes, flags: cell.flags))
         }
-        let lines = results.map { jsonLine($0) }.joined(separator: "\n") + "\n"
-        try AtomicFile.write(lines, to: dir.appendingPathComponent("results.jsonl"))
-        let runs = results.compactMap { r -> (String, [StepMetrics])? in
-            (try? MetricsLog.read(url: dir.appendingPathComponent(r.cell).appendingPathComponent("metrics.jsonl"))).map { (r.cell, $0) }
+        if let md = try? String(contentsOf: plan.outURL.appendingPathComponent("report.md"), encoding: .utf8) { print(md) }
+        for r in outcome.results {
+            guard let p = outcome.peers.first(where: { $0.cell == r.cell && $0.preset == r.preset }) else { continue }
+            var parts = [String(format: "tokens/s %.2fx", r.tokens_per_s / p.tokens_per_s),
+                         String(format: "peak RSS %.2fx", Double(r.peak_rss_bytes) / Double(p.peak_rss_bytes))]
+            if let a = r.final_val_loss, let b = p.final_val_loss { parts.append(String(format: "final val loss %.4f / %.4f = %.4fx", a, b, a / b)) }
+            print("\(r.preset) \(r.cell) vs \(p.reference ?? "PyTorch"): " + parts.joined(separator: ", "))
         }
-        try AtomicFile.write(MetricsLog.lossPlot(runs: runs), to: dir.appendingPathComponent("loss.svg"))
-        let md = "Preset `\(preset)`, \(steps) steps of batch 8 x 256 tokens, seed 0, data: \(data ?? "Shakespeare (default split)").\n\n" + Suite.markdown(results)
-        try AtomicFile.write(md, to: dir.appendingPathComponent("report.md"))
-        print(md)
+        if !outcome.failed.isEmpty { fail("cells failed: \(outcome.failed.joined(separator: ", ")) (re-run to retry them)") }
+    }
+
+    /// This executable, for the cells' processes.
+    static func executable() -> URL {
+        let proc = URL(fileURLWithPath: "/proc/self/exe")
+        if let dest = try? FileManager.default.destinationOfSymbolicLink(atPath: proc.path) { return URL(fileURLWithPath: dest) }
+        let arg0 = CommandLine.arguments[0]
+        if arg0.contains("/") { return URL(fileURLWithPath: arg0).standardizedFileURL }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let u = URL(fileURLWithPath: String(dir)).appendingPathComponent(arg0)
+            if FileManager.default.isExecutableFile(atPath: u.path) { return u }
+        }
+        return URL(fileURLWithPath: arg0)
+    }
+}
+
+/// `subspace suite`: the first form of `subspace bench --suite`, kept as an alias (same
+/// directory layout and cells).
+struct SuiteRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "suite", abstract: "Alias of `subspace bench --suite`: run a method comparison and write its report.")
+    @Argument(help: "Suite: \(Suite.names.joined(separator: ", ")).") var suite: String = "pretrain"
+    @Option(help: "Output directory (finished cells are skipped on a re-run).") var out: String = "runs/suite"
+    @Option(help: "Model preset (one; --presets takes several).") var preset: String?
+    @Option(help: "Steps per cell (default: pretrain 2000, finetune 300, speed 10 timed).") var steps: Int?
+    @OptionGroup var options: SuiteOptions
+
+    func run() throws {
+        let spec = guarded { try options.spec(suite: suite, out: out, steps: steps, preset: preset) }
+        options.run(spec: spec)
     }
 }

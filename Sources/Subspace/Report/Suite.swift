@@ -2,9 +2,11 @@ import Foundation
 
 /// The method comparison: which optimizers, with which settings, on which preset and data.
 ///
-/// Each cell is one `subspace train` run in its own process (so each peak RSS is its own),
-/// in `DIR/<cell name>/`; a cell whose `summary.json` exists is finished and is skipped on a
-/// re-run. Adding a method to a suite is one line in `cells(suite:)`.
+/// Each cell is one `subspace train` run (`subspace bench` for `speed`) in its own process (so
+/// each peak RSS is its own), in `DIR/<cell name>/` (see `SuitePlan` for the layout); a cell
+/// whose `summary.json` (`bench.json`) exists is finished and is skipped on a re-run. Adding a
+/// method to a suite is one line in `cells(suite:)`. `SuiteRunner` runs them, `SuiteReport`
+/// and `SuiteFigures` write the report.
 public enum Suite {
     public struct Cell: Sendable {
         public let name: String
@@ -13,7 +15,7 @@ public enum Suite {
         public init(_ name: String, _ flags: [String]) { self.name = name; self.flags = flags }
     }
 
-    public static let names = ["pretrain", "speed"]
+    public static let names = ["pretrain", "finetune", "speed"]
 
     /// Learning rates are each method's reference setting scaled to `tiny`: AdamW's tuned
     /// 3e-3; GaLore-family methods GaLore's 0.01 with scale 0.25, rank 64, gap 200 (the
@@ -35,50 +37,26 @@ public enum Suite {
                 Cell("adafactor", ["--optimizer", "adafactor", "--lr", "3e-3"]),
                 Cell("lion", ["--optimizer", "lion", "--lr", "3e-4"]),
             ]
+        case "finetune":
+            // From the `tiny` Shakespeare checkpoint to Milton (see `SuitePlan`): full-model
+            // rates a third of pre-training's; the low-rank methods at GaLore's fine-tuning
+            // setting (rank 8 with scale 2, the paper's GLUE choice for r = 8) and a gap of 100
+            // so the subspace moves within the short budget. Not tuned.
+            let ftRank = ["--rank", "8", "--update-gap", "100", "--scale", "2"]
+            return [
+                Cell("adamw", ["--optimizer", "adamw", "--lr", "1e-3"]),
+                Cell("galore-r8", ["--optimizer", "galore", "--lr", "1e-3"] + ftRank),
+                Cell("galore-adafactor-r8", ["--optimizer", "galore-adafactor", "--lr", "1e-3"] + ftRank),
+                Cell("fira-r8", ["--optimizer", "fira", "--lr", "1e-3"] + ftRank),
+                Cell("flora-r8", ["--optimizer", "flora", "--lr", "1e-3", "--rank", "8", "--update-gap", "100"]),
+                Cell("gum-r8", ["--optimizer", "gum", "--lr", "5e-3"] + ftRank),
+                Cell("projfactor", ["--optimizer", "projfactor", "--lr", "1e-3"]),
+                Cell("muon", ["--optimizer", "muon", "--lr", "5e-3"]),
+                Cell("adafactor", ["--optimizer", "adafactor", "--lr", "1e-3"]),
+                Cell("lion", ["--optimizer", "lion", "--lr", "1e-4"]),
+            ]
         default:
             throw ConfigurationError("unknown suite '\(suite)'; known: \(names.joined(separator: ", "))")
         }
-    }
-
-    /// One finished cell, as `results.jsonl` stores it.
-    public struct Result: Codable, Sendable {
-        public var cell: String
-        public var preset: String
-        public var steps: Int
-        public var tokens: Int
-        public var final_val_loss: Double?
-        public var best_val_loss: Double?
-        public var val_ppl: Double?
-        public var tokens_per_s: Double
-        public var step_ms: Double
-        public var optimizer_state_bytes: Int
-        public var peak_rss_bytes: Int
-        public var flags: [String]
-
-        public init(
-            cell: String, preset: String, steps: Int, tokens: Int, final_val_loss: Double?, best_val_loss: Double?,
-            val_ppl: Double?, tokens_per_s: Double, step_ms: Double, optimizer_state_bytes: Int, peak_rss_bytes: Int,
-            flags: [String]
-        ) {
-            self.cell = cell; self.preset = preset; self.steps = steps; self.tokens = tokens
-            self.final_val_loss = final_val_loss; self.best_val_loss = best_val_loss; self.val_ppl = val_ppl
-            self.tokens_per_s = tokens_per_s; self.step_ms = step_ms; self.optimizer_state_bytes = optimizer_state_bytes
-            self.peak_rss_bytes = peak_rss_bytes; self.flags = flags
-        }
-    }
-
-    /// A markdown table of results, with ratios to the AdamW cell when there is one.
-    public static func markdown(_ results: [Result]) -> String {
-        let base = results.first { $0.cell == "adamw" }
-        func mib(_ b: Int) -> String { String(format: "%.1f", Double(b) / 1_048_576) }
-        var s = "| method | val loss | val ppl | tokens/s | step ms (x AdamW) | optimizer state MiB | peak RSS MiB |\n"
-        s += "|---|---:|---:|---:|---:|---:|---:|\n"
-        for r in results {
-            let ratio = base.map { String(format: " (%.2fx)", r.step_ms / $0.step_ms) } ?? ""
-            s += "| \(r.cell) | \(r.final_val_loss.map { String(format: "%.4f", $0) } ?? "-") | "
-            s += "\(r.val_ppl.map { String(format: "%.2f", $0) } ?? "-") | \(String(format: "%.0f", r.tokens_per_s)) | "
-            s += "\(String(format: "%.1f", r.step_ms))\(ratio) | \(mib(r.optimizer_state_bytes)) | \(mib(r.peak_rss_bytes)) |\n"
-        }
-        return s
     }
 }

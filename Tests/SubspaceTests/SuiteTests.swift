@@ -1,0 +1,295 @@
+import Foundation
+import Testing
+@testable import Subspace
+
+/// The method-comparison suite: the cell matrix, directories and commands, skipping finished
+/// cells, results, report and figures. No cell is trained here: finished cells are faked with
+/// the files a real run leaves (`summary.json`, `bench.json`, `metrics.jsonl`).
+@Suite struct SuiteTests {
+    func tmp(_ name: String) -> URL {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("subspace-suite-\(name)-\(getpid())")
+        try? FileManager.default.removeItem(at: d)
+        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    func plan(_ suite: String, _ out: URL, _ edit: (inout SuiteSpec) -> Void = { _ in }) throws -> SuitePlan {
+        var s = try SuiteSpec.defaults(suite: suite, out: out.path)
+        edit(&s)
+        return try SuitePlan(spec: s)
+    }
+
+    /// Writes the `summary.json` (and a two-evaluation `metrics.jsonl`) a finished train run leaves.
+    func finish(_ job: SuiteJob, valLoss: Double, tokensPerS: Double, state: Int = 1 << 20) throws {
+        try FileManager.default.createDirectory(at: job.directory, withIntermediateDirectories: true)
+        let s = RunSummary(steps: 20, tokens: 20 * 2048, trainLoss: valLoss + 0.1, valLoss: valLoss, valPerplexity: exp(valLoss),
+                           bestValLoss: valLoss, unigramPerplexity: 600, tokensPerSecond: tokensPerS, stepMsMean: 2048 / tokensPerS * 1000,
+                           seconds: 10, peakRSSBytes: 300 << 20, optimizerStateBytes: state, checkpoint: "x")
+        try JSONEncoder().encode(s).write(to: job.directory.appendingPathComponent("summary.json"))
+        let m = [StepMetrics(step: 10, tokens: 20480, loss: 6, lr: 1e-3, tokens_per_s: tokensPerS, rss_bytes: 1, val_loss: valLoss + 0.5, step_ms: 400),
+                 StepMetrics(step: 20, tokens: 40960, loss: 5, lr: 1e-3, tokens_per_s: tokensPerS, rss_bytes: 1, val_loss: valLoss, step_ms: 400)]
+        let enc = JSONEncoder()
+        let lines = try m.map { String(decoding: try enc.encode($0), as: UTF8.self) + "\n" }.joined()
+        try lines.write(to: job.directory.appendingPathComponent("metrics.jsonl"), atomically: true, encoding: .utf8)
+    }
+
+    @Test func cellMatrixOfEverySuite() throws {
+        for name in Subspace.Suite.names {
+            let cells = try Subspace.Suite.cells(suite: name)
+            #expect(!cells.isEmpty)
+            #expect(Set(cells.map(\.name)).count == cells.count, "cell names repeat in \(name)")
+            for c in cells {
+                #expect(OptimizerRegistry.names.contains(Subspace.Suite.method(flags: c.flags)), "\(name)/\(c.name)")
+            }
+        }
+        #expect(try Subspace.Suite.cells(suite: "pretrain").first?.name == "adamw")
+        #expect(throws: ConfigurationError.self) { try Subspace.Suite.cells(suite: "nope") }
+        #expect(throws: ConfigurationError.self) { try SuiteSpec.defaults(suite: "nope", out: "x") }
+    }
+
+    @Test func settingsFromFlags() {
+        let f = ["--optimizer", "galore", "--lr", "1e-2", "--decay-rate", "-0.8", "--per-layer-update", "--rank", "64"]
+        let s = Subspace.Suite.settings(flags: f)
+        #expect(s == ["optimizer": "galore", "lr": "1e-2", "decay-rate": "-0.8", "per-layer-update": "true", "rank": "64"])
+        #expect(Subspace.Suite.method(flags: f) == "galore")
+        #expect(Subspace.Suite.method(flags: ["--lr", "1"]) == "adamw")
+        #expect(SuiteSpec.list(" tiny, llama20m ,,") == ["tiny", "llama20m"])
+    }
+
+    @Test func pretrainLayoutAndCommands() throws {
+        let out = URL(fileURLWithPath: "/tmp/x/suite")
+        let p = try plan("pretrain", out) { $0.presets = ["tiny", "llama9m"]; $0.steps = 20 }
+        let jobs = p.jobs()
+        let cells = try Subspace.Suite.cells(suite: "pretrain")
+        #expect(jobs.count == 2 * cells.count)
+        let first = jobs[0]
+        #expect(first.directory.path == "/tmp/x/suite/adamw")
+        #expect(first.arguments == ["train", "--preset", "tiny", "--steps", "20", "--eval-every", "200", "--out", "/tmp/x/suite/adamw",
+                                    "--sample-tokens", "0"] + cells[0].flags)
+        #expect(first.marker == "summary.json")
+        #expect(jobs[cells.count].directory.path == "/tmp/x/suite/llama9m/adamw")
+        // Peers: file order and the shared initial weights.
+        let peers = try plan("pretrain", out) { $0.peers = true; $0.data = "d" }
+        let a = peers.jobs()[0].arguments
+        #expect(Array(a.suffix(6)) == ["--data", "d", "--shuffle", "false", "--init-from", "/tmp/x/suite/peer-init/tiny"])
+        let runner = SuiteRunner(plan: peers, executable: URL(fileURLWithPath: "/bin/true"), defaultData: "d")
+        let pa = runner.peerArguments(peers.jobs()[0], peer: .init(python: "python", script: "peer.py", threads: 2))
+        #expect(pa.first == "peer.py")
+        let dash = try #require(pa.firstIndex(of: "--"))
+        #expect(Array(pa[(dash + 1)...]) == Array(a.dropFirst()))
+        #expect(pa.contains("/tmp/x/suite/peer-data/tiny/train.bin"))
+    }
+
+    @Test func finetuneAndSpeedJobs() throws {
+        let out = URL(fileURLWithPath: "/tmp/x/ft")
+        let ft = try plan("finetune", out) { $0.steps = 40 }.jobs()
+        #expect(ft[0].kind == .base && ft[0].directory.path == "/tmp/x/ft/base")
+        #expect(ft[0].arguments.contains("2000"))
+        let cell = ft[1]
+        #expect(cell.kind == .train)
+        func value(_ flag: String) -> String? { cell.arguments.firstIndex(of: flag).map { cell.arguments[$0 + 1] } }
+        #expect(value("--init-from") == "/tmp/x/ft/base/checkpoint")
+        #expect(value("--tokenizer") == "/tmp/x/ft/base/checkpoint/tokenizer.json")
+        #expect(value("--data") == "../shared/data/milton")
+        #expect(value("--warmup") == "4")
+        // A given base: no base job; a run directory resolves to nothing else when it has no checkpoint/.
+        let given = try plan("finetune", out) { $0.base = "/tmp/x/elsewhere" }
+        #expect(given.jobs().allSatisfy { $0.kind == .train })
+        #expect(given.baseCheckpoint(preset: "tiny").path == "/tmp/x/elsewhere")
+
+        let sp = try plan("speed", URL(fileURLWithPath: "/tmp/x/sp")).jobs()
+        #expect(Set(sp.map(\.preset)) == ["tiny", "llama20m", "llama60m"])
+        let big = try #require(sp.first { $0.preset == "llama60m" })
+        #expect(big.kind == .bench && big.marker == "bench.json")
+        #expect(Array(big.arguments.prefix(8)) == ["bench", "--preset", "llama60m", "--steps", "10", "--batch", "4", "--json"])
+        #expect(big.directory.path == "/tmp/x/sp/llama60m/adamw")
+        #expect(sp.first { $0.preset == "tiny" }?.batch == 8)
+    }
+
+    @Test func badSpecsAreConfigurationErrors() throws {
+        let out = URL(fileURLWithPath: "/tmp/x")
+        #expect(throws: ConfigurationError.self) { try plan("pretrain", out) { $0.steps = 0 } }
+        #expect(throws: ConfigurationError.self) { try plan("pretrain", out) { $0.presets = ["huge"] } }
+        #expect(throws: ConfigurationError.self) { try plan("pretrain", out) { $0.presets = [] } }
+        #expect(throws: ConfigurationError.self) { try plan("pretrain", out) { $0.only = ["adamw", "nosuch"] } }
+        #expect(throws: ConfigurationError.self) { try plan("speed", out) { $0.peers = true } }
+        let only = try plan("pretrain", out) { $0.only = ["muon", "adamw"] }
+        #expect(only.cells.map(\.name) == ["adamw", "muon"])
+    }
+
+    @Test func reproduceCommand() throws {
+        let d = try SuiteSpec.defaults(suite: "pretrain", out: "runs/suite")
+        #expect(d.command == "subspace bench --suite pretrain --out runs/suite")
+        var s = d
+        s.steps = 300; s.evalEvery = 100; s.data = "../shared/data/shakespeare"; s.only = ["adamw"]
+        #expect(s.command == "subspace bench --suite pretrain --steps 300 --eval-every 100 --data ../shared/data/shakespeare --only adamw --out runs/suite")
+        var f = try SuiteSpec.defaults(suite: "finetune", out: "o")
+        f.baseSteps = 100; f.peers = true
+        #expect(f.command == "subspace bench --suite finetune --base-steps 100 --peers --out o")
+    }
+
+    /// Finished cells are skipped and untouched; an unfinished cell's directory is cleared and
+    /// the cell launched (here `/bin/true`, which finishes nothing, so the cell fails).
+    @Test func skipsFinishedCells() throws {
+        let out = tmp("skip")
+        let p = try plan("pretrain", out) { $0.only = ["adamw", "muon"]; $0.steps = 20 }
+        let jobs = p.jobs()
+        try finish(jobs[0], valLoss: 5.0, tokensPerS: 4000)
+        try "keep".write(to: jobs[0].directory.appendingPathComponent("sentinel"), atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(at: jobs[1].directory, withIntermediateDirectories: true)
+        try "stale".write(to: jobs[1].directory.appendingPathComponent("stale"), atomically: true, encoding: .utf8)
+        #expect(p.isFinished(jobs[0]) && !p.isFinished(jobs[1]))
+
+        var started: [String] = [], skipped: [String] = [], failed: [String] = []
+        let runner = SuiteRunner(plan: p, executable: URL(fileURLWithPath: "/bin/true"), defaultData: "unused")
+        let outcome = try runner.run { e in
+            switch e {
+            case .started(let j, _, _): started.append(j.cell)
+            case .skipped(let j): skipped.append(j.cell)
+            case .failed(let j, _): failed.append(j.cell)
+            default: break
+            }
+        }
+        #expect(skipped == ["adamw"] && started == ["muon"] && failed == ["muon"])
+        #expect(outcome.results.map(\.cell) == ["adamw"] && outcome.failed == ["muon"])
+        #expect(FileManager.default.fileExists(atPath: jobs[0].directory.appendingPathComponent("sentinel").path))
+        #expect(!FileManager.default.fileExists(atPath: jobs[1].directory.appendingPathComponent("stale").path))
+        let lines = Subspace.Suite.Result.read(url: out.appendingPathComponent("results.jsonl"))
+        #expect(lines.count == 1 && lines[0].final_val_loss == 5.0)
+        let spec = try JSONDecoder().decode(SuiteSpec.self, from: Data(contentsOf: out.appendingPathComponent("suite.json")))
+        #expect(spec == p.spec)
+
+        // Report-only launches nothing.
+        started = []
+        _ = try runner.run(reportOnly: true) { e in if case .started(let j, _, _) = e { started.append(j.cell) } }
+        #expect(started.isEmpty)
+        try? FileManager.default.removeItem(at: out)
+    }
+
+    @Test func resultsCarryTheMemoryBreakdown() throws {
+        let out = tmp("memory")
+        let p = try plan("pretrain", out) { $0.only = ["adamw"] }
+        let job = p.jobs()[0]
+        try finish(job, valLoss: 4.5, tokensPerS: 5000, state: 40 << 20)
+        let r = try #require(p.result(of: job))
+        let tiny = try LlamaConfig.preset("tiny")
+        #expect(r.weights_bytes == tiny.parameterCount * 4 && r.gradients_bytes == tiny.parameterCount * 4)
+        #expect(r.activations_bytes == LlamaActivations.bytes(config: tiny, batch: 8, seq: 256))
+        #expect(r.optimizer_state_bytes == 40 << 20 && r.method == "adamw" && r.impl == "subspace" && r.suite == "pretrain")
+
+        // A speed cell reads bench.json.
+        let sp = try plan("speed", out) { $0.only = ["adamw"]; $0.presets = ["tiny"] }
+        let b = sp.jobs()[0]
+        try FileManager.default.createDirectory(at: b.directory, withIntermediateDirectories: true)
+        let bench = BenchmarkResult(
+            preset: "tiny", optimizer: "adamw", params: 5, batch: 8, seq: 256, steps: 10, threads: 2, per_layer_update: false,
+            tokens_per_s: 4800, step_ms_median: 420, step_ms_mean: 426, forward_ms: 1, backward_ms: 1, optimizer_ms: 1,
+            peak_rss_bytes: 280 << 20, optimizer_state_bytes: 41 << 20, weights_bytes: 21 << 20, activations_bytes: 90 << 20, loss: 8)
+        try JSONEncoder().encode(bench).write(to: b.directory.appendingPathComponent("bench.json"))
+        let br = try #require(sp.result(of: b))
+        #expect(br.tokens == 10 * 8 * 256 && br.step_ms == 426 && br.activations_bytes == 90 << 20 && br.final_val_loss == nil)
+        try? FileManager.default.removeItem(at: out)
+    }
+
+    @Test func resultJSONSchema() throws {
+        var r = Subspace.Suite.Result(
+            cell: "galore-r64-T200", preset: "tiny", steps: 300, tokens: 614_400, final_val_loss: 4.6, best_val_loss: 4.55,
+            val_ppl: 99.5, tokens_per_s: 4100, step_ms: 497, optimizer_state_bytes: 1000, peak_rss_bytes: 2000,
+            flags: ["--optimizer", "galore", "--lr", "1e-2", "--rank", "64"])
+        r.suite = "pretrain"; r.impl = "subspace"; r.weights_bytes = 1; r.gradients_bytes = 2; r.activations_bytes = 3
+        let line = r.jsonLine()
+        #expect(!line.contains("\n"))
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        for key in ["cell", "method", "settings", "preset", "steps", "tokens", "final_val_loss", "best_val_loss", "val_ppl",
+                    "tokens_per_s", "step_ms", "optimizer_state_bytes", "peak_rss_bytes", "flags", "suite", "impl",
+                    "weights_bytes", "gradients_bytes", "activations_bytes"] {
+            #expect(obj[key] != nil, "missing \(key)")
+        }
+        #expect(obj["method"] as? String == "galore")
+        #expect((obj["settings"] as? [String: String])?["rank"] == "64")
+        let keys = line.split(separator: "\"").enumerated().filter { $0.offset % 2 == 1 }.map(String.init(describing:))
+        #expect(keys.first?.contains("activations_bytes") == true, "keys are sorted")
+        #expect(try JSONDecoder().decode(Subspace.Suite.Result.self, from: Data(line.utf8)) == r)
+        // A line of the first `subspace suite` (no method, settings or memory fields) still reads.
+        let old = #"{"best_val_loss":5.16,"cell":"adamw","final_val_loss":5.16,"flags":["--optimizer","adamw"],"optimizer_state_bytes":42,"peak_rss_bytes":3,"preset":"tiny","step_ms":487.2,"steps":300,"tokens":614400,"tokens_per_s":4203,"val_ppl":174.2}"#
+        let o = try JSONDecoder().decode(Subspace.Suite.Result.self, from: Data(old.utf8))
+        #expect(o.cell == "adamw" && o.weights_bytes == nil && o.impl == nil)
+    }
+
+    func fakeResults() -> (SuitePlan, [Subspace.Suite.Result], [Subspace.Suite.Result]) {
+        let p = try! plan("pretrain", URL(fileURLWithPath: "/nonexistent/suite")) { $0.steps = 300 }
+        func make(_ cell: String, _ flags: [String], _ loss: Double, _ tps: Double, _ ms: Double, impl: String) -> Subspace.Suite.Result {
+            var r = Subspace.Suite.Result(
+                cell: cell, preset: "tiny", steps: 300, tokens: 614_400, final_val_loss: loss, best_val_loss: loss - 0.01,
+                val_ppl: exp(loss), tokens_per_s: tps, step_ms: ms, optimizer_state_bytes: 40 << 20,
+                peak_rss_bytes: impl == "subspace" ? 300 << 20 : 1200 << 20, flags: flags)
+            r.impl = impl; r.batch = 8; r.seq = 256
+            r.weights_bytes = 20 << 20; r.gradients_bytes = 20 << 20; r.activations_bytes = 100 << 20
+            if impl == "pytorch" { r.reference = "torch.optim.AdamW" }
+            return r
+        }
+        let results = [make("adamw", ["--optimizer", "adamw", "--lr", "3e-3"], 5.16, 4000, 500, impl: "subspace"),
+                       make("galore-r64-T200", ["--optimizer", "galore", "--rank", "64"], 4.60, 3900, 550, impl: "subspace")]
+        let peers = [make("adamw", ["--optimizer", "adamw"], 5.20, 3200, 640, impl: "pytorch")]
+        return (p, results, peers)
+    }
+
+    @Test func reportMarkdown() throws {
+        let (p, results, peers) = fakeResults()
+        let md = SuiteReport.markdown(plan: p, results: results, peers: peers)
+        #expect(md.contains("subspace bench --suite pretrain --steps 300 --out /nonexistent/suite"))
+        #expect(md.contains("| method | settings | val loss | best val loss | val ppl | tokens/s | step ms (x AdamW) |"))
+        #expect(md.contains("| adamw | lr=3e-3 | 5.1600 | 5.1500 | 174.16 | 4000 | 500.0 (1.00x) | 40.0 | 300.0 |"))
+        #expect(md.contains("| galore-r64-T200 | rank=64 | 4.6000 |"))
+        #expect(md.contains("550.0 (1.10x)"))
+        #expect(md.contains("![validation loss](val_loss.svg)") && md.contains("![memory by kind](memory.svg)"))
+        // Side by side: tokens/s 4000 / 3200 = 1.25x, RSS 300 / 1200 = 0.25x, loss 5.16 / 5.20.
+        #expect(md.contains("| adamw | torch.optim.AdamW | 4000 | 3200 | 1.25x | 300.0 | 1200.0 | 0.25x | 5.1600 | 5.2000 | 0.99x |"))
+        #expect(!md.contains("| galore-r64-T200 | torch"))
+        #expect(SuiteReport.markdown(plan: p, results: [], peers: []).contains("No cell has finished yet"))
+    }
+
+    @Test func figures() throws {
+        let (_, results, peers) = fakeResults()
+        let mem = SuiteFigures.memory(title: "Memory", results: results)
+        #expect(mem.hasPrefix("<svg") && mem.hasSuffix("</svg>\n"))
+        for name in ["weights", "gradients", "optimizer state", "activations", "peak RSS", "adamw", "galore-r64-T200"] {
+            #expect(mem.contains(">\(name)<"), "memory figure lacks \(name)")
+        }
+        // Two stacks of four segments, four legend swatches.
+        #expect(mem.components(separatedBy: "<rect").count - 1 == 1 + 2 * 4 + 4)
+        // Stack heights are proportional: 160 MiB of segments under a 300 MiB marker.
+        let tp = SuiteFigures.throughput(title: "Throughput", results: results, peers: peers)
+        #expect(tp.contains(">PyTorch<") && tp.contains(">Subspace<"))
+        #expect(tp.components(separatedBy: "<rect").count - 1 == 1 + 3 + 2, "three bars: galore has no peer")
+        let m = [StepMetrics(step: 1, tokens: 100, loss: 6, lr: 1, tokens_per_s: 1, rss_bytes: 1, val_loss: 5.5, step_ms: 1),
+                 StepMetrics(step: 2, tokens: 200, loss: 5, lr: 1, tokens_per_s: 1, rss_bytes: 1, step_ms: 1)]
+        let vl = SuiteFigures.validationLoss(title: "V", runs: [("adamw", m)], peers: [("adamw", m)])
+        #expect(vl.contains(">adamw<") && vl.contains(">adamw (PyTorch)<") && vl.contains("stroke-dasharray"))
+    }
+
+    @Test func barHeightsScale() {
+        let svg = SVGBars(title: "t", yLabel: "y", categories: ["a", "b"], series: ["s"], values: [[1], [2]], stacked: false).render()
+        let heights = svg.components(separatedBy: "height=\"").dropFirst().compactMap { Double($0.prefix { $0 != "\"" }) }
+        // [svg height, bar a, bar b, ...]: b is twice a.
+        let bars = Array(heights.dropFirst().prefix(2))
+        #expect(bars.count == 2 && abs(bars[1] / bars[0] - 2) < 0.02)
+    }
+
+    /// The written files, from fake finished cells (report-only).
+    @Test func writesReportFiles() throws {
+        let out = tmp("files")
+        let p = try plan("pretrain", out) { $0.only = ["adamw", "lion"] }
+        for (j, l) in zip(p.jobs(), [5.0, 5.5]) { try finish(j, valLoss: l, tokensPerS: 4000) }
+        try "{\"cell\":\"adamw\",\"preset\":\"tiny\",\"steps\":20,\"tokens\":40960,\"final_val_loss\":5.1,\"tokens_per_s\":3000,\"step_ms\":600,\"optimizer_state_bytes\":1,\"peak_rss_bytes\":1000000000,\"flags\":[],\"impl\":\"pytorch\",\"reference\":\"torch.optim.AdamW\"}\n"
+            .write(to: p.jobs()[0].directory.appendingPathComponent(SuitePlan.peerResultFile), atomically: true, encoding: .utf8)
+        let outcome = try SuiteRunner(plan: p, executable: URL(fileURLWithPath: "/bin/false"), defaultData: "x").run(reportOnly: true)
+        #expect(outcome.results.count == 2 && outcome.peers.count == 1)
+        for f in ["results.jsonl", "peers.jsonl", "report.md", "val_loss.svg", "loss.svg", "memory.svg", "throughput.svg"] {
+            #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(f).path), "\(f) missing")
+        }
+        let report = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
+        #expect(report.contains("| adamw | torch.optim.AdamW | 4000 | 3000 | 1.33x |"))
+        try? FileManager.default.removeItem(at: out)
+    }
+}
