@@ -5,13 +5,15 @@
 ///
 /// Bytes (N = batch * seq tokens, D = dim, K = kvHeads * headDim, F = ffn, H = heads,
 /// T = seq, V = vocab), all float32:
-/// - per layer: residual input x, normalised xn, q, attention output, residual after
-///   attention, its normalised form (6ND); k, v (2NK); gate and up (2NF); two reciprocal-RMS
-///   vectors (2N); attention probabilities (B*H*T^2);
+/// - per layer: residual input x, q, attention output, residual after attention (4ND); k, v
+///   (2NK); gate and up (2NF); two reciprocal-RMS vectors (2N); attention probabilities
+///   (B*H*T^2). The two normalised inputs are not kept: backward recomputes them from the
+///   residual and its reciprocal RMS (`RMSNorm.normalize`) into the shared `xn`;
 /// - once: final residual and its norm (2ND), final reciprocal RMS (N), one chunk of logits
 ///   (R x V with R = `logitRows`, at most 2^24 / V rows: the head and the loss run chunk by
 ///   chunk, so the N x V logits are never held at once);
-/// - scratch: three N x D gradients, dk and dv (2NK) and one N x F buffer.
+/// - scratch: the normalised input xn and three N x D gradients (4ND), dk and dv (2NK) and one
+///   N x F buffer.
 /// `LlamaActivations.bytes(config:batch:seq:)` is that sum; the memory test checks it against
 /// the allocations.
 public final class LlamaActivations {
@@ -20,12 +22,12 @@ public final class LlamaActivations {
     var targets: [Int32]
 
     final class Layer {
-        let x, xn, rstd1, q, k, v, probs, att, x2, xn2, rstd2, g, u: Tensor
+        let x, rstd1, q, k, v, probs, att, x2, rstd2, g, u: Tensor
         init(n: Int, d: Int, kv: Int, f: Int, probs p: Int) {
-            x = Tensor(zeros: [n, d]); xn = Tensor(zeros: [n, d]); rstd1 = Tensor(zeros: [n])
+            x = Tensor(zeros: [n, d]); rstd1 = Tensor(zeros: [n])
             q = Tensor(zeros: [n, d]); k = Tensor(zeros: [n, kv]); v = Tensor(zeros: [n, kv])
             probs = Tensor(zeros: [p]); att = Tensor(zeros: [n, d]); x2 = Tensor(zeros: [n, d])
-            xn2 = Tensor(zeros: [n, d]); rstd2 = Tensor(zeros: [n])
+            rstd2 = Tensor(zeros: [n])
             g = Tensor(zeros: [n, f]); u = Tensor(zeros: [n, f])
         }
     }
@@ -41,7 +43,7 @@ public final class LlamaActivations {
     /// vocabulary) that cost 8% of llama60m's step (`bench/compare.sh --preset llama60m`).
     static let logitChunkElements = 1 << 24
     // scratch
-    let dX, dA, dq, dk, dv, hbuf: Tensor
+    let xn, dX, dA, dq, dk, dv, hbuf: Tensor
     let attention: CausalAttention
 
     init(config c: LlamaConfig, batch: Int, seq: Int) {
@@ -52,7 +54,7 @@ public final class LlamaActivations {
         xL = Tensor(zeros: [n, d]); xf = Tensor(zeros: [n, d]); rstdf = Tensor(zeros: [n])
         logitRows = LlamaActivations.logitRows(config: c, tokens: n)
         logits = Tensor(zeros: [logitRows, c.vocab])
-        dX = Tensor(zeros: [n, d]); dA = Tensor(zeros: [n, d]); dq = Tensor(zeros: [n, d])
+        xn = Tensor(zeros: [n, d]); dX = Tensor(zeros: [n, d]); dA = Tensor(zeros: [n, d]); dq = Tensor(zeros: [n, d])
         dk = Tensor(zeros: [n, kv]); dv = Tensor(zeros: [n, kv]); hbuf = Tensor(zeros: [n, f])
         tokenIds = [Int32](repeating: 0, count: n)
         targets = [Int32](repeating: -1, count: n)
@@ -61,17 +63,17 @@ public final class LlamaActivations {
     /// Bytes of float32 activations and scratch for a batch shape (see the type's comment).
     public static func bytes(config c: LlamaConfig, batch: Int, seq: Int) -> Int {
         let n = batch * seq, d = c.dim, kv = c.kvHeads * c.headDim, f = c.ffnDim
-        let perLayer = 6 * n * d + 2 * n * kv + 2 * n * f + 2 * n + batch * c.heads * seq * seq
+        let perLayer = 4 * n * d + 2 * n * kv + 2 * n * f + 2 * n + batch * c.heads * seq * seq
         let once = 2 * n * d + n + logitRows(config: c, tokens: n) * c.vocab
-        let scratch = 3 * n * d + 2 * n * kv + n * f
+        let scratch = 4 * n * d + 2 * n * kv + n * f
         return 4 * (c.layers * perLayer + once + scratch)
     }
 
     /// Bytes actually allocated by this instance (float buffers only).
     public var allocatedBytes: Int {
-        var total = [xL, xf, rstdf, logits, dX, dA, dq, dk, dv, hbuf].reduce(0) { $0 + $1.byteCount }
+        var total = [xL, xf, rstdf, logits, xn, dX, dA, dq, dk, dv, hbuf].reduce(0) { $0 + $1.byteCount }
         for l in layers {
-            total += [l.x, l.xn, l.rstd1, l.q, l.k, l.v, l.probs, l.att, l.x2, l.xn2, l.rstd2, l.g, l.u]
+            total += [l.x, l.rstd1, l.q, l.k, l.v, l.probs, l.att, l.x2, l.rstd2, l.g, l.u]
                 .reduce(0) { $0 + $1.byteCount }
         }
         return total

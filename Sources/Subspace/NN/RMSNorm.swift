@@ -2,8 +2,9 @@
 /// `y = w * x / sqrt(mean(x^2) + eps)`, computed in float32.
 ///
 /// Activations kept for backward: the input x (N * dim floats) and the reciprocal RMS per row
-/// (N floats). The normalised output is kept too by the model because the next linear layer
-/// needs it as its input.
+/// (N floats). The normalised output, which the next linear layer's weight gradient needs,
+/// is not kept: `normalize` recomputes it bit for bit from x and rstd (N * dim multiplies,
+/// against the N * dim * out multiply-adds of that gradient).
 public enum RMSNorm {
     /// y = w * x * rstd; writes rstd[N].
     public static func forward(
@@ -17,6 +18,19 @@ public enum RMSNorm {
                 for j in 0..<dim { ss += xi[j] * xi[j] }
                 let rs = 1 / (ss / Float(dim) + eps).squareRoot()
                 rstd[i] = rs
+                for j in 0..<dim { yi[j] = weight[j] * (xi[j] * rs) }
+            }
+        }
+    }
+
+    /// y = w * x * rstd from a stored rstd: exactly `forward`'s output.
+    public static func normalize(
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+        y: UnsafeMutablePointer<Float>, rows n: Int, dim: Int
+    ) {
+        Parallel.ranges(n, grain: 64) { r in
+            for i in r {
+                let xi = x + i * dim, yi = y + i * dim, rs = rstd[i]
                 for j in 0..<dim { yi[j] = weight[j] * (xi[j] * rs) }
             }
         }
