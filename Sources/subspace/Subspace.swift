@@ -7,7 +7,7 @@ struct SubspaceCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "subspace",
         abstract: "Memory-efficient training of LLaMA-style language models.",
-        subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self])
+        subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self, MemoryCommand.self])
 }
 
 /// Prints a one-line error and exits non-zero: user mistakes never produce a crash trace.

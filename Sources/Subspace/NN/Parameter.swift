@@ -28,12 +28,7 @@ public final class Parameter: @unchecked Sendable {
 
     public var shape: [Int] { value.shape }
     public var count: Int { value.count }
-    /// Index of the decoder layer (`model.layers.N.`), or nil for global parameters.
-    public var layerIndex: Int? {
-        let parts = name.split(separator: ".")
-        guard parts.count > 2, parts[0] == "model", parts[1] == "layers" else { return nil }
-        return Int(parts[2])
-    }
+    // `layerIndex` comes from `ParameterInfo` (ParameterSpec.swift).
 
     /// The gradient buffer, created zeroed if absent.
     @discardableResult

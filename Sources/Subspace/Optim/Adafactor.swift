@@ -68,6 +68,13 @@ public struct AdafactorRule: Equatable, Sendable {
             expAvg: beta1 != nil ? Tensor(zeros: shape) : nil)
     }
 
+    /// The tensors `makeMoments(shape:)` allocates, by shape: row and column factors (or the
+    /// full second moment for 1-D), plus the first moment with beta1.
+    public func footprint(shape: [Int]) -> StateFootprint {
+        let second = Self.isFactored(shape) ? [Array(shape.dropLast()), Array(shape.dropLast(2)) + [shape.last!]] : [shape]
+        return StateFootprint(states: second + (beta1 != nil ? [shape] : []))
+    }
+
     /// beta2_t = 1 - t^decayRate.
     public func beta2(step: Int) -> Float {
         Float(1 - Foundation.pow(Double(step), Double(decayRate)))
@@ -437,6 +444,8 @@ public final class Adafactor: ParameterwiseOptimizer<AdafactorMoments> {
     public override func makeState(for p: Parameter) -> AdafactorMoments { rule.makeMoments(shape: p.shape) }
 
     public override func bytes(of s: AdafactorMoments) -> Int { s.byteCount }
+
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? { rule.footprint(shape: p.shape) }
 
     public override func encode(_ s: AdafactorMoments) -> [String: Tensor] { s.encode() }
 

@@ -32,6 +32,11 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
 
     public override func bytes(of s: State) -> Int { s.m.byteCount + s.v.byteCount + (s.vMax?.byteCount ?? 0) }
 
+    /// m and v (and the running maximum with amsgrad), each shaped like the parameter.
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        StateFootprint(states: Array(repeating: p.shape, count: amsgrad ? 3 : 2))
+    }
+
     /// PyTorch's state keys: `step` (a 1-element tensor, exact up to 2^24 steps),
     /// `exp_avg` (m), `exp_avg_sq` (v) and, with amsgrad, `max_exp_avg_sq`.
     public override func encode(_ s: State) -> [String: Tensor] {

@@ -68,6 +68,9 @@ public final class Lion: ParameterwiseOptimizer<Lion.State> {
 
     public override func bytes(of s: State) -> Int { s.m.byteCount }
 
+    /// The momentum, shaped like the parameter.
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? { StateFootprint(states: [p.shape]) }
+
     public override func encode(_ s: State) -> [String: Tensor] { ["exp_avg": s.m] }
 
     public override func decode(_ t: [String: Tensor], for p: Parameter) throws -> State {

@@ -110,6 +110,11 @@ public final class Muon: ParameterwiseOptimizer<Muon.State> {
 
     public override func bytes(of s: State) -> Int { s.buffer.byteCount }
 
+    /// The momentum buffer, shaped like the (2-D) parameter.
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        p.shape.count == 2 ? StateFootprint(states: [p.shape]) : nil
+    }
+
     public override func encode(_ s: State) -> [String: Tensor] { ["momentum_buffer": s.buffer] }
 
     public override func decode(_ t: [String: Tensor], for p: Parameter) throws -> State {

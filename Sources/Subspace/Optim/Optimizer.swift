@@ -14,6 +14,11 @@ public protocol ParameterOptimizer: AnyObject {
     func update(_ parameter: Parameter, gradient: Tensor, lrScale: Float)
     /// Bytes of state currently held for `parameter` (0 if none yet).
     func stateBytes(for parameter: Parameter) -> Int
+    /// The state this rule will hold for a parameter of this name, role and shape once it
+    /// has been stepped, from the description alone (nothing is allocated), or nil when the
+    /// rule does not say. Its `bytes` equals `stateBytes(for:)` after one step. The
+    /// memory planner prices it; the default (StateFootprint.swift) is nil.
+    func stateFootprint(for parameter: ParameterSpec) -> StateFootprint?
     /// The rule's state for `parameter` as named tensors, for checkpoints: empty when the
     /// parameter has not been stepped yet. Scalars (step counts) are 1-element tensors. The
     /// tensors may share storage with the live state, so write or copy them before the next
@@ -85,6 +90,9 @@ open class ParameterwiseOptimizer<State>: ParameterOptimizer {
     }
     /// Bytes held by one state value.
     open func bytes(of state: State) -> Int { 0 }
+    /// The state `makeState` + one `apply` leave for a parameter like `parameter`, by shape
+    /// (see `ParameterOptimizer.stateFootprint(for:)`); nil unless the subclass overrides it.
+    open func stateFootprint(for parameter: ParameterSpec) -> StateFootprint? { nil }
     /// One state value as named tensors (see `exportState`). Names should be PyTorch's state
     /// keys where the rule has a PyTorch twin (`exp_avg`, `momentum_buffer`, ...), so a
     /// checkpoint reads the same to someone who knows `torch.optim`.

@@ -1,14 +1,16 @@
-/// Chooses parameters by name, role and shape.
+/// Chooses parameters by name, role and shape. Predicates see a `ParameterInfo`, so a
+/// selector routes a bare `ParameterSpec` (the memory planner's) exactly as it routes the
+/// live `Parameter`.
 public struct ParameterSelector: Sendable, CustomStringConvertible {
     public let description: String
-    let predicate: @Sendable (Parameter) -> Bool
+    let predicate: @Sendable (any ParameterInfo) -> Bool
 
-    public init(_ description: String, _ predicate: @escaping @Sendable (Parameter) -> Bool) {
+    public init(_ description: String, _ predicate: @escaping @Sendable (any ParameterInfo) -> Bool) {
         self.description = description
         self.predicate = predicate
     }
 
-    public func matches(_ p: Parameter) -> Bool { predicate(p) }
+    public func matches(_ p: some ParameterInfo) -> Bool { predicate(p) }
 
     /// Every parameter.
     public static let all = ParameterSelector("all") { _ in true }
@@ -47,8 +49,8 @@ public final class RoutedOptimizer {
         self.fallback = fallback
     }
 
-    /// The rule that owns `parameter`.
-    public func optimizer(for parameter: Parameter) -> ParameterOptimizer {
+    /// The rule that owns `parameter` (a live `Parameter` or a `ParameterSpec`).
+    public func optimizer(for parameter: some ParameterInfo) -> ParameterOptimizer {
         routes.first { $0.selector.matches(parameter) }?.optimizer ?? fallback
     }
 

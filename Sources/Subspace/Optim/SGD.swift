@@ -19,6 +19,10 @@ public final class SGD: ParameterwiseOptimizer<SGD.State> {
 
     public override func makeState(for p: Parameter) -> State { State(buffer: nil) }
     public override func bytes(of s: State) -> Int { s.buffer?.byteCount ?? 0 }
+    /// The momentum buffer (parameter-shaped) when momentum is non-zero, else nothing.
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        StateFootprint(states: momentum != 0 ? [p.shape] : [])
+    }
 
     /// PyTorch's state key: `momentum_buffer`, absent before the first momentum step and
     /// always without momentum.

@@ -82,6 +82,11 @@ public final class Fira: ParameterwiseOptimizer<Fira.State> {
         s.base.bytes + (s.base.projector == nil ? 0 : MemoryLayout<Float>.size)
     }
 
+    /// GaLore's footprint plus s_prev (one float) for matrices.
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        settings.footprint(for: p) + StateFootprint(states: settings.makeProjector(for: p) == nil ? [] : [[1]])
+    }
+
     /// GaLore's keys plus `scaling_grad` (fira's name, a 1-element tensor) for matrices.
     public override func encode(_ s: State) -> [String: Tensor] {
         var out = settings.encode(s.base)

@@ -113,14 +113,14 @@ public final class Flora: ParameterwiseOptimizer<Flora.State> {
     public var usesMomentum: Bool { (beta1 ?? 0) > 0 }
 
     /// Whether `p`'s first moment is compressed (see the type's comment).
-    public func compressesMomentum(_ p: Parameter) -> Bool {
+    public func compressesMomentum(_ p: some ParameterInfo) -> Bool {
         guard usesMomentum, p.shape.count == 2 else { return false }
         let lo = min(p.shape[0], p.shape[1]), hi = max(p.shape[0], p.shape[1])
         return lo > 0 && rank <= lo && Float(hi) / Float(lo) <= maxAspectRatio
     }
 
     /// The projection descriptor for `p` (nil when its momentum is not compressed).
-    public func makeProjector(for p: Parameter) -> Projector? {
+    public func makeProjector(for p: some ParameterInfo) -> Projector? {
         guard compressesMomentum(p) else { return nil }
         return try? Projector(type: projection, shape: p.shape, rank: rank, gap: kappa, scale: 1, seed: seed, label: p.name)
     }
@@ -153,6 +153,14 @@ public final class Flora: ParameterwiseOptimizer<Flora.State> {
     }
 
     public override func bytes(of s: State) -> Int { s.bytes }
+
+    /// Adafactor's second moment for the full shape, the first moment (compressed when the
+    /// matrix qualifies) and the projector's stored part (nothing: it is seeded).
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        let proj = makeProjector(for: p)
+        let momentum: [[Int]] = usesMomentum ? [proj?.projectedShape ?? p.shape] : []
+        return rule.footprint(shape: p.shape) + StateFootprint(states: momentum) + (proj?.footprint ?? .none)
+    }
 
     public override func encode(_ s: State) -> [String: Tensor] {
         if s.moments.step == 0 { return [:] }

@@ -111,14 +111,14 @@ public final class GUM: ParameterwiseOptimizer<GUM.State> {
 
     /// Whether `p` is full-rank in period `period` (a pure function of the seed, the sampling
     /// unit and the period).
-    public func isFullRank(_ p: Parameter, period: Int) -> Bool {
+    public func isFullRank(_ p: some ParameterInfo, period: Int) -> Bool {
         let unit: String
         if samplingUnit == .layer, let l = p.layerIndex { unit = "layer \(l)" } else { unit = p.name }
         var rng = RandomStream(seed: seed).split("gum/" + unit, index: UInt64(max(0, period)))
         return rng.uniform() < fullRankProbability
     }
 
-    public func makeProjector(for p: Parameter) -> Projector {
+    public func makeProjector(for p: some ParameterInfo) -> Projector {
         precondition(p.shape.count == 2 && p.count > 0, "GUM takes 2-D parameters; '\(p.name)' has shape \(p.shape)")
         return try! Projector(
             type: projection, shape: p.shape, rank: min(rank, p.shape[0], p.shape[1]), gap: updateGap,
@@ -128,6 +128,17 @@ public final class GUM: ParameterwiseOptimizer<GUM.State> {
     public override func makeState(for p: Parameter) -> State { State(projector: makeProjector(for: p)) }
 
     public override func bytes(of s: State) -> Int { s.bytes }
+
+    /// The first period's state (period 0's draw): the full-shape momentum if the parameter
+    /// is drawn full-rank, else the projected one, plus P. Later periods redraw, so a run's
+    /// state moves between r(m + n) and mn + mr per matrix (expected (1 - q)·r(m + n) +
+    /// q·(mn + mr)).
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        guard p.shape.count == 2, p.count > 0 else { return nil }
+        let proj = makeProjector(for: p)
+        let momentum = isFullRank(p, period: 0) ? p.shape : proj.projectedShape
+        return StateFootprint(states: [momentum]) + proj.footprint
+    }
 
     /// The importance-weighted estimate in the full space: 1/(1-q) · P Pᵀ G (low-rank) or
     /// 1/q · (G - P Pᵀ G) (full-rank). Its expectation over the draw is G.

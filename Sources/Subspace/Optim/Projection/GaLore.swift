@@ -54,7 +54,7 @@ public struct ProjectedAdam {
     /// The projector for `p`, or nil when `p` is not a matrix. The rank is clamped to
     /// min(m, n) per matrix, as galore-torch's slicing of the SVD factors does, so one global
     /// rank can serve matrices of every size.
-    public func makeProjector(for p: Parameter) -> Projector? {
+    public func makeProjector(for p: some ParameterInfo) -> Projector? {
         guard p.shape.count == 2, p.shape[0] > 0, p.shape[1] > 0 else { return nil }
         return try? Projector(
             type: projection, shape: p.shape, rank: min(rank, p.shape[0], p.shape[1]), gap: updateGap,
@@ -65,6 +65,14 @@ public struct ProjectedAdam {
         let proj = makeProjector(for: p)
         let shape = proj?.projectedShape ?? p.shape
         return State(m: Tensor(zeros: shape), v: Tensor(zeros: shape), projector: proj)
+    }
+
+    /// What `makeState` and a step leave, by shape: both moments in the projected shape and
+    /// the stored projector (parameter-shaped moments for non-matrices).
+    public func footprint(for p: some ParameterInfo) -> StateFootprint {
+        let proj = makeProjector(for: p)
+        let shape = proj?.projectedShape ?? p.shape
+        return StateFootprint(states: [shape, shape]) + (proj?.footprint ?? .none)
     }
 
     /// The projected Adam step, without touching the weights: refreshes the projector,
@@ -188,6 +196,7 @@ public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State> {
 
     public override func makeState(for p: Parameter) -> ProjectedAdam.State { settings.makeState(for: p) }
     public override func bytes(of s: ProjectedAdam.State) -> Int { s.bytes }
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? { settings.footprint(for: p) }
     public override func encode(_ s: ProjectedAdam.State) -> [String: Tensor] { settings.encode(s) }
     public override func decode(_ t: [String: Tensor], for p: Parameter) throws -> ProjectedAdam.State {
         try settings.decode(t, for: p)

@@ -82,7 +82,7 @@ public final class GaLoreAdafactor: ParameterwiseOptimizer<GaLoreAdafactor.State
     }
 
     /// The projector for `p` (nil when `p` is not a matrix), rank clamped to min(m, n).
-    public func makeProjector(for p: Parameter) -> Projector? {
+    public func makeProjector(for p: some ParameterInfo) -> Projector? {
         guard p.shape.count == 2, p.shape[0] > 0, p.shape[1] > 0 else { return nil }
         return try? Projector(
             type: projection, shape: p.shape, rank: min(rank, p.shape[0], p.shape[1]), gap: updateGap,
@@ -95,6 +95,12 @@ public final class GaLoreAdafactor: ParameterwiseOptimizer<GaLoreAdafactor.State
     }
 
     public override func bytes(of s: State) -> Int { s.bytes }
+
+    /// Adafactor's tensors for the projected shape plus the stored projector.
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        let proj = makeProjector(for: p)
+        return rule.footprint(shape: proj?.projectedShape ?? p.shape) + (proj?.footprint ?? .none)
+    }
 
     public override func encode(_ s: State) -> [String: Tensor] {
         if s.moments.step == 0 { return [:] }

@@ -137,7 +137,7 @@ public final class ProjFactor: ParameterwiseOptimizer<ProjFactor.State>, MicroBa
         return Geometry(rows: m, cols: n, granularity: c, rank: min(rank, shape[0], shape[1]), reshaped: shape)
     }
 
-    public func makeProjector(for p: Parameter) -> Projector {
+    public func makeProjector(for p: some ParameterInfo) -> Projector {
         precondition(p.shape.count == 2 && p.count > 0, "ProjFactor takes 2-D parameters; '\(p.name)' has shape \(p.shape)")
         let geo = geometry(rows: p.shape[0], cols: p.shape[1])
         return try! Projector(type: projection, shape: geo.reshaped, rank: geo.rank, gap: updateGap, scale: scale, seed: seed, label: p.name)
@@ -151,6 +151,14 @@ public final class ProjFactor: ParameterwiseOptimizer<ProjFactor.State>, MicroBa
     }
 
     public override func bytes(of s: State) -> Int { s.bytes }
+
+    /// The projected first moment and the row and column factors. The projection is seeded
+    /// (nothing stored); `pending`, the projected micro-batch sum held while a step is open
+    /// under gradient accumulation, is not counted (it replaces a gradient, not state).
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        guard p.shape.count == 2, p.count > 0 else { return nil }
+        return StateFootprint(states: [makeProjector(for: p).projectedShape, [p.shape[0]], [p.shape[1]]])
+    }
 
     // MARK: Projection
 

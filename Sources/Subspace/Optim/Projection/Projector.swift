@@ -125,6 +125,9 @@ public struct Projector {
     public var projectedShape: [Int] { side == .left ? [rank, cols] : [rows, rank] }
     /// Bytes of stored projector state: P for the SVD types, 0 for the random types.
     public var bytes: Int { type.isRandom ? 0 : (matrix?.byteCount ?? 0) }
+    /// What `bytes` counts once P exists, by shape: P for the SVD types, nothing for the
+    /// random ones.
+    public var footprint: StateFootprint { StateFootprint(projectors: type.isRandom ? [] : [.init(matrixShape)]) }
 
     /// Whether `refresh` at `step` would recompute P.
     public func needsRefresh(step: Int) -> Bool { matrix == nil || step % gap == 0 }

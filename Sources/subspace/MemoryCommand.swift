@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import Subspace
+
+/// `subspace memory`: the memory a training run needs, from `MemoryPlan`, without building
+/// the model or the optimizer's state.
+struct MemoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memory",
+        abstract: "Plan a run's memory: weights, gradients, optimizer states, projectors, activations.")
+
+    @Option(help: "Model: a preset (\(LlamaConfig.presetNames.joined(separator: ", "))) or a transformers config.json (or its directory).")
+    var model: String = "tiny"
+    @Option(name: .customLong("state-bits"), help: "Optimizer states: 32 (full, in --dtype) or 8 (bitsandbytes block-wise 8-bit, blocks of 256).")
+    var stateBits: Int = 32
+    @Option(help: "Element type of weights, gradients, projectors and activations: fp32 (this engine) or bf16 (GaLore's estimates).")
+    var dtype: String = "fp32"
+    @Option(help: "Sequences per micro-batch (for activations).") var batch: Int = 8
+    @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
+    @Flag(name: .customLong("activation-checkpointing"), help: "Keep only each layer's input and recompute one layer at a time.")
+    var activationCheckpointing = false
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var opt: OptimizerFlags
+
+    func run() throws {
+        let plan: MemoryPlan = guarded {
+            let config = try LlamaConfig.resolve(model: model)
+            return try MemoryPlan(MemoryPlan.Request(
+                config: config, optimizer: opt.optimizer ?? "adamw", options: try opt.options(),
+                dtype: try MemoryDType(parsing: dtype), stateStorage: try StateStorage(bits: stateBits),
+                perLayerUpdate: opt.perLayerUpdate, batch: batch, seq: seq,
+                activationCheckpointing: activationCheckpointing))
+        }
+        if json {
+            print(jsonLine(plan.summary(model: model)))
+        } else {
+            print(table(plan))
+        }
+    }
+
+    func table(_ plan: MemoryPlan) -> String {
+        let r = plan.request
+        func row(_ label: String, _ bytes: Int) -> String {
+            label.padding(toLength: 18, withPad: " ", startingAt: 0)
+                + String(bytes).leftPadded(16) + String(format: "%12.4f", Double(bytes) / 1_073_741_824)
+        }
+        var lines = [
+            "model \(model): \(plan.parameters) parameters; optimizer \(r.optimizer); \(r.dtype.rawValue); states \(stateBits)-bit; "
+                + "batch \(r.batch) x seq \(r.seq)\(r.perLayerUpdate ? "; per-layer update" : "")"
+                + (r.activationCheckpointing ? "; activation checkpointing" : ""),
+            "".padding(toLength: 18, withPad: " ", startingAt: 0) + "bytes".leftPadded(16) + "GiB".leftPadded(12),
+            row("weights", plan.weightsBytes),
+            row(r.perLayerUpdate ? "gradients (1)" : "gradients", plan.gradientsBytes),
+            row("optimizer states", plan.optimizerStateBytes),
+            row("projectors", plan.projectorBytes),
+            row("activations", plan.activationsBytes),
+            row("total", plan.totalBytes),
+        ]
+        for s in plan.rules {
+            lines.append("  \(s.rule): \(s.parameters) tensors, \(s.elements) parameters, states \(s.stateBytes) B, projectors \(s.projectorBytes) B")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+private extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
