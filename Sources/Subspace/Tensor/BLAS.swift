@@ -47,8 +47,10 @@ public enum BLAS {
         }
         // A long inner dimension with a small C (the LM head's input gradient: k = vocab):
         // splitting C would make every worker pack the whole of one operand, so split k
-        // instead, each worker forming a partial product, and add the partials.
-        if k >= 8 * max(m, n) {
+        // instead, each worker forming a partial product, and add the partials. Only where k
+        // dominates strongly: at k = 8 max(m, n) (tiny's 256 x 256 weight gradients over 2,048
+        // tokens) the row split was faster (`subspace bench --preset tiny`).
+        if k >= 16 * max(m, n) {
             let per = (k + workers - 1) / workers
             let partials = UnsafeMutablePointer<Float>.allocate(capacity: (workers - 1) * m * n)
             defer { partials.deallocate() }
