@@ -34,7 +34,7 @@ struct OptimizerFlags: ParsableArguments {
     var fullRankProb: Float?
     @Option(help: "ProjFactor: projection granularity c (default 1).")
     var granularity: Int?
-    @Option(help: "Flora and ProjFactor: paper or reference where the two differ (defaults: flora paper, projfactor reference).")
+    @Option(help: "Flora, ProjFactor and Q-GaLore (lazy-refresh rule): paper or reference where the two differ (defaults: projfactor reference, the others paper).")
     var variant: String?
     @Flag(name: .customLong("no-nesterov"), help: "Plain momentum instead of Nesterov (Muon, whose default is Nesterov).")
     var noNesterov = false
@@ -58,6 +58,20 @@ struct OptimizerFlags: ParsableArguments {
     var clip: Float?
     @Flag(name: .customLong("per-layer-update"), help: "Step each parameter during backward and free its gradient.")
     var perLayerUpdate = false
+    @Option(name: .customLong("block-size"), help: "8-bit states (adamw8bit, galore8bit, qgalore): elements per quantization block (default 256).")
+    var blockSize: Int?
+    @Option(name: .customLong("min-8bit-size"), help: "8-bit states: tensors with fewer elements keep float32 states (default 4096).")
+    var min8bitSize: Int?
+    @Option(name: .customLong("proj-bits"), help: "Q-GaLore: bits per projector entry, 1, 2, 4 or 8 (default 4).")
+    var projBits: Int?
+    @Option(name: .customLong("proj-group-size"), help: "Q-GaLore: projector quantization group size (default 256).")
+    var projGroupSize: Int?
+    @Option(name: .customLong("qgalore-threshold"), parsing: .unconditional, help: "Q-GaLore: cosine similarity of successive projectors at which the refresh gap grows (default 0.4).")
+    var qgaloreThreshold: Float?
+    @Option(name: .customLong("qgalore-queue"), help: "Q-GaLore: similarities that must pass, paper: each, reference: their mean (default 5; --variant picks the rule, default paper).")
+    var qgaloreQueue: Int?
+    @Option(name: .customLong("qgalore-gamma"), help: "Q-GaLore: factor the refresh gap grows by (default 2).")
+    var qgaloreGamma: Int?
 
     /// The optimizer's hyperparameters, starting from `base`.
     func options(base: OptimizerOptions = OptimizerOptions()) throws -> OptimizerOptions {
@@ -76,6 +90,13 @@ struct OptimizerFlags: ParsableArguments {
         if let fullRankProb { o.fullRankProbability = fullRankProb }
         if let granularity { o.granularity = granularity }
         if let variant { o.variant = variant }
+        if let blockSize { o.blockSize = blockSize }
+        if let min8bitSize { o.min8bitSize = min8bitSize }
+        if let projBits { o.projectionBits = projBits }
+        if let projGroupSize { o.projectionGroupSize = projGroupSize }
+        if let qgaloreThreshold { o.lazyThreshold = qgaloreThreshold }
+        if let qgaloreQueue { o.lazyQueueSize = qgaloreQueue }
+        if let qgaloreGamma { o.lazyGrowth = qgaloreGamma }
         if noNesterov {
             guard !nesterov else { throw ConfigurationError("--nesterov and --no-nesterov contradict each other") }
             o.nesterov = false

@@ -44,6 +44,20 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     /// differ (defaults: Flora "paper", ProjFactor "reference"; see `Flora.Variant`,
     /// `ProjFactor.Correction`).
     public var variant: String?
+    /// 8-bit states (adamw8bit, galore8bit, qgalore): elements per block (default 256).
+    public var blockSize: Int?
+    /// 8-bit states: tensors with fewer elements keep float32 states (default 4096).
+    public var min8bitSize: Int?
+    /// Q-GaLore: bits per projector entry, 1, 2, 4 or 8 (default 4).
+    public var projectionBits: Int?
+    /// Q-GaLore: projector quantization group size (default 256).
+    public var projectionGroupSize: Int?
+    /// Q-GaLore: cosine similarity at which a layer's refresh gap grows (default 0.4).
+    public var lazyThreshold: Float?
+    /// Q-GaLore: similarities looked at (default 5).
+    public var lazyQueueSize: Int?
+    /// Q-GaLore: factor the gap grows by (default 2).
+    public var lazyGrowth: Int?
     public init() {}
 }
 
@@ -78,6 +92,9 @@ public enum OptimizerRegistry {
         "flora": { try floraOptimizer($0) },
         "gum": { try gumOptimizer($0) },
         "projfactor": { try projFactorOptimizer($0) },
+        "adamw8bit": { try adamW8bitOptimizer($0) },
+        "galore8bit": { try galore8bitOptimizer($0) },
+        "qgalore": { try qgaloreOptimizer($0) },
     ]
 
     public static var names: [String] { builders.keys.sorted() }

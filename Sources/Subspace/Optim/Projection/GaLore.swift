@@ -12,16 +12,15 @@ public struct ProjectedAdam {
         /// increment).
         public var step: Int = 0
         /// First and second moments, shaped like the projected gradient (like the parameter
-        /// when `projector` is nil).
-        public var m: Tensor
-        public var v: Tensor
+        /// when `projector` is nil): float32, or 8-bit block-wise under `quantization`.
+        public var moments: AdamMomentStorage
         /// nil for parameters that are not matrices.
         public var projector: Projector?
         /// Non-finite gradients skipped (not saved in checkpoints).
         public var skipped: Int = 0
 
         /// Bytes of stored state: both moments plus the stored projector.
-        public var bytes: Int { m.byteCount + v.byteCount + (projector?.bytes ?? 0) }
+        public var bytes: Int { moments.bytes + (projector?.bytes ?? 0) }
     }
 
     public var rank: Int
@@ -31,6 +30,12 @@ public struct ProjectedAdam {
     /// Seed of the random projections (and of the randomized-SVD fallback).
     public var seed: UInt64
     public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    /// nil: float32 moments and galore-torch's `GaLoreAdamW` step (Hugging Face style).
+    /// Set: 8-bit block-wise moments and bitsandbytes' Adam step on the projected gradient
+    /// (eps inside the bias correction, `AdamMomentStorage.advance`), as galore-torch's
+    /// `GaLoreAdamW8bit` runs bitsandbytes on it. `minimumSize` applies to the projected
+    /// moment's element count.
+    public var quantization: StateQuantization?
 
     /// - Throws: `ConfigurationError` for a non-positive rank or gap, a non-finite scale or
     ///   impossible Adam hyperparameters.
@@ -64,15 +69,16 @@ public struct ProjectedAdam {
     public func makeState(for p: Parameter) -> State {
         let proj = makeProjector(for: p)
         let shape = proj?.projectedShape ?? p.shape
-        return State(m: Tensor(zeros: shape), v: Tensor(zeros: shape), projector: proj)
+        return State(moments: AdamMomentStorage(shape: shape, quantization: quantization), projector: proj)
     }
 
-    /// What `makeState` and a step leave, by shape: both moments in the projected shape and
-    /// the stored projector (parameter-shaped moments for non-matrices).
+    /// What `makeState` and a step leave, by shape: both moments in the projected shape
+    /// (8-bit under `quantization`) and the stored projector (parameter-shaped moments for
+    /// non-matrices).
     public func footprint(for p: some ParameterInfo) -> StateFootprint {
         let proj = makeProjector(for: p)
-        let shape = proj?.projectedShape ?? p.shape
-        return StateFootprint(states: [shape, shape]) + (proj?.footprint ?? .none)
+        let moment = StateFootprint.Entry(proj?.projectedShape ?? p.shape, quantization.map { .blockwise8Bit($0) } ?? .float)
+        return StateFootprint(states: [moment, moment]) + (proj?.footprint ?? .none)
     }
 
     /// The projected Adam step, without touching the weights: refreshes the projector,
@@ -93,13 +99,24 @@ public struct ProjectedAdam {
         } else {
             r = g
         }
+        let step = adamStep(r, state: &s, lr: lr)
+        return (r, step.n, step.stepSize)
+    }
+
+    /// The Adam part of `advance` on an already projected gradient `r`: counts the step,
+    /// advances the moments and returns N and the step size (galore-torch's Hugging Face
+    /// form, or bitsandbytes' under `quantization`).
+    public func adamStep(_ r: Tensor, state s: inout State, lr: Float) -> (n: Tensor, stepSize: Float) {
         s.step += 1
         let n = Tensor(uninitialized: r.shape)
-        AdamMoments.direction(
-            g: r.data, m: s.m.data, v: s.v.data, out: n.data, count: r.count,
-            beta1: beta1, beta2: beta2, eps: eps, step: s.step, style: .huggingFace)
-        let stepSize = AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: s.step, style: .huggingFace)
-        return (r, n, stepSize)
+        if quantization == nil, case .float32(let m, let v) = s.moments {
+            AdamMoments.direction(
+                g: r.data, m: m.data, v: v.data, out: n.data, count: r.count,
+                beta1: beta1, beta2: beta2, eps: eps, step: s.step, style: .huggingFace)
+            return (n, AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: s.step, style: .huggingFace))
+        }
+        s.moments.direction(gradient: r.data, into: n.data, beta1: beta1, beta2: beta2, eps: eps, step: s.step)
+        return (n, lr / AdamMomentStorage.biasCorrection1(beta1: beta1, step: s.step))
     }
 
     /// `w -= stepSize · scale · projectBack(N)` (or `stepSize · N` unprojected), in place.
@@ -116,13 +133,15 @@ public struct ProjectedAdam {
         if weightDecay > 0 { FastMath.scale(w.data, w.count, 1 - lr * weightDecay) }
     }
 
-    /// Keys: `step` (1-element), `exp_avg`, `exp_avg_sq` and, for the SVD projection types,
-    /// `ortho_matrix` (P).
+    /// Keys: `step` (1-element), `exp_avg`, `exp_avg_sq` (or, for 8-bit moments,
+    /// `AdamMomentStorage`'s `state1`, `absmax1`, `state2`, `absmax2`) and, for the SVD
+    /// projection types, `ortho_matrix` (P).
     /// Empty for a state that was never stepped (its first gradient was skipped), which
     /// imports as no state at all.
     public func encode(_ s: State) -> [String: Tensor] {
         if s.step == 0 { return [:] }
-        var out = ["step": Tensor(shape: [1], values: [Float(s.step)]), "exp_avg": s.m, "exp_avg_sq": s.v]
+        var out = s.moments.encode()
+        out["step"] = Tensor(shape: [1], values: [Float(s.step)])
         if let p = s.projector { out.merge(p.encode()) { a, _ in a } }
         return out
     }
@@ -130,7 +149,9 @@ public struct ProjectedAdam {
     /// The keys this rule keeps for `p` beyond `extra`.
     public func requiredKeys(for p: Parameter) -> [String] {
         let proj = makeProjector(for: p)
-        return ["step", "exp_avg", "exp_avg_sq"] + ((proj == nil || projection.isRandom) ? [] : Projector.stateKeys)
+        let elements = (proj?.projectedShape ?? p.shape).reduce(1, *)
+        return ["step"] + AdamMomentStorage.keys(elements: elements, quantization: quantization)
+            + ((proj == nil || projection.isRandom) ? [] : Projector.stateKeys)
     }
 
     /// The inverse of `encode`; `extra` names keys a wrapping rule (Fira) reads itself.
@@ -146,8 +167,7 @@ public struct ProjectedAdam {
         let shape = proj?.projectedShape ?? p.shape
         return State(
             step: Int(step),
-            m: try OptimizerStateError.tensor(t, "exp_avg", shape: shape, parameter: p),
-            v: try OptimizerStateError.tensor(t, "exp_avg_sq", shape: shape, parameter: p),
+            moments: try AdamMomentStorage.decode(t, shape: shape, quantization: quantization, parameter: p),
             projector: proj)
     }
 }
@@ -178,12 +198,14 @@ public struct ProjectedAdam {
 /// `exp_avg_sq`, `ortho_matrix`.
 public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State> {
     public var settings: ProjectedAdam
-    public override var name: String { "galore" }
+    public override var name: String { settings.quantization == nil ? "galore" : "galore8bit" }
 
+    /// `quantization` stores the projected moments in 8 bits (GaLore-8bit; see
+    /// `ProjectedAdam.quantization` and `OptimizerRegistry.galore8bitOptimizer`).
     public init(
         learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-6,
         weightDecay: Float = 0, rank: Int = 128, updateGap: Int = 200, scale: Float = 0.25,
-        projection: ProjectionType = .std, seed: UInt64 = 0
+        projection: ProjectionType = .std, seed: UInt64 = 0, quantization: StateQuantization? = nil
     ) throws {
         guard learningRate > 0, learningRate.isFinite else {
             throw ConfigurationError("learning rate must be positive, got \(learningRate)")
@@ -191,6 +213,7 @@ public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State> {
         settings = try ProjectedAdam(
             rank: rank, updateGap: updateGap, scale: scale, projection: projection, seed: seed,
             beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
+        settings.quantization = quantization
         super.init(learningRate: learningRate)
     }
 
