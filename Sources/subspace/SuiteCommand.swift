@@ -73,8 +73,10 @@ struct SuiteOptions: ParsableArguments {
         if let md = try? String(contentsOf: plan.outURL.appendingPathComponent("report.md"), encoding: .utf8) { print(md) }
         for r in outcome.results {
             guard let p = outcome.peers.first(where: { $0.cell == r.cell && $0.preset == r.preset }) else { continue }
-            var parts = [String(format: "tokens/s %.2fx", r.tokens_per_s / p.tokens_per_s),
-                         String(format: "peak RSS %.2fx", Double(r.peak_rss_bytes) / Double(p.peak_rss_bytes))]
+            let (a, b) = SuiteReport.throughputPair(r, p)
+            var parts = [String(format: "tokens/s %.0f / %.0f = %.2fx", a, b, a / b),
+                         String(format: "peak RSS %.0f / %.0f MiB = %.2fx", Double(r.peak_rss_bytes) / 1048576, Double(p.peak_rss_bytes) / 1048576,
+                                       Double(r.peak_rss_bytes) / Double(p.peak_rss_bytes))]
             if let a = r.final_val_loss, let b = p.final_val_loss { parts.append(String(format: "final val loss %.4f / %.4f = %.4fx", a, b, a / b)) }
             print("\(r.preset) \(r.cell) vs \(p.reference ?? "PyTorch"): " + parts.joined(separator: ", "))
         }

@@ -41,6 +41,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import sys
 import time
 import warnings
@@ -308,7 +309,7 @@ def main():
         return total / n if n else float("nan")
 
     metrics = open(metrics_path, "w")
-    train_seconds, tokens, best, last_val = 0.0, 0, None, None
+    train_seconds, tokens, best, last_val, step_times = 0.0, 0, None, None, []
     step_tokens = B * T
     for step in range(a.steps):
         x, y = batch_at(step)
@@ -326,6 +327,7 @@ def main():
         for s in schedulers:
             s.step()
         dt = time.perf_counter() - t0
+        step_times.append(dt)
         train_seconds += dt
         tokens += step_tokens
         m = {"step": step + 1, "tokens": tokens, "loss": loss.item(), "lr": lr, "tokens_per_s": step_tokens / dt,
@@ -364,6 +366,7 @@ def main():
         "settings": settings, "flags": cell_flags, "reference": reference, "steps": a.steps, "tokens": tokens,
         "final_val_loss": last_val, "best_val_loss": best, "val_ppl": math.exp(last_val) if last_val is not None else None,
         "tokens_per_s": tokens / train_seconds, "step_ms": train_seconds * 1000 / a.steps,
+        "tokens_per_s_median": step_tokens / statistics.median(step_times),
         "optimizer_state_bytes": state_bytes(optimizers), "peak_rss_bytes": peak_rss_bytes(), "batch": B, "seq": T,
         "torch": torch.__version__, "threads": args.threads, "ignored_flags": unknown,
     }

@@ -40,7 +40,10 @@ public struct SVGPlot {
     }
 
     public func render() -> String {
-        let left = 70.0, right = 170.0, top = 40.0, bottom = 50.0
+        // The legend column widens for long series names (about 6.6 px a character at 12 px).
+        let longest = Double(series.map(\.name.count).max() ?? 0)
+        let left = 70.0, right = max(170.0, 50 + 6.6 * longest), top = 40.0, bottom = 50.0
+        let width = self.width + right - 170
         let pw = width - left - right, ph = height - top - bottom
         let pts = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite }
         let x0 = pts.map(\.x).min() ?? 0, x1 = max(pts.map(\.x).max() ?? 1, x0 + 1e-9)

@@ -224,6 +224,7 @@ public struct SuitePlan: Sendable {
                 cell: job.cell, preset: job.preset, steps: b.steps, tokens: b.steps * b.batch * b.seq, final_val_loss: nil,
                 best_val_loss: nil, val_ppl: nil, tokens_per_s: b.tokens_per_s, step_ms: b.step_ms_mean,
                 optimizer_state_bytes: b.optimizer_state_bytes, peak_rss_bytes: b.peak_rss_bytes, flags: job.flags)
+            r.tokens_per_s_median = b.step_ms_median > 0 ? Double(b.batch * b.seq) / b.step_ms_median * 1000 : nil
             r.weights_bytes = b.weights_bytes
             r.activations_bytes = b.activations_bytes
             r.batch = b.batch; r.seq = b.seq
@@ -235,6 +236,9 @@ public struct SuitePlan: Sendable {
                 step_ms: s.stepMsMean, optimizer_state_bytes: s.optimizerStateBytes, peak_rss_bytes: s.peakRSSBytes,
                 flags: job.flags)
             r.batch = job.batch; r.seq = job.seq
+            if let m = try? MetricsLog.read(url: job.directory.appendingPathComponent("metrics.jsonl")), let med = Suite.median(m.map(\.step_ms)), med > 0 {
+                r.tokens_per_s_median = Double(job.batch * job.seq) / med * 1000
+            }
         }
         r.suite = spec.suite
         r.impl = "subspace"

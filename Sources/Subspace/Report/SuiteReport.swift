@@ -63,7 +63,8 @@ public enum SuiteReport {
     static func settings(_ r: Suite.Result) -> String {
         let s = Suite.settings(flags: r.flags).filter { $0.key != "optimizer" }
         let order = r.flags.filter { $0.hasPrefix("--") }.map { String($0.dropFirst(2)) }
-        return order.compactMap { k in s[k].map { $0 == "true" ? k : "\(k)=\($0)" } }.joined(separator: " ")
+        let text = order.compactMap { k in s[k].map { $0 == "true" ? k : "\(k)=\($0)" } }.joined(separator: " ")
+        return text.isEmpty ? "(defaults)" : text
     }
 
     /// The report: what was run, the command that reproduces it, a table per preset, links to
@@ -142,16 +143,24 @@ public enum SuiteReport {
         return s
     }
 
+    /// Tokens per second of a cell and its peer: of the median step when both have it, else
+    /// the means.
+    public static func throughputPair(_ r: Suite.Result, _ p: Suite.Result) -> (Double, Double) {
+        if let a = r.tokens_per_s_median, let b = p.tokens_per_s_median { return (a, b) }
+        return (r.tokens_per_s, p.tokens_per_s)
+    }
+
     /// Subspace next to its PyTorch peer, with ratios Subspace / PyTorch.
     public static func peerTable(_ rs: [Suite.Result], _ ps: [Suite.Result]) -> String {
         var s = "Against PyTorch (`bench/peers/suite_peer.py`: the same initial weights, batches in file order, schedule and "
-        s += "clipping; ratios are Subspace / PyTorch):\n\n"
+        s += "clipping; tokens/s of the median step; ratios are Subspace / PyTorch):\n\n"
         s += "| method | reference | tokens/s | PyTorch | ratio | peak RSS MiB | PyTorch | ratio | val loss | PyTorch | ratio |\n"
         s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for r in rs {
             guard let p = ps.first(where: { $0.cell == r.cell }) else { continue }
-            s += "| \(r.cell) | \(p.reference ?? "-") | \(num(r.tokens_per_s, "%.0f")) | \(num(p.tokens_per_s, "%.0f")) | "
-            s += "\(ratio(r.tokens_per_s, p.tokens_per_s)) | \(mib(r.peak_rss_bytes)) | \(mib(p.peak_rss_bytes)) | "
+            let (a, b) = throughputPair(r, p)
+            s += "| \(r.cell) | \(p.reference ?? "-") | \(num(a, "%.0f")) | \(num(b, "%.0f")) | "
+            s += "\(ratio(a, b)) | \(mib(r.peak_rss_bytes)) | \(mib(p.peak_rss_bytes)) | "
             s += "\(ratio(Double(r.peak_rss_bytes), Double(p.peak_rss_bytes))) | \(num(r.final_val_loss, "%.4f")) | "
             s += "\(num(p.final_val_loss, "%.4f")) | \(ratio(r.final_val_loss, p.final_val_loss)) |\n"
         }

@@ -39,6 +39,9 @@ extension Suite {
         public var seq: Int?
         /// The reference implementation a peer line ran (e.g. "galore_torch.GaLoreAdamW").
         public var reference: String?
+        /// Tokens per second of the median step: robust to steps slowed by other processes
+        /// (or a paused machine), so the side-by-side ratios use it when both sides have it.
+        public var tokens_per_s_median: Double?
 
         public init(
             cell: String, preset: String, steps: Int, tokens: Int, final_val_loss: Double?, best_val_loss: Double?,
@@ -73,6 +76,13 @@ extension Suite {
         public static func write(_ results: [Result], to url: URL) throws {
             try AtomicFile.write(results.map { $0.jsonLine() + "\n" }.joined(), to: url)
         }
+    }
+
+    /// The median of `values` (nil when empty).
+    public static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let s = values.sorted(), n = s.count
+        return n % 2 == 1 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2])
     }
 
     /// The value of `--optimizer` in `flags` ("adamw" when absent, the command's default).

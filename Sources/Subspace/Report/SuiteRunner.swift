@@ -73,6 +73,11 @@ public final class SuiteRunner {
                 events(.skipped(job))
             } else if !reportOnly {
                 ran = true
+                // Peers: the Subspace cell starts from the peer's initial weights too.
+                if peer != nil, job.kind == .train, !preparedPeers.contains(job.preset) {
+                    try preparePeerInputs(preset: job.preset, events: events)
+                    preparedPeers.insert(job.preset)
+                }
                 events(.started(job, index: i + 1, total: jobs.count))
                 let status = try launch(job)
                 if status != 0 || !plan.isFinished(job) {
