@@ -35,6 +35,7 @@ import Testing
     /// return nil (the planner then refuses it); one inside it must be exact.
     static let described: Set<String> = [
         "adamw", "sgd", "adafactor", "lion", "muon", "galore", "fira", "galore-adafactor", "flora", "gum", "projfactor",
+        "mlorc-adamw", "mlorc-lion", "mofasgd", "so", "adamw8bit", "galore8bit", "qgalore",
     ]
 
     /// Every registered optimizer, one step on every parameter of a small model (tall, wide
