@@ -14,19 +14,19 @@ struct OptimizerFlags: ParsableArguments {
     var eps: Float?
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (default 0).")
     var weightDecay: Float?
-    @Option(help: "Momentum (SGD, default 0.9; Muon, default 0.95).")
+    @Option(help: "Momentum (SGD, default 0.9; Muon and MoFaSGD's beta, default 0.95).")
     var momentum: Float?
     @Flag(help: "Nesterov momentum (SGD; on by default for Muon).")
     var nesterov = false
-    @Option(help: "Projection rank (GaLore family).")
+    @Option(help: "Projection rank (GaLore family; MLorc, MoFaSGD).")
     var rank: Int?
-    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes (GaLore family; Flora's kappa, GUM's period).")
+    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes (GaLore family; Flora's kappa, GUM's period, SO's support redraws).")
     var updateGap: Int?
     @Option(help: "Scale of the projected update (GaLore family).")
     var scale: Float?
     @Option(name: .customLong("proj-type"), help: "GaLore family: projection type: std, reverse_std, left, right, gaussian or rademacher (default std).")
     var projType: String?
-    @Option(name: .customLong("proj-seed"), help: "GaLore family: seed of the random projections (default 0).")
+    @Option(name: .customLong("proj-seed"), help: "GaLore family: seed of the random projections; MLorc: of the RSVD; SO: of the supports (default 0).")
     var projSeed: UInt64?
     @Option(name: .customLong("fira-residual"), help: "Fira: residual outside the subspace, paper ((I - PP^T)G) or reference (fira 1.0.2's G - scale PP^T G) (default paper).")
     var firaResidual: String?
@@ -34,8 +34,18 @@ struct OptimizerFlags: ParsableArguments {
     var fullRankProb: Float?
     @Option(help: "ProjFactor: projection granularity c (default 1).")
     var granularity: Int?
-    @Option(help: "Flora, ProjFactor and Q-GaLore (lazy-refresh rule): paper or reference where the two differ (defaults: projfactor reference, the others paper).")
+    @Option(help: "Flora, ProjFactor, MLorc, MoFaSGD, Q-GaLore (lazy-refresh rule): paper or reference where the two differ (defaults: projfactor reference, the others paper).")
     var variant: String?
+    @Option(help: "SO: fraction of each matrix's entries in the random support, kappa (default 0.1).")
+    var density: Float?
+    @Option(help: "MLorc: randomized-SVD oversampling (default 0).")
+    var oversampling: Int?
+    @Option(name: .customLong("power-iters"), help: "MLorc: randomized-SVD power iterations (default 1).")
+    var powerIters: Int?
+    @Option(help: "MoFaSGD: weight of the complement term (I - UU^T) G (I - VV^T) (default 0).")
+    var eta2: Float?
+    @Option(name: .customLong("mofasgd-update"), help: "MoFaSGD: update, paper (U V^T) or reference (U diag(1/S) V^T) (default paper).")
+    var mofasgdUpdate: String?
     @Flag(name: .customLong("no-nesterov"), help: "Plain momentum instead of Nesterov (Muon, whose default is Nesterov).")
     var noNesterov = false
     @Option(name: .customLong("relative-step"), help: "Adafactor: time-dependent relative step, true/false (default: true exactly when no --lr is given).")
@@ -48,7 +58,7 @@ struct OptimizerFlags: ParsableArguments {
     var clipThreshold: Float?
     @Option(name: .customLong("decay-rate"), parsing: .unconditional, help: "Adafactor: beta2_t = 1 - t^rate (default -0.8).")
     var decayRate: Float?
-    @Option(name: .customLong("adam-lr"), help: "Muon: learning rate of the AdamW side (default 3e-4).")
+    @Option(name: .customLong("adam-lr"), help: "Muon: learning rate of the AdamW side (default 3e-4; mofasgd and mlorc-lion 1e-3).")
     var adamLR: Float?
     @Option(name: .customLong("muon-adjust-lr"), help: "Muon: lr adjustment by shape: original, match_rms_adamw or spectral_unclamped (default original).")
     var muonAdjustLR: String?
@@ -97,6 +107,11 @@ struct OptimizerFlags: ParsableArguments {
         if let qgaloreThreshold { o.lazyThreshold = qgaloreThreshold }
         if let qgaloreQueue { o.lazyQueueSize = qgaloreQueue }
         if let qgaloreGamma { o.lazyGrowth = qgaloreGamma }
+        if let density { o.density = density }
+        if let oversampling { o.oversampling = oversampling }
+        if let powerIters { o.powerIterations = powerIters }
+        if let eta2 { o.eta2 = eta2 }
+        if let mofasgdUpdate { o.mofasgdUpdate = mofasgdUpdate }
         if noNesterov {
             guard !nesterov else { throw ConfigurationError("--nesterov and --no-nesterov contradict each other") }
             o.nesterov = false

@@ -3,7 +3,8 @@ import Testing
 @testable import Subspace
 
 /// The projection methods of `GaLoreAdafactorTests`, `FloraTests`, `GUMTests` and
-/// `ProjFactorTests` through the trainer, built by the registry with ranks that fit
+/// `ProjFactorTests`, and the compression methods of `MLorcTests`, `MoFaSGDTests` and
+/// `SparseOptimizationTests`, through the trainer, built by the registry with ranks that fit
 /// `smallConfig`: per-layer mode matches the ordinary mode with and without gradient
 /// accumulation (like `OptimizerTests.perLayerUpdateMatchesOrdinaryMode`), and a short run
 /// lowers the loss.
@@ -17,12 +18,16 @@ import Testing
         case "flora": o.learningRate = 0.01; o.weightDecay = 0.01
         case "gum": o.fullRankProbability = 0.5; o.adamLearningRate = 1e-2
         case "projfactor": o.granularity = 2; o.learningRate = 0.01; o.rank = 2
+        case "mlorc-adamw": o.learningRate = 0.01
+        case "mlorc-lion": o.learningRate = 3e-3; o.adamLearningRate = 0.01
+        case "mofasgd": o.learningRate = 0.05; o.adamLearningRate = 0.01; o.eta2 = 0.5
+        case "so": o.learningRate = 0.01; o.density = 0.5
         default: break
         }
         return o
     }
 
-    static let methods = ["galore-adafactor", "flora", "gum", "projfactor"]
+    static let methods = ["galore-adafactor", "flora", "gum", "projfactor", "mlorc-adamw", "mlorc-lion", "mofasgd", "so"]
 
     func train(_ name: String, perLayer: Bool, accum: Int, steps: Int = 4, clip: Float = 0) throws -> (LlamaModel, [Float]) {
         let model = try LlamaModel(config: smallConfig(), seed: 9)

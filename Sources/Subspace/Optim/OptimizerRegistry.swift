@@ -44,6 +44,16 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     /// differ (defaults: Flora "paper", ProjFactor "reference"; see `Flora.Variant`,
     /// `ProjFactor.Correction`).
     public var variant: String?
+    /// SO: fraction kappa of each matrix's entries in the random support (default 0.1).
+    public var density: Float?
+    /// MLorc: randomized-SVD oversampling p (default 0).
+    public var oversampling: Int?
+    /// MLorc: randomized-SVD power iterations (default 1).
+    public var powerIterations: Int?
+    /// MoFaSGD: weight of the complement term (I - UUᵀ) G (I - VVᵀ) (default 0).
+    public var eta2: Float?
+    /// MoFaSGD: update, "paper" (U Vᵀ) or "reference" (U diag(1/S) Vᵀ) (default "paper").
+    public var mofasgdUpdate: String?
     /// 8-bit states (adamw8bit, galore8bit, qgalore): elements per block (default 256).
     public var blockSize: Int?
     /// 8-bit states: tensors with fewer elements keep float32 states (default 4096).
@@ -95,6 +105,10 @@ public enum OptimizerRegistry {
         "adamw8bit": { try adamW8bitOptimizer($0) },
         "galore8bit": { try galore8bitOptimizer($0) },
         "qgalore": { try qgaloreOptimizer($0) },
+        "mlorc-adamw": { try mlorcAdamWOptimizer($0) },
+        "mlorc-lion": { try mlorcLionOptimizer($0) },
+        "mofasgd": { try mofasgdOptimizer($0) },
+        "so": { try soOptimizer($0) },
     ]
 
     public static var names: [String] { builders.keys.sorted() }
