@@ -116,7 +116,12 @@ public struct ProjectedAdam {
             return (n, AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: s.step, style: .huggingFace))
         }
         s.moments.direction(gradient: r.data, into: n.data, beta1: beta1, beta2: beta2, eps: eps, step: s.step)
-        return (n, lr / AdamMomentStorage.biasCorrection1(beta1: beta1, step: s.step))
+        // Rescaled to galore-torch's convention, N = m / (sqrt(v) + eps·sqrt(1 - b2^t)) with
+        // step lr·sqrt(1 - b2^t)/(1 - b1^t): the same update as bitsandbytes', and rules that
+        // use N itself (Fira's phi = |N| / |R|) see the N they are defined with.
+        let bc2Sqrt = AdamMomentStorage.biasCorrection2Sqrt(beta2: beta2, step: s.step)
+        FastMath.scale(n.data, n.count, 1 / bc2Sqrt)
+        return (n, lr * bc2Sqrt / AdamMomentStorage.biasCorrection1(beta1: beta1, step: s.step))
     }
 
     /// `w -= stepSize · scale · projectBack(N)` (or `stepSize · N` unprojected), in place.
