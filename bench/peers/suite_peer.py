@@ -174,7 +174,8 @@ def make_optimizers(a, model):
         kw = dict(lr=a.lr or 1e-3, betas=betas(a, (0.9, 0.999)), eps=1e-6 if a.eps is None else a.eps, weight_decay=wd)
         if method == "galore":
             kw["no_deprecation_warning"] = True
-        return [cls([group], **kw), aux_adamw()], f"galore_torch.{cls.__name__}"
+        name = "GaLoreAdamW" if method == "galore" else "GaLoreAdamW8bit"
+        return [cls([group], **kw), aux_adamw()], f"galore_torch.{name}"
     if method == "galore-adafactor":
         from galore_torch import GaLoreAdafactor
         group = {"params": hidden, "rank": a.rank, "update_proj_gap": a.update_gap, "scale": a.scale, "proj_type": a.proj_type}
