@@ -74,6 +74,20 @@ import Testing
         #expect(!train.contains("MACBETH. So foul and fair a day") && val.contains("So foul and fair a day"))
     }
 
+    /// A corpus of fewer than ten works is split at a line boundary, also with CRLF line ends
+    /// (the Milton corpus), where Swift sees "\r\n" as one Character.
+    @Test func smallCorpusSplitsInsideTheTextForLFAndCRLF() throws {
+        for eol in ["\n", "\r\n"] {
+            let lines = (0..<20).map { "line \($0)" }
+            let c = TextCorpus(works: [Work(name: "a", text: lines.joined(separator: eol) + eol)])
+            let (train, val) = c.split()
+            #expect(train + val == c.works[0].text)
+            #expect(train.hasSuffix("line 17" + eol) && val.hasPrefix("line 18"), "eol \(eol.debugDescription)")
+        }
+        let milton = try TextCorpus.load(path: "../shared/data/milton")
+        #expect(milton.works.count < 10 && !milton.split().validation.isEmpty)
+    }
+
     @Test func badDataIsAClearError() throws {
         let root = tempDir("bad")
         defer { try? FileManager.default.removeItem(at: root) }

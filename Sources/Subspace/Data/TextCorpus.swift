@@ -70,11 +70,14 @@ public struct TextCorpus: Sendable {
             }
             return (train, val)
         }
+        // Lines are cut at "\n" bytes: Swift reads "\r\n" as one Character, so splitting the
+        // String on "\n" would find no line at all in CRLF text (the Milton corpus).
         let all = works.map(\.text).joined()
-        var lines = all.split(separator: "\n", omittingEmptySubsequences: false)
-        let cut = max(1, lines.count * 9 / 10)
-        let val = lines[cut...].joined(separator: "\n")
-        lines.removeSubrange(cut...)
-        return (lines.joined(separator: "\n") + "\n", val)
+        let bytes = Array(all.utf8)
+        let newlines = bytes.indices.filter { bytes[$0] == 0x0A }
+        let cut = max(1, (newlines.count + 1) * 9 / 10)
+        guard cut <= newlines.count else { return (all + "\n", "") }
+        let boundary = newlines[cut - 1] + 1
+        return (String(decoding: bytes[..<boundary], as: UTF8.self), String(decoding: bytes[boundary...], as: UTF8.self))
     }
 }

@@ -38,6 +38,11 @@ public enum Suite {
                 Cell("muon", ["--optimizer", "muon"]),
                 Cell("adafactor", ["--optimizer", "adafactor", "--lr", "3e-3"]),
                 Cell("lion", ["--optimizer", "lion", "--lr", "3e-4"]),
+                // State precision: AdamW's and GaLore's settings with 8-bit moments (weight
+                // decay 0 like the float cells, not bitsandbytes' 1e-2), and Q-GaLore.
+                Cell("adamw8bit", ["--optimizer", "adamw8bit", "--lr", "3e-3", "--weight-decay", "0"]),
+                Cell("galore8bit-r64-T200", ["--optimizer", "galore8bit", "--lr", "1e-2", "--weight-decay", "0"] + lowRank),
+                Cell("qgalore-r64-T200", ["--optimizer", "qgalore", "--lr", "1e-2"] + lowRank),
             ]
         case "finetune":
             // From the `tiny` Shakespeare checkpoint to Milton (see `SuitePlan`): full-model
@@ -56,6 +61,15 @@ public enum Suite {
                 Cell("muon", ["--optimizer", "muon", "--lr", "5e-3"]),
                 Cell("adafactor", ["--optimizer", "adafactor", "--lr", "1e-3"]),
                 Cell("lion", ["--optimizer", "lion", "--lr", "1e-4"]),
+                // Momentum compression and sparse updates (issue 5's fine-tuning setting):
+                // MLorc at its default rank 4, MoFaSGD at rank 8 with Muon's fine-tuning rate
+                // (its update is spectrally normalised like Muon's), SO at density 0.1.
+                Cell("mlorc-adamw-r4", ["--optimizer", "mlorc-adamw", "--lr", "1e-3", "--rank", "4"]),
+                Cell("mlorc-lion-r4", ["--optimizer", "mlorc-lion", "--lr", "1e-4", "--rank", "4"]),
+                Cell("mofasgd-r8", ["--optimizer", "mofasgd", "--lr", "5e-3", "--rank", "8"]),
+                Cell("so-d0.1", ["--optimizer", "so", "--lr", "1e-3", "--density", "0.1"]),
+                Cell("adamw8bit", ["--optimizer", "adamw8bit", "--lr", "1e-3", "--weight-decay", "0"]),
+                Cell("galore8bit-r8", ["--optimizer", "galore8bit", "--lr", "1e-3", "--weight-decay", "0"] + ftRank),
             ]
         default:
             throw ConfigurationError("unknown suite '\(suite)'; known: \(names.joined(separator: ", "))")
