@@ -21,6 +21,15 @@
 /// CUDA kernel. bitsandbytes' native CPU kernel (0.49+) instead looks x up in a 65,536-entry
 /// table over [-1, 1], which differs from the nearest code for values within 2/65535 of a
 /// midpoint and cannot resolve the codes below about 3e-5; we implement the nearest code.
+///
+/// **Fast exact search.** `code(for:)` does not binary-search the midpoints. The high bits of
+/// x's float encoding (sign, exponent, top 7 mantissa bits: 128 buckets per binade over
+/// magnitudes 2^-24 ..< 4, smaller and larger magnitudes clamped into the end buckets) index
+/// a 6,656-byte table giving, for each bucket, the number of midpoints strictly below the
+/// bucket's smallest value. Since the bucket index never decreases as x grows, that count is
+/// a lower bound for x's, and stepping up while the next midpoint is still below x (at most
+/// one step for almost every x in [-1, 1]) lands exactly on the binary search's answer, ties
+/// included. `referenceCode(for:)` keeps the plain binary search for checking.
 public struct DynamicQuantizationMap: Sendable, Equatable {
     /// The 256 code values, ascending.
     public let values: [Float]
@@ -60,22 +69,107 @@ public struct DynamicQuantizationMap: Sendable, Equatable {
         precondition(data.count == 256, "dynamic map has \(data.count) values")
         data.sort()
         values = data
-        midpoints = (0..<255).map { (data[$0] + data[$0 + 1]) / 2 }
+        let mids = (0..<255).map { (data[$0] + data[$0 + 1]) / 2 }
+        midpoints = mids
         zeroCode = UInt8(data.firstIndex(of: 0)!)
+        paddedMidpoints = mids + [.infinity]
+        bucketCodes = Self.bucketTable(midpoints: mids)
+    }
+
+    // MARK: Nearest code
+
+    /// The midpoints followed by +infinity, so the upward step in `code(for:)` needs no bound
+    /// check (no non-NaN x lies above the last entry).
+    let paddedMidpoints: [Float]
+    /// For each bucket (see `bucket(_:)`), the number of midpoints strictly below the
+    /// smallest float in that bucket.
+    let bucketCodes: [UInt8]
+
+    /// Buckets per sign: magnitude bits >> 16 (exponent and top 7 mantissa bits) from 2^-24
+    /// (biased exponent 103) to just below 4 (biased exponent 129).
+    static let bucketShift: UInt32 = 16
+    static let firstBucket = 103 << 7
+    static let bucketsPerSign = (130 - 103) << 7
+
+    /// The bucket of the float with bit pattern `bits`: positives take 0..<bucketsPerSign,
+    /// negatives the next bucketsPerSign, each ordered by magnitude, magnitudes outside
+    /// [2^-24, 4) clamped to the end buckets. Within a sign the index is monotone in |x|.
+    @inline(__always)
+    static func bucket(_ bits: UInt32) -> Int {
+        let a = Int((bits & 0x7FFF_FFFF) &>> bucketShift) &- firstBucket
+        let j = min(max(a, 0), bucketsPerSign &- 1)
+        return Int(bits &>> 31) &* bucketsPerSign &+ j
+    }
+
+    /// The lower bound table: the reference code of each bucket's smallest float (the
+    /// smallest magnitude on the positive side, the largest on the negative side; the clamped
+    /// ends contain +0 and -infinity respectively).
+    static func bucketTable(midpoints: [Float]) -> [UInt8] {
+        let n = bucketsPerSign
+        func count(_ x: Float) -> UInt8 { binarySearch(midpoints, x) }
+        var table = [UInt8](repeating: 0, count: 2 * n)
+        for j in 0..<n {
+            let low = UInt32((firstBucket + j) << Int(bucketShift))
+            let high = UInt32((firstBucket + j + 1) << Int(bucketShift)) - 1
+            table[j] = count(j == 0 ? 0 : Float(bitPattern: low))
+            table[n + j] = count(j == n - 1 ? -.infinity : -Float(bitPattern: high))
+        }
+        return table
+    }
+
+    /// The number of `midpoints` strictly below x, by binary search.
+    static func binarySearch(_ midpoints: [Float], _ x: Float) -> UInt8 {
+        var lo = 0, hi = midpoints.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if midpoints[mid] < x { lo = mid + 1 } else { hi = mid }
+        }
+        return UInt8(lo)
+    }
+
+    /// `code(for:)` by plain binary search over the midpoints: the definition the fast path
+    /// must reproduce bit for bit (kept for tests).
+    public func referenceCode(for x: Float) -> UInt8 {
+        guard !x.isNaN else { return zeroCode }
+        return Self.binarySearch(midpoints, x)
+    }
+
+    /// The fast search on raw buffers (see the type's notes): `lut` is `bucketCodes`, `mids`
+    /// `paddedMidpoints`.
+    @inline(__always)
+    static func code(
+        _ x: Float, lut: UnsafePointer<UInt8>, mids: UnsafePointer<Float>, zeroCode: UInt8
+    ) -> UInt8 {
+        guard !x.isNaN else { return zeroCode }
+        var c = Int(lut[bucket(x.bitPattern)])
+        while mids[c] < x { c &+= 1 }
+        return UInt8(truncatingIfNeeded: c)
+    }
+
+    /// Writes the code of x[k] · scale into out[k] for k in 0..<count (the product rounded
+    /// to float32 first, as `code(for: x[k] * scale)`).
+    @inline(__always)
+    public func codes(
+        _ x: UnsafePointer<Float>, count: Int, scale: Float, into out: UnsafeMutablePointer<UInt8>
+    ) {
+        let z = zeroCode
+        bucketCodes.withUnsafeBufferPointer { lut in
+            paddedMidpoints.withUnsafeBufferPointer { mids in
+                let l = lut.baseAddress!, m = mids.baseAddress!
+                for k in 0..<count { out[k] = Self.code(x[k] * scale, lut: l, mids: m, zeroCode: z) }
+            }
+        }
     }
 
     /// The code nearest to `x` (x normalized to [-1, 1]); ties to the lower code. A NaN
     /// gets the zero code.
     @inline(__always)
     public func code(for x: Float) -> UInt8 {
-        guard !x.isNaN else { return zeroCode }
-        // Count of midpoints strictly below x, by binary search.
-        var lo = 0, hi = 255
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if midpoints[mid] < x { lo = mid + 1 } else { hi = mid }
+        bucketCodes.withUnsafeBufferPointer { lut in
+            paddedMidpoints.withUnsafeBufferPointer { mids in
+                Self.code(x, lut: lut.baseAddress!, mids: mids.baseAddress!, zeroCode: zeroCode)
+            }
         }
-        return UInt8(lo)
     }
 
     /// torch.linspace(start, end, count) in float32 (CPU kernel), element for element.

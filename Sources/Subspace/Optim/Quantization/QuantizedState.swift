@@ -75,8 +75,7 @@ public final class QuantizedState: @unchecked Sendable {
             out.update(repeating: map.zeroCode, count: r.count)
             return
         }
-        let inv = 1 / m
-        for k in 0..<r.count { out[k] = map.code(for: x[k] * inv) }
+        map.codes(x, count: r.count, scale: 1 / m, into: out)
     }
 
     /// Writes block `b`'s elements, map[code] · absmax, into `out` (out[0] is the block's
