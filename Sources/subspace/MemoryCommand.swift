@@ -19,17 +19,20 @@ struct MemoryCommand: ParsableCommand {
     @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
     @Flag(name: .customLong("activation-checkpointing"), help: "Keep only each layer's input and recompute one layer at a time.")
     var activationCheckpointing = false
+    @Option(name: .customLong("runtime-bytes"), help: "Resident bytes of the process itself, added to the total (default: this process's own resident set, the same binary as train; 0 prices the tensors alone).")
+    var runtimeBytes: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var opt: OptimizerFlags
 
     func run() throws {
+        let runtime = runtimeBytes ?? ProcessMemory.currentRSS
         let plan: MemoryPlan = guarded {
             let config = try LlamaConfig.resolve(model: model)
             return try MemoryPlan(MemoryPlan.Request(
                 config: config, optimizer: opt.optimizer ?? "adamw", options: try opt.options(),
                 dtype: try MemoryDType(parsing: dtype), stateStorage: try StateStorage(bits: stateBits),
                 perLayerUpdate: opt.perLayerUpdate, batch: batch, seq: seq,
-                activationCheckpointing: activationCheckpointing))
+                activationCheckpointing: activationCheckpointing, runtimeBytes: runtime))
         }
         if json {
             print(jsonLine(plan.summary(model: model)))
@@ -54,6 +57,7 @@ struct MemoryCommand: ParsableCommand {
             row("optimizer states", plan.optimizerStateBytes),
             row("projectors", plan.projectorBytes),
             row("activations", plan.activationsBytes),
+            row("runtime", plan.runtimeBytes),
             row("total", plan.totalBytes),
         ]
         for s in plan.rules {

@@ -65,3 +65,36 @@ import Testing
         #expect(r2.status == 1 && r2.stderr.contains("not valid UTF-8"), "\(r2.stderr)")
     }
 }
+
+/// The memory planner's total, runtime included, against the peak resident set of a real
+/// `bench` run of the same binary (issue: within 10% on `tiny`). Batch 4 x 64 keeps it
+/// quick; at this size the runtime line is a quarter of the total, so leaving it out fails.
+@Suite struct MemoryPlanAgainstRSSTests {
+    struct Numbers: Decodable { var total_bytes: Int?; var runtime_bytes: Int?; var peak_rss_bytes: Int? }
+
+    func json(_ args: [String]) throws -> Numbers {
+        let p = Process()
+        p.executableURL = try #require(CLITests.binary)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(args)")
+        return try JSONDecoder().decode(Numbers.self, from: data)
+    }
+
+    @Test(arguments: [["--optimizer", "adamw"], ["--optimizer", "galore", "--rank", "64"],
+                      ["--optimizer", "galore", "--rank", "64", "--per-layer-update"]])
+    func plannedTotalIsWithinTenPercentOfPeakRSS(flags: [String]) throws {
+        guard CLITests.binary != nil else { return }
+        let shape = ["--batch", "4", "--seq", "64"]
+        let plan = try json(["memory", "--model", "tiny", "--json"] + shape + flags)
+        let run = try json(["bench", "--preset", "tiny", "--steps", "2", "--warmup", "1", "--json"] + shape + flags)
+        let total = Double(try #require(plan.total_bytes)), rss = Double(try #require(run.peak_rss_bytes))
+        #expect(try #require(plan.runtime_bytes) > 0)
+        #expect(abs(total / rss - 1) <= 0.10, "\(flags): planned \(total), peak RSS \(rss)")
+    }
+}

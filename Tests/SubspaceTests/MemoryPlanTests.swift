@@ -229,13 +229,17 @@ import Testing
         let r = try cli.run(["memory", "--model", "tiny", "--optimizer", "galore", "--rank", "64", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        let keys = ["weights_bytes", "gradients_bytes", "optimizer_state_bytes", "projector_bytes", "activations_bytes", "total_bytes"]
+        let keys = ["weights_bytes", "gradients_bytes", "optimizer_state_bytes", "projector_bytes", "activations_bytes", "runtime_bytes", "total_bytes"]
         let values = keys.compactMap { object[$0] as? Int }
         #expect(values.count == keys.count)
-        #expect(values.prefix(5).reduce(0, +) == values.last)
+        #expect(values.dropLast().reduce(0, +) == values.last)
+        #expect(values[5] > 0)  // measured: this process's resident set
+        let bare = try cli.run(["memory", "--model", "tiny", "--runtime-bytes", "0", "--json"])
+        let b = try #require(try JSONSerialization.jsonObject(with: Data(bare.stdout.utf8)) as? [String: Any])
+        #expect(b["runtime_bytes"] as? Int == 0)
         for args in [
             ["memory", "--model", "nope"], ["memory", "--state-bits", "4"], ["memory", "--dtype", "fp8"],
-            ["memory", "--optimizer", "galore", "--rank", "0"], ["memory", "--seq", "100000"],
+            ["memory", "--optimizer", "galore", "--rank", "0"], ["memory", "--seq", "100000"], ["memory", "--runtime-bytes=-1"],
         ] {
             let e = try cli.run(args)
             #expect(e.status == 1 && e.stderr.hasPrefix("error: ") && e.stderr.split(separator: "\n").count == 1, "\(args): \(e.stderr)")

@@ -166,6 +166,32 @@ import Testing
         try? FileManager.default.removeItem(at: out)
     }
 
+    /// A finished cell whose recorded command differs from the suite's (a changed flag or step
+    /// count) is not finished: it runs again. The output directory is not part of it.
+    @Test func changedCommandRunsAgain() throws {
+        let out = tmp("changed")
+        let p = try plan("pretrain", out) { $0.only = ["adamw"]; $0.steps = 20 }
+        let job = p.jobs()[0]
+        try finish(job, valLoss: 5.0, tokensPerS: 4000)
+        #expect(p.isFinished(job))  // no record: a directory from before records were kept
+        let record = job.directory.appendingPathComponent(SuiteJob.commandFile)
+        try JSONEncoder().encode(job.signature).write(to: record)
+        #expect(p.isFinished(job))
+        #expect(!job.signature.contains("--out") && job.arguments.contains("--out"))
+        let longer = try plan("pretrain", out) { $0.only = ["adamw"]; $0.steps = 30 }
+        #expect(!longer.isFinished(longer.jobs()[0]))
+        var edited = job.signature
+        edited[edited.firstIndex(of: "3e-3")!] = "1e-3"
+        try JSONEncoder().encode(edited).write(to: record)
+        #expect(!p.isFinished(job))
+        // A run records its command before the child starts.
+        let runner = SuiteRunner(plan: p, executable: URL(fileURLWithPath: "/bin/true"), defaultData: "unused")
+        _ = try runner.run()
+        let kept = try JSONDecoder().decode([String].self, from: Data(contentsOf: record))
+        #expect(kept == job.signature)
+        try? FileManager.default.removeItem(at: out)
+    }
+
     @Test func resultsCarryTheMemoryBreakdown() throws {
         let out = tmp("memory")
         let p = try plan("pretrain", out) { $0.only = ["adamw"] }

@@ -93,6 +93,19 @@ public struct SuiteJob: Sendable, Equatable {
     public var arguments: [String]
     /// The file whose presence marks the job finished.
     public var marker: String { kind == .bench ? "bench.json" : "summary.json" }
+    /// The file recording the command a job's directory was produced by (`signature`).
+    public static let commandFile = "suite-command.json"
+    /// What makes two runs of a cell the same experiment: its arguments without the output
+    /// directory (so moving or re-spelling `--out` does not re-run anything).
+    public var signature: [String] {
+        var out: [String] = [], skip = false
+        for a in arguments {
+            if skip { skip = false; continue }
+            if a == "--out" { skip = true; continue }
+            out.append(a)
+        }
+        return out
+    }
     /// The batch and sequence length the job trains with.
     public var batch: Int
     public var seq: Int
@@ -209,8 +222,15 @@ public struct SuitePlan: Sendable {
         return out
     }
 
+    /// A job is finished when its marker exists and the command it was run with is this
+    /// job's (`SuiteJob.signature`, recorded in `suite-command.json` when it starts): a cell
+    /// whose flags, steps or base changed in the suite's definition runs again. Directories
+    /// from before the record was kept (no `suite-command.json`) count as finished.
     public func isFinished(_ job: SuiteJob) -> Bool {
-        FileManager.default.fileExists(atPath: job.directory.appendingPathComponent(job.marker).path)
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: job.directory.appendingPathComponent(job.marker).path) else { return false }
+        guard let d = fm.contents(atPath: job.directory.appendingPathComponent(SuiteJob.commandFile).path) else { return true }
+        return (try? JSONDecoder().decode([String].self, from: d)) == job.signature
     }
 
     /// The result of a finished job, from its `summary.json` or `bench.json` (nil if absent or

@@ -126,6 +126,7 @@ public final class SuiteRunner {
         let fm = FileManager.default
         try? fm.removeItem(at: job.directory)
         try fm.createDirectory(at: job.directory, withIntermediateDirectories: true)
+        try AtomicFile.write(try JSONEncoder().encode(job.signature), to: job.directory.appendingPathComponent(SuiteJob.commandFile))
         let p = Process()
         p.executableURL = executable
         p.arguments = job.arguments
