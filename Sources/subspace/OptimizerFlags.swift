@@ -26,6 +26,8 @@ struct OptimizerFlags: ParsableArguments {
     var scale: Float?
     @Option(name: .customLong("proj-type"), help: "GaLore family: projection type: std, reverse_std, left, right, gaussian or rademacher (default std).")
     var projType: String?
+    @Option(name: .customLong("svd-basis"), help: "GaLore family: how the SVD projectors compute P: gram (the leading eigenvectors of the smaller Gram matrix, default) or svd (the full thin SVD, as galore-torch).")
+    var svdBasis: String?
     @Option(name: .customLong("proj-seed"), help: "GaLore family: seed of the random projections; MLorc: of the RSVD; SO: of the supports (default 0).")
     var projSeed: UInt64?
     @Option(name: .customLong("fira-residual"), help: "Fira: residual outside the subspace, paper ((I - PP^T)G) or reference (fira 1.0.2's G - scale PP^T G) (default paper).")
@@ -95,6 +97,7 @@ struct OptimizerFlags: ParsableArguments {
         if let updateGap { o.updateGap = updateGap }
         if let scale { o.scale = scale }
         if let projType { o.projectionType = projType }
+        if let svdBasis { o.svdBasis = svdBasis }
         if let projSeed { o.projectionSeed = projSeed }
         if let firaResidual { o.firaResidual = firaResidual }
         if let fullRankProb { o.fullRankProbability = fullRankProb }

@@ -118,6 +118,38 @@ func isFiniteTensor(_ t: Tensor) -> Bool { t.array.allSatisfy { $0.isFinite } }
         }
     }
 
+    /// The default Gram-matrix basis (leading eigenvectors of the smaller Gram matrix) equals
+    /// the full SVD's sign-normalized basis for every SVD type and shape; where the projected
+    /// side is the larger one (reverse_std, left/right against the shape) it is the SVD itself.
+    @Test(arguments: [[48, 20], [20, 48], [32, 32]])
+    func gramBasisEqualsTheSVDBasis(shape: [Int]) throws {
+        let g = randomTensor(shape, seed: 11)
+        for type in [ProjectionType.std, .reverseStd, .left, .right] {
+            for r in [1, 6, min(shape[0], shape[1])] {
+                var gram = try Projector(type: type, shape: shape, rank: r, gap: 1)
+                var svd = gram
+                svd.basisAlgorithm = .svd
+                #expect(gram.basisAlgorithm == .gram)
+                gram.refresh(gradient: g, step: 0)
+                svd.refresh(gradient: g, step: 0)
+                let a = try #require(gram.matrix), b = try #require(svd.matrix)
+                // Full rank on a square matrix: the last direction is still well separated.
+                #expect(relativeError(a.array, b.array) < 1e-4, "\(type) \(shape) r=\(r)")
+                let smaller = (gram.side == .left ? shape[0] : shape[1]) <= (gram.side == .left ? shape[1] : shape[0])
+                #expect(gram.gramBasis(g) == nil ? !smaller : smaller)
+            }
+        }
+        #expect(try Projector.BasisAlgorithm(parsing: "SVD") == .svd)
+        #expect(throws: ConfigurationError.self) { try Projector.BasisAlgorithm(parsing: "qr") }
+        var o = OptimizerOptions()
+        o.svdBasis = "svd"
+        let routed = try OptimizerRegistry.make("galore", options: o)
+        let spec = ParameterSpec(name: "model.layers.0.mlp.up_proj.weight", role: .mlp, shape: [8, 4])
+        #expect((routed.optimizer(for: spec) as? GaLore)?.settings.basisAlgorithm == .svd)
+        o.svdBasis = "nope"
+        #expect(throws: ConfigurationError.self) { try OptimizerRegistry.make("fira", options: o) }
+    }
+
     /// The fallback when LAPACK does not converge: the randomized SVD finds the same
     /// sign-normalized basis for a gradient with a clear spectral gap.
     @Test(arguments: [[40, 24], [24, 40]])

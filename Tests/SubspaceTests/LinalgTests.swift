@@ -42,6 +42,31 @@ import Testing
         #expect(throws: LinalgError.self) { try Linalg.svd(a) }
     }
 
+    /// A = Q diag(λ) Qᵀ with known spectrum: the top eigenpairs, largest first, orthonormal.
+    @Test func topEigenvectorsOfASymmetricMatrix() throws {
+        let n = 24, count = 5
+        let q = try Linalg.qr(randomTensor([n, n], seed: 8)).q
+        let lambda = (0..<n).map { Float(n - $0) * 1.5 - 10 }  // 26, 24.5, ... (some negative)
+        let a = Tensor(zeros: [n, n])
+        for i in 0..<n { for j in 0..<n {
+            var x: Float = 0
+            for l in 0..<n { x += q.data[i * n + l] * lambda[l] * q.data[j * n + l] }
+            a.data[i * n + j] = x
+        } }
+        let (values, vectors) = try Linalg.topEigenvectors(symmetric: a, count: count)
+        #expect(vectors.shape == [n, count])
+        for j in 0..<count {
+            #expect(abs(values[j] - lambda[j]) < 1e-3)
+            var dot: Float = 0
+            for i in 0..<n { dot += vectors.data[i * count + j] * q.data[i * n + j] }
+            #expect(abs(abs(dot) - 1) < 1e-4)
+        }
+        #expect(throws: LinalgError.self) { try Linalg.topEigenvectors(symmetric: a, count: n + 1) }
+        #expect(throws: LinalgError.self) { try Linalg.topEigenvectors(symmetric: randomTensor([3, 4], seed: 1), count: 1) }
+        a[3] = .infinity
+        #expect(throws: LinalgError.self) { try Linalg.topEigenvectors(symmetric: a, count: 1) }
+    }
+
     @Test func qrIsOrthonormalAndReconstructs() throws {
         let a = randomTensor([30, 8], seed: 4)
         let (q, r) = try Linalg.qr(a)

@@ -58,6 +58,49 @@ public enum Linalg {
         #endif
     }
 
+    /// The `count` largest eigenvalues of a symmetric n x n matrix (read from its upper
+    /// triangle) and their orthonormal eigenvectors, largest first: `vectors` is n x count,
+    /// column j the eigenvector of `values[j]`.
+    ///
+    /// `ssyevr` (tridiagonal reduction, then the MRRR algorithm for the selected indices
+    /// only), so asking for r of n eigenvectors costs the reduction plus O(n r) per vector
+    /// rather than a full decomposition. Non-finite input is rejected before LAPACK sees it.
+    public static func topEigenvectors(symmetric a: Tensor, count: Int) throws -> (values: [Float], vectors: Tensor) {
+        guard a.shape.count == 2, a.shape[0] == a.shape[1] else {
+            throw LinalgError.invalidArgument("eigenvectors need a square matrix, got \(a.shape)")
+        }
+        let n = a.shape[0]
+        guard count > 0, count <= n else { throw LinalgError.invalidArgument("eigenvector count \(count) for an \(n)x\(n) matrix") }
+        for i in 0..<a.count where !a.data[i].isFinite { throw LinalgError.nonFinite("symmetric eigensolver") }
+        #if canImport(CLAPACKE)
+        let work = a.copy()
+        let z = Tensor(zeros: [n, count])
+        var w = [Float](repeating: 0, count: n)
+        var support = [Int32](repeating: 0, count: 2 * count)
+        var found: Int32 = 0
+        let info = w.withUnsafeMutableBufferPointer { wp in
+            support.withUnsafeMutableBufferPointer { sp in
+                LAPACKE_ssyevr(
+                    LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "I")), Int8(UInt8(ascii: "U")), Int32(n),
+                    work.data, Int32(n), 0, 0, Int32(n - count + 1), Int32(n), 0, &found, wp.baseAddress, z.data,
+                    Int32(count), sp.baseAddress)
+            }
+        }
+        withExtendedLifetime(work) {}
+        if info > 0 { throw LinalgError.noConvergence("ssyevr") }
+        if info < 0 { throw LinalgError.invalidArgument("LAPACK ssyevr argument \(-info)") }
+        guard found == Int32(count) else { throw LinalgError.noConvergence("ssyevr found \(found) of \(count) eigenvalues") }
+        // ssyevr returns ascending order: reverse the columns.
+        let out = Tensor(uninitialized: [n, count])
+        for i in 0..<n {
+            for j in 0..<count { out.data[i * count + j] = z.data[i * count + (count - 1 - j)] }
+        }
+        return (Array(w[0..<count].reversed()), out)
+        #else
+        throw LinalgError.unsupported("symmetric eigensolver")
+        #endif
+    }
+
     /// The thin QR factorization `A = Q R` of an m x n matrix (k = min(m, n)): Q is m x k
     /// with orthonormal columns, R is k x n upper triangular. `sgeqrf` then `sorgqr`.
     public static func qr(_ a: Tensor) throws -> (q: Tensor, r: Tensor) {

@@ -32,6 +32,9 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     public var muonAdjustment: String?
     /// GaLore family: projection type, a `ProjectionType` raw value (default "std").
     public var projectionType: String?
+    /// GaLore family: how SVD projectors compute P, a `Projector.BasisAlgorithm` raw value,
+    /// "gram" or "svd" (default "gram").
+    public var svdBasis: String?
     /// GaLore family: seed of the random projections (default 0).
     public var projectionSeed: UInt64?
     /// Fira: residual form, a `Fira.Residual` raw value, "paper" or "reference" (default "paper").

@@ -174,6 +174,7 @@ extension OptimizerRegistry {
             updateGap: o.updateGap ?? 200, scale: o.scale ?? 0.25,
             projection: try ProjectionType(parsing: o.projectionType ?? "std"), seed: o.projectionSeed ?? 0,
             residual: residual)
+        fira.settings.basisAlgorithm = try basisAlgorithm(o)
         return RoutedOptimizer(routes: [.init(.hiddenMatrices, fira)], fallback: try adamW(o))
     }
 }

@@ -36,6 +36,8 @@ public struct ProjectedAdam {
     /// `GaLoreAdamW8bit` runs bitsandbytes on it. `minimumSize` applies to the projected
     /// moment's element count.
     public var quantization: StateQuantization?
+    /// How the SVD projectors compute P (`Projector.BasisAlgorithm`; default `gram`).
+    public var basisAlgorithm: Projector.BasisAlgorithm = .gram
 
     /// - Throws: `ConfigurationError` for a non-positive rank or gap, a non-finite scale or
     ///   impossible Adam hyperparameters.
@@ -61,9 +63,11 @@ public struct ProjectedAdam {
     /// rank can serve matrices of every size.
     public func makeProjector(for p: some ParameterInfo) -> Projector? {
         guard p.shape.count == 2, p.shape[0] > 0, p.shape[1] > 0 else { return nil }
-        return try? Projector(
+        var proj = try? Projector(
             type: projection, shape: p.shape, rank: min(rank, p.shape[0], p.shape[1]), gap: updateGap,
             scale: scale, seed: seed, label: p.name)
+        proj?.basisAlgorithm = basisAlgorithm
+        return proj
     }
 
     public func makeState(for p: Parameter) -> State {
@@ -250,6 +254,12 @@ extension OptimizerRegistry {
             eps: o.eps ?? 1e-6, weightDecay: o.weightDecay ?? 0, rank: o.rank ?? 128,
             updateGap: o.updateGap ?? 200, scale: o.scale ?? 0.25,
             projection: try ProjectionType(parsing: o.projectionType ?? "std"), seed: o.projectionSeed ?? 0)
+        galore.settings.basisAlgorithm = try basisAlgorithm(o)
         return RoutedOptimizer(routes: [.init(.hiddenMatrices, galore)], fallback: try adamW(o))
+    }
+
+    /// `svdBasis` parsed (default `gram`).
+    static func basisAlgorithm(_ o: OptimizerOptions) throws -> Projector.BasisAlgorithm {
+        try o.svdBasis.map(Projector.BasisAlgorithm.init(parsing:)) ?? .gram
     }
 }

@@ -18,6 +18,7 @@ extension OptimizerRegistry {
             updateGap: o.updateGap ?? 200, scale: o.scale ?? 0.25,
             projection: try ProjectionType(parsing: o.projectionType ?? "std"), seed: o.projectionSeed ?? 0,
             quantization: try stateQuantization(o))
+        galore.settings.basisAlgorithm = try basisAlgorithm(o)
         return RoutedOptimizer(routes: [.init(.hiddenMatrices, galore)], fallback: try adamW8bit(o))
     }
 }

@@ -52,6 +52,8 @@ public final class GaLoreAdafactor: ParameterwiseOptimizer<GaLoreAdafactor.State
     public var updateGap: Int
     public var scale: Float
     public var projection: ProjectionType
+    /// How the SVD projectors compute P (`Projector.BasisAlgorithm`; default `gram`).
+    public var basisAlgorithm: Projector.BasisAlgorithm = .gram
     public var seed: UInt64
     public override var name: String { "galore-adafactor" }
 
@@ -84,9 +86,11 @@ public final class GaLoreAdafactor: ParameterwiseOptimizer<GaLoreAdafactor.State
     /// The projector for `p` (nil when `p` is not a matrix), rank clamped to min(m, n).
     public func makeProjector(for p: some ParameterInfo) -> Projector? {
         guard p.shape.count == 2, p.shape[0] > 0, p.shape[1] > 0 else { return nil }
-        return try? Projector(
+        var proj = try? Projector(
             type: projection, shape: p.shape, rank: min(rank, p.shape[0], p.shape[1]), gap: updateGap,
             scale: scale, seed: seed, label: p.name)
+        proj?.basisAlgorithm = basisAlgorithm
+        return proj
     }
 
     public override func makeState(for p: Parameter) -> State {
@@ -168,6 +172,7 @@ extension OptimizerRegistry {
             learningRate: lr, rule: rule, weightDecay: wd, rank: o.rank ?? 128, updateGap: o.updateGap ?? 200,
             scale: o.scale ?? 0.25, projection: try ProjectionType(parsing: o.projectionType ?? "std"),
             seed: o.projectionSeed ?? 0)
+        projected.basisAlgorithm = try basisAlgorithm(o)
         return RoutedOptimizer(
             routes: [.init(.hiddenMatrices, projected)],
             fallback: Adafactor(learningRate: lr, rule: rule, weightDecay: wd))

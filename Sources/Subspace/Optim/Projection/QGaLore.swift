@@ -278,6 +278,7 @@ extension OptimizerRegistry {
             threshold: o.lazyThreshold ?? 0.4, queueSize: o.lazyQueueSize ?? 5, growth: o.lazyGrowth ?? 2,
             rule: try choice(o.variant, default: QGaLore.LazyRule.paper, option: "--variant"),
             quantization: try stateQuantization(o))
+        q.settings.basisAlgorithm = try basisAlgorithm(o)
         return RoutedOptimizer(routes: [.init(.hiddenMatrices, q)], fallback: try adamW8bit(o, weightDecay: 0))
     }
 }
