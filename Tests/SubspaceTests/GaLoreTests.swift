@@ -150,6 +150,33 @@ func isFiniteTensor(_ t: Tensor) -> Bool { t.array.allSatisfy { $0.isFinite } }
         #expect(throws: ConfigurationError.self) { try OptimizerRegistry.make("fira", options: o) }
     }
 
+    /// `RoutedOptimizer.step` computes the refresh SVDs side by side (`StepPreparing`); the
+    /// weights and states are bit-identical to updating the parameters one by one.
+    @Test(arguments: ["galore", "fira"])
+    func preparedRefreshesMatchOneByOne(name: String) throws {
+        var o = OptimizerOptions()
+        o.rank = 3; o.updateGap = 2; o.learningRate = 1e-2
+        let config = LlamaConfig(dim: 16, layers: 1, heads: 2, ffnDim: 24, vocab: 20, maxSeq: 8)
+        let a = try LlamaModel(config: config), b = try LlamaModel(config: config)
+        let stepped = try OptimizerRegistry.make(name, options: o), single = try OptimizerRegistry.make(name, options: o)
+        for step in 0..<5 {
+            for (i, (p, q)) in zip(a.parameters, b.parameters).enumerated() {
+                let g = randomTensor(p.shape, seed: UInt64(100 * step + i))
+                if step == 3 && i == 2 { for k in 0..<g.count { g.data[k] = 0 } }  // degenerate: keeps P
+                p.gradient().assign(g)
+                q.gradient().assign(g)
+            }
+            stepped.step(a.parameters, lrScale: 1)
+            for q in b.parameters { single.update(q, lrScale: 1) }
+        }
+        for (p, q) in zip(a.parameters, b.parameters) {
+            #expect(p.value.array == q.value.array, "\(p.name)")
+            let sp = stepped.optimizer(for: p).exportState(for: p), sq = single.optimizer(for: q).exportState(for: q)
+            #expect(Set(sp.keys) == Set(sq.keys))
+            for (k, t) in sp { #expect(t.array == sq[k]?.array, "\(p.name) \(k)") }
+        }
+    }
+
     /// The fallback when LAPACK does not converge: the randomized SVD finds the same
     /// sign-normalized basis for a gradient with a clear spectral gap.
     @Test(arguments: [[40, 24], [24, 40]])

@@ -32,6 +32,14 @@ public protocol ParameterOptimizer: AnyObject {
     func importState(_ state: [String: Tensor], for parameter: Parameter) throws
 }
 
+/// A rule that does better seeing all of a step's gradients before it updates any of them
+/// (GaLore's and Fira's refresh SVDs run side by side). `RoutedOptimizer.step` calls
+/// `prepareStep` with the rule's parameters before their `update`s; the per-layer mode, which
+/// updates each parameter as its gradient completes, does not.
+public protocol StepPreparing: AnyObject {
+    func prepareStep(_ parameters: [Parameter], gradients: [Tensor])
+}
+
 /// Why a saved optimizer state cannot be imported for a parameter. `description` is one line
 /// naming the parameter and the state tensor.
 public enum OptimizerStateError: Error, CustomStringConvertible, Equatable, Sendable {

@@ -70,8 +70,14 @@ public final class RoutedOptimizer {
         optimizer(for: parameter).update(parameter, gradient: g, lrScale: lrScale)
     }
 
-    /// Steps every parameter that has a gradient.
+    /// Steps every parameter that has a gradient; rules that are `StepPreparing` first see
+    /// all of theirs.
     public func step(_ parameters: [Parameter], lrScale: Float) {
+        for rule in optimizers {
+            guard let preparing = rule as? StepPreparing else { continue }
+            let mine = parameters.filter { $0.grad != nil && optimizer(for: $0) === rule }
+            if !mine.isEmpty { preparing.prepareStep(mine, gradients: mine.map { $0.grad! }) }
+        }
         for p in parameters { update(p, lrScale: lrScale) }
     }
 

@@ -28,7 +28,7 @@
 /// Fira's 60M–350M scripts), gamma 1.01. State: GaLore's plus one scalar (s_prev, key
 /// `scaling_grad`). Each step needs one m x n temporary for S, as the reference does.
 /// Non-finite gradients are skipped as in GaLore.
-public final class Fira: ParameterwiseOptimizer<Fira.State> {
+public final class Fira: ParameterwiseOptimizer<Fira.State>, StepPreparing {
     public enum Residual: String, Sendable, CaseIterable {
         /// (I − P Pᵀ) G, the paper's definition (default).
         case paper
@@ -77,6 +77,10 @@ public final class Fira: ParameterwiseOptimizer<Fira.State> {
     }
 
     public override func makeState(for p: Parameter) -> State { State(base: settings.makeState(for: p), scalingNorm: nil) }
+    /// Runs this step's refresh SVDs side by side (`Projector.prepareRefreshes`).
+    public func prepareStep(_ parameters: [Parameter], gradients: [Tensor]) {
+        ProjectedAdam.prepareRefreshes(parameters, gradients: gradients, states: &states, base: \.base, make: makeState)
+    }
 
     public override func bytes(of s: State) -> Int {
         s.base.bytes + (s.base.projector == nil ? 0 : MemoryLayout<Float>.size)

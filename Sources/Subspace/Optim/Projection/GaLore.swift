@@ -85,6 +85,23 @@ public struct ProjectedAdam {
         return StateFootprint(states: [moment, moment]) + (proj?.footprint ?? .none)
     }
 
+    /// `Projector.prepareRefreshes` over the states of `parameters` (kept at `base` inside a
+    /// rule's own state type), creating missing states with `make` as the update would.
+    public static func prepareRefreshes<S>(
+        _ parameters: [Parameter], gradients: [Tensor], states: inout [String: S],
+        base: WritableKeyPath<S, State>, make: (Parameter) -> S
+    ) {
+        var names: [String] = [], projectors: [Projector] = [], grads: [Tensor] = [], steps: [Int] = []
+        for (p, g) in zip(parameters, gradients) {
+            let s = states[p.name] ?? make(p)
+            states[p.name] = s
+            guard let proj = s[keyPath: base].projector else { continue }
+            names.append(p.name); projectors.append(proj); grads.append(g); steps.append(s[keyPath: base].step)
+        }
+        Projector.prepareRefreshes(&projectors, gradients: grads, steps: steps)
+        for (name, proj) in zip(names, projectors) { states[name]![keyPath: base].projector = proj }
+    }
+
     /// The projected Adam step, without touching the weights: refreshes the projector,
     /// projects `g` to R, advances the moments and returns R, the normalized direction
     /// N = M / (sqrt(V) + eps) and the bias-corrected step size lr·sqrt(1-b2^t)/(1-b1^t).
@@ -205,7 +222,7 @@ public struct ProjectedAdam {
 /// moments, projector and step count unchanged); an all-zero gradient decays the moments as
 /// usual and keeps the previous projector. Checkpoint keys: `step`, `exp_avg`,
 /// `exp_avg_sq`, `ortho_matrix`.
-public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State> {
+public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State>, StepPreparing {
     public var settings: ProjectedAdam
     public override var name: String { settings.quantization == nil ? "galore" : "galore8bit" }
 
@@ -227,6 +244,10 @@ public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State> {
     }
 
     public override func makeState(for p: Parameter) -> ProjectedAdam.State { settings.makeState(for: p) }
+    /// Runs this step's refresh SVDs side by side (`Projector.prepareRefreshes`).
+    public func prepareStep(_ parameters: [Parameter], gradients: [Tensor]) {
+        ProjectedAdam.prepareRefreshes(parameters, gradients: gradients, states: &states, base: \.self, make: makeState)
+    }
     public override func bytes(of s: ProjectedAdam.State) -> Int { s.bytes }
     public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? { settings.footprint(for: p) }
     public override func encode(_ s: ProjectedAdam.State) -> [String: Tensor] { settings.encode(s) }

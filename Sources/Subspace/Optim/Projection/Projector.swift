@@ -123,6 +123,9 @@ public struct Projector {
     public private(set) var refreshIndex: Int?
     /// How the SVD types compute P (default `gram`).
     public var basisAlgorithm: BasisAlgorithm = .gram
+    /// A basis computed ahead for the refresh at `step` (`prepareRefreshes`), taken by that
+    /// refresh. Transient: never stored in checkpoints or counted in `bytes`.
+    var pending: (step: Int, basis: Tensor)?
 
     /// - Throws: `ConfigurationError` when the shape is not a non-empty matrix, rank is not
     ///   in 1...min(m, n) or gap is not positive.
@@ -184,6 +187,12 @@ public struct Projector {
             if matrix == nil { matrix = axes(); refreshIndex = index }
             return false
         }
+        if let ready = pending, ready.step == step {
+            pending = nil
+            matrix = ready.basis
+            refreshIndex = index
+            return true
+        }
         guard let p = singularBasis(g, index: index) else {
             if matrix == nil { matrix = axes(); refreshIndex = index }
             return false
@@ -191,6 +200,41 @@ public struct Projector {
         matrix = p
         refreshIndex = index
         return true
+    }
+
+    /// Computes the SVD bases that `projectors` will need at their refreshes with these
+    /// gradients and steps, spread over the cores (`Parallel.workers` at a time), and leaves
+    /// each as the projector's `pending` basis for that refresh to take. Projectors not due,
+    /// random types and degenerate gradients are left alone (their refresh does its usual
+    /// work). The refresh SVDs are single-threaded LAPACK, so a step that refreshes many
+    /// matrices (every T steps) runs them side by side instead of one after another.
+    public static func prepareRefreshes(_ projectors: inout [Projector], gradients: [Tensor], steps: [Int]) {
+        precondition(projectors.count == gradients.count && gradients.count == steps.count)
+        let due = projectors.indices.filter { i in
+            let p = projectors[i]
+            return !p.type.isRandom && p.needsRefresh(step: steps[i]) && gradients[i].shape == [p.rows, p.cols]
+        }
+        if due.count < 2 { return }
+        let results = UnsafeMutablePointer<Tensor?>.allocate(capacity: due.count)
+        results.initialize(repeating: nil, count: due.count)
+        defer { results.deinitialize(count: due.count); results.deallocate() }
+        let snapshot = projectors, workers = min(Parallel.workers, due.count)
+        Parallel.perform(workers) { w in
+            for j in stride(from: w, to: due.count, by: workers) {
+                let i = due[j], g = gradients[i]
+                var finite = true, nonZero = false
+                for k in 0..<g.count {
+                    let x = g.data[k]
+                    if !x.isFinite { finite = false; break }
+                    if x != 0 { nonZero = true }
+                }
+                guard finite, nonZero else { continue }
+                results[j] = snapshot[i].singularBasis(g, index: steps[i] / snapshot[i].gap)
+            }
+        }
+        for (j, i) in due.enumerated() {
+            if let b = results[j] { projectors[i].pending = (steps[i], b) }
+        }
     }
 
     /// Drops a random type's working copy of P (it is regenerated on the next refresh); no
