@@ -31,14 +31,16 @@ done
 bin=${SUBSPACE_BIN:-.build/release/subspace}
 [[ -x $bin ]] || swift build -c release >/dev/null
 out=$(mktemp -d)
-if [[ $amortised == 1 ]]; then
-  for r in $(seq 1 "$rounds"); do
-    $bin bench --preset "$preset" --batch "$batch" --steps "$steps" --json --optimizer adamw "${extra[@]}" >>"$out/adamw.jsonl"
-    for gap in 100000 1; do
-      $bin bench --preset "$preset" --batch "$batch" --steps "$steps" --json --optimizer galore \
-        --rank "$rank" --update-gap "$gap" --scale 0.25 "${extra[@]}" >>"$out/galore-T$gap.jsonl"
-    done
+gaps="200 100"
+[[ $amortised == 1 ]] && gaps="100000 1"
+for r in $(seq 1 "$rounds"); do
+  $bin bench --preset "$preset" --batch "$batch" --steps "$steps" --json --optimizer adamw "${extra[@]}" >>"$out/adamw.jsonl"
+  for gap in $gaps; do
+    $bin bench --preset "$preset" --batch "$batch" --steps "$steps" --json --optimizer galore \
+      --rank "$rank" --update-gap "$gap" --scale 0.25 "${extra[@]}" >>"$out/galore-T$gap.jsonl"
   done
+done
+if [[ $amortised == 1 ]]; then
   python3 - "$out" "$preset" "$batch" "$rank" "$steps" <<'PY'
 import json, os, statistics, sys
 d, preset, batch, rank, steps = sys.argv[1:]
@@ -55,13 +57,6 @@ for gap in (200, 100):
 PY
   exit 0
 fi
-for r in $(seq 1 "$rounds"); do
-  $bin bench --preset "$preset" --batch "$batch" --steps "$steps" --json --optimizer adamw "${extra[@]}" >>"$out/adamw.jsonl"
-  for gap in 200 100; do
-    $bin bench --preset "$preset" --batch "$batch" --steps "$steps" --json --optimizer galore \
-      --rank "$rank" --update-gap "$gap" --scale 0.25 "${extra[@]}" >>"$out/galore-T$gap.jsonl"
-  done
-done
 python3 - "$out" "$preset" "$batch" "$rank" "$steps" <<'PY'
 import json, os, statistics, sys
 d, preset, batch, rank, steps = sys.argv[1:]
