@@ -94,8 +94,9 @@ public struct ProjectedAdam {
         var names: [String] = [], projectors: [Projector] = [], grads: [Tensor] = [], steps: [Int] = []
         for (p, g) in zip(parameters, gradients) {
             let s = states[p.name] ?? make(p)
-            states[p.name] = s
-            guard let proj = s[keyPath: base].projector else { continue }
+            if states[p.name] == nil { states[p.name] = s }
+            guard let proj = s[keyPath: base].projector, !proj.type.isRandom,
+                  proj.needsRefresh(step: s[keyPath: base].step) else { continue }
             names.append(p.name); projectors.append(proj); grads.append(g); steps.append(s[keyPath: base].step)
         }
         Projector.prepareRefreshes(&projectors, gradients: grads, steps: steps)

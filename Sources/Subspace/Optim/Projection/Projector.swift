@@ -180,13 +180,7 @@ public struct Projector {
             refreshIndex = index
             return true
         }
-        var finite = true, nonZero = false
-        for i in 0..<g.count {
-            let x = g.data[i]
-            if !x.isFinite { finite = false; break }
-            if x != 0 { nonZero = true }
-        }
-        guard finite, nonZero else {
+        guard Self.isUsable(g) else {
             if matrix == nil { matrix = axes(); refreshIndex = index }
             return false
         }
@@ -225,13 +219,7 @@ public struct Projector {
         Parallel.perform(workers) { w in
             for j in stride(from: w, to: due.count, by: workers) {
                 let i = due[j], g = gradients[i]
-                var finite = true, nonZero = false
-                for k in 0..<g.count {
-                    let x = g.data[k]
-                    if !x.isFinite { finite = false; break }
-                    if x != 0 { nonZero = true }
-                }
-                guard finite, nonZero else { continue }
+                guard isUsable(g) else { continue }
                 results[j] = snapshot[i].singularBasis(g, index: steps[i] / snapshot[i].gap)
             }
         }
@@ -354,6 +342,18 @@ public struct Projector {
             }
         }
         return p
+    }
+
+    /// Whether a gradient can define a basis: finite, and not all zero (see the type's notes
+    /// on degenerate gradients).
+    static func isUsable(_ g: Tensor) -> Bool {
+        var nonZero = false
+        for i in 0..<g.count {
+            let x = g.data[i]
+            if !x.isFinite { return false }
+            if x != 0 { nonZero = true }
+        }
+        return nonZero
     }
 
     /// Sign of the largest-magnitude entry of column `column` of `u` (first one on ties).
