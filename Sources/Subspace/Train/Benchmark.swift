@@ -17,6 +17,11 @@ public struct BenchmarkResult: Codable, Sendable {
     public var backward_ms: Double
     public var optimizer_ms: Double
     public var peak_rss_bytes: Int
+    /// Resident pages of mapped files (the binary's and libraries' code) at the end of the
+    /// run: part of `peak_rss_bytes`, shared and reclaimable, and not the method's memory.
+    /// An SVD refresh pages in about 2 MB of LAPACK's code that an AdamW run never touches.
+    /// Optional so that records from before it decode.
+    public var resident_file_bytes: Int?
     public var optimizer_state_bytes: Int
     public var weights_bytes: Int
     public var activations_bytes: Int
@@ -72,6 +77,7 @@ public enum Benchmark {
             tokens_per_s: tokens / mean, step_ms_median: median * 1000, step_ms_mean: mean * 1000,
             forward_ms: fwd / Double(steps) * 1000, backward_ms: bwd / Double(steps) * 1000,
             optimizer_ms: opt / Double(steps) * 1000, peak_rss_bytes: ProcessMemory.peakRSS,
+            resident_file_bytes: ProcessMemory.residentFileBytes,
             optimizer_state_bytes: optimizer.stateBytes(model.parameters), weights_bytes: model.weightBytes,
             activations_bytes: model.activationBytes, loss: Double(lastLoss))
     }

@@ -7,6 +7,9 @@ public enum ProcessMemory {
     public static var peakRSS: Int { read("VmHWM:") ?? rusagePeak() }
     /// Current resident set size in bytes (VmRSS).
     public static var currentRSS: Int { read("VmRSS:") ?? rusagePeak() }
+    /// Resident pages of mapped files (RssFile: the binary's and shared libraries' code and
+    /// read-only data), nil where `/proc` does not say.
+    public static var residentFileBytes: Int? { read("RssFile:") }
 
     private static func read(_ key: String) -> Int? {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
