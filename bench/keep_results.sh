@@ -11,12 +11,14 @@ set -euo pipefail
 src=${1:?usage: keep_results.sh SUITE_DIR RESULTS_DIR}
 dst=${2:?usage: keep_results.sh SUITE_DIR RESULTS_DIR}
 [[ -d $src ]] || { echo "keep_results: no directory $src" >&2; exit 1; }
+mkdir -p "$dst"
+dst=$(cd "$dst" && pwd)   # absolute, so it survives the cd below
 cd "$src"
 # Small text files only: checkpoints (.safetensors, .bin, optimizer state) stay behind.
 find . -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.md' -o -name '*.svg' -o -name '*.csv' -o -name '*.txt' \) \
   -size -2M -not -name 'tokenizer.json' -not -path '*/checkpoint*' -print0 |
 while IFS= read -r -d '' f; do
-  mkdir -p "$OLDPWD/$dst/$(dirname "$f")"
-  cp -p "$f" "$OLDPWD/$dst/$f.tmp" && mv "$OLDPWD/$dst/$f.tmp" "$OLDPWD/$dst/$f"
+  mkdir -p "$dst/$(dirname "$f")"
+  cp -p "$f" "$dst/$f.tmp" && mv "$dst/$f.tmp" "$dst/$f"
 done
 echo "keep_results: $src -> $dst"
