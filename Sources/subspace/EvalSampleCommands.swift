@@ -18,6 +18,10 @@ struct Eval: ParsableCommand {
             let model = try Checkpoint.loadModel(from: dir)
             let t = seq ?? min(256, model.config.maxSeq)
             try model.config.validate(batch: batch, seq: t)
+            try ResourceCheck.inference(model.config, batch: batch, seq: t)
+            if let bad = model.nonFiniteParameter {
+                throw ConfigurationError("'\(checkpoint)': weight '\(bad)' holds NaN or infinite values; the model cannot be evaluated")
+            }
             let ids: [Int32]
             if TokenFile.isTokenFile(data) {
                 ids = try TokenFile.read(path: data)
@@ -39,7 +43,11 @@ struct Eval: ParsableCommand {
                 throw ConfigurationError("token id \(bad) is outside the model's vocabulary (\(model.config.vocab))")
             }
             let batches = try SequenceBatches(tokens: ids, batch: batch, seq: t, shuffle: false, seed: 0).evaluationBatches()
+            guard !batches.isEmpty else {
+                throw DataError("the data has \(ids.count) tokens, fewer than one batch of \(batch) x \(t + 1)")
+            }
             let e = try TrainingRun.evaluate(model: model, batches: batches)
+            guard e.loss.isFinite else { throw ConfigurationError("the loss is not finite (\(e.loss)): the checkpoint or the data produce NaN or infinite logits") }
             return (e.loss, e.tokens)
         }
         if json {
@@ -51,19 +59,24 @@ struct Eval: ParsableCommand {
 }
 
 struct Sample: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint.")
+    static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint, printing tokens as they come.")
     @Option(help: "Checkpoint directory with a tokenizer.json.") var checkpoint: String
     @Option(help: "Text to continue.") var prompt: String = "\n"
-    @Option(help: "Tokens to generate.") var tokens: Int = 200
+    @Option(help: "Tokens to generate (prompt plus tokens at most the model's context, unless --sliding-window).") var tokens: Int = 200
     @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).") var topK: Int = 40
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Flag(name: .customLong("sliding-window"), help: "Allow more tokens than the model's context: each new token sees the last context-length tokens.")
+    var slidingWindow = false
 
     func run() throws {
-        let text: String = guarded {
-            try sampleText(checkpoint: URL(fileURLWithPath: checkpoint), prompt: prompt, tokens: tokens, temperature: temperature, topK: topK, seed: seed)
+        let stream = TextStream()
+        guarded {
+            try sampleText(
+                checkpoint: URL(fileURLWithPath: checkpoint), prompt: prompt, tokens: tokens, temperature: temperature,
+                topK: topK, seed: seed, slidingWindow: slidingWindow, output: stream)
         }
-        print(text)
+        stream.finish()
     }
 }
 

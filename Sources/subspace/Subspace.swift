@@ -8,18 +8,74 @@ struct SubspaceCLI: ParsableCommand {
         commandName: "subspace",
         abstract: "Memory-efficient training of LLaMA-style language models.",
         subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self, MemoryCommand.self])
+
+    /// Parses and runs the command. Help and version requests print as usual; every other
+    /// parsing or validation error becomes the same one-line `error:` as the commands' own
+    /// errors (exit status 64, `EX_USAGE`, as argument-parser uses), followed by no usage
+    /// block: the user reads one line, and `--help` has the rest.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                let text = fullMessage(for: error)
+                if !text.isEmpty { print(text) }
+                Foundation.exit(0)
+            }
+            fail(oneLine(message(for: error)), status: code.rawValue)
+        }
+        do {
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                let text = fullMessage(for: error)
+                if !text.isEmpty { print(text) }
+                Foundation.exit(0)
+            }
+            fail(oneLine(message(for: error)), status: code.rawValue)
+        }
+        Foundation.exit(0)
+    }
+
+    /// The first non-empty line of a message, without argument-parser's own `Error: ` prefix.
+    static func oneLine(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? "invalid arguments"
+        for prefix in ["Error: ", "error: "] where line.hasPrefix(prefix) { return String(line.dropFirst(prefix.count)) }
+        return line
+    }
+}
+
+/// Writes to standard error with `write(2)`: never traps, whatever stderr is (closed, a
+/// full pipe, a file on a full disk).
+func writeStderr(_ s: String) {
+    var bytes = Array(s.utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { Foundation.write(STDERR_FILENO, $0.baseAddress! + off, $0.count - off) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        off += n
+    }
 }
 
 /// Prints a one-line error and exits non-zero: user mistakes never produce a crash trace.
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-    exit(1)
+func fail(_ message: String, status: Int32 = 1) -> Never {
+    let text = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+    writeStderr("error: \(text)\n")
+    exit(status)
 }
 
 /// Runs `body`, turning any thrown error into `fail`.
 func guarded<T>(_ body: () throws -> T) -> T {
-    do { return try body() } catch let e as CustomStringConvertible { fail(e.description) } catch { fail("\(error)") }
+    do { return try body() } catch { fail(describe(error)) }
 }
+
+/// One line for any error: our own errors' descriptions; Foundation's file errors reduced to
+/// the path and the cause, never `NSCocoaErrorDomain` codes.
+func describe(_ error: Error) -> String { FileErrorText.describe(error) }
 
 func jsonLine<T: Encodable>(_ value: T) -> String {
     let enc = JSONEncoder()

@@ -24,23 +24,37 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init-from"), help: "Start from a Hugging Face LLaMA directory or Subspace checkpoint.") var initFrom: String?
     @Option(help: "Run directory.") var out: String?
     @Option(help: "Resume the run in this directory.") var resume: String?
+    @Flag(help: "Replace the run already in --out (its metrics, checkpoint and run files are deleted).") var overwrite = false
     @Option(name: .customLong("stop-after"), help: "Pause after this step (checkpoint saved); continue later with --resume.") var stopAfter: Int?
     @Option(name: .customLong("sample-tokens"), help: "Tokens to sample at the end (0: none).") var sampleTokens: Int = 120
     @OptionGroup var opt: OptimizerFlags
 
     func run() throws {
         let (cfg, dir, resuming) = guarded { try resolve() }
+        if let stopAfter, stopAfter <= 0 { fail("--stop-after must be a positive step, got \(stopAfter)") }
+        if sampleTokens < 0 { fail("--sample-tokens must be non-negative, got \(sampleTokens)") }
+        if resuming && overwrite { fail("--overwrite and --resume contradict each other") }
         let progress = Progress(total: cfg.steps)
+        Interrupts.install()
         let summary: RunSummary = guarded {
-            try TrainingRun(config: cfg, outDir: dir, resume: resuming, stopAfter: stopAfter).run { event in
+            let run = TrainingRun(config: cfg, outDir: dir, resume: resuming, stopAfter: stopAfter, overwrite: overwrite)
+            run.shouldStop = { Interrupts.requested != nil }
+            return try run.run { event in
                 switch event {
                 case .status(let s): progress.line(s)
-                case .step(let m, let total): progress.step(m, total: total)
+                case .step(let m, let total):
+                    Interrupts.graceful = true
+                    progress.step(m, total: total)
                 case .evaluation(let step, let loss, let ppl):
                     progress.line(String(format: "step %d: validation loss %.4f, perplexity %.2f", step, loss, ppl))
                 case .checkpoint(let step, let path): progress.line("step \(step): checkpoint saved to \(path)")
                 }
             }
+        }
+        if let sig = Interrupts.requested {
+            progress.finish()
+            writeStderr("interrupted at step \(summary.steps); continue with: subspace train --resume \(shellQuoted(dir.path))\n")
+            Foundation.exit(128 + sig)
         }
         progress.finish()
         var lines = [String(format: "trained %d steps (%d tokens) in %.0f s at %.0f tokens/s; peak RSS %.0f MiB",
@@ -53,8 +67,18 @@ struct Train: ParsableCommand {
         print(lines.joined(separator: "\n"))
         if sampleTokens > 0 {
             let ck = dir.appendingPathComponent("checkpoint")
-            if let text = try? sampleText(checkpoint: ck, prompt: "ROMEO:", tokens: sampleTokens, temperature: 0.8, topK: 40, seed: 0) {
-                print("sample:\n\(text)")
+            if FileManager.default.fileExists(atPath: ck.appendingPathComponent("tokenizer.json").path) {
+                print("sample:")
+                fflush(stdout)
+                let stream = TextStream()
+                do {
+                    try sampleText(checkpoint: ck, prompt: "ROMEO:", tokens: min(sampleTokens, cfg.model.maxSeq - 8), temperature: 0.8,
+                                   topK: 40, seed: 0, output: stream)
+                    stream.finish()
+                } catch {
+                    stream.finish()
+                    writeStderr("warning: no sample: \(describe(error))\n")
+                }
             }
         }
     }
@@ -63,10 +87,14 @@ struct Train: ParsableCommand {
     /// may only extend `--steps` or change intervals; anything else must match).
     func resolve() throws -> (RunConfig, URL, Bool) {
         if let resume {
+            if out != nil { throw ConfigurationError("--out and --resume name the run directory twice; give --resume alone") }
             let dir = URL(fileURLWithPath: resume)
             let saved = try RunConfig.load(url: dir.appendingPathComponent("run_config.json"))
+            try TrainingRun.checkResumeRequest(
+                saved: saved, runDir: dir, preset: preset, model: try config.map(readModelConfig), initFrom: initFrom, tokenizer: tokenizer)
             var cfg = saved
             try apply(to: &cfg)
+            cfg.tokenizer = saved.tokenizer
             let diff = cfg.resumeMismatches(with: saved)
             if !diff.isEmpty {
                 throw ConfigurationError("the config does not match the run being resumed (\(diff.joined(separator: ", ")) differ)")
@@ -79,8 +107,7 @@ struct Train: ParsableCommand {
             model = try Checkpoint.loadModel(from: URL(fileURLWithPath: initFrom)).config
             presetName = nil
         } else if let config {
-            guard let d = FileManager.default.contents(atPath: config) else { throw ConfigurationError("cannot read config '\(config)'") }
-            if let ours = try? JSONDecoder().decode(LlamaConfig.self, from: d) { model = ours } else { model = try LlamaConfig(huggingFaceJSON: d) }
+            model = try readModelConfig(config)
             presetName = nil
         } else {
             model = try LlamaConfig.preset(presetName!)
@@ -95,6 +122,13 @@ struct Train: ParsableCommand {
         if cfg.optimizerOptions.learningRate == nil, cfg.optimizer == "adamw" { cfg.optimizerOptions.learningRate = 3e-3 }
         let dir = URL(fileURLWithPath: out ?? "runs/\(presetName ?? "model")-\(cfg.optimizer)-\(Int(Date().timeIntervalSince1970))")
         return (cfg, dir, false)
+    }
+
+    /// A model config file: ours (`LlamaConfig` JSON) or transformers' `config.json`.
+    func readModelConfig(_ path: String) throws -> LlamaConfig {
+        guard let d = FileManager.default.contents(atPath: path) else { throw ConfigurationError("cannot read config '\(path)'") }
+        if let ours = try? JSONDecoder().decode(LlamaConfig.self, from: d) { return ours }
+        return try LlamaConfig(huggingFaceJSON: d)
     }
 
     func apply(to c: inout RunConfig) throws {
@@ -121,15 +155,82 @@ func defaultData() -> String {
     return "data/shakespeare"
 }
 
-/// Samples text from a checkpoint directory that holds a tokenizer.json.
-func sampleText(checkpoint: URL, prompt: String, tokens: Int, temperature: Float, topK: Int, seed: UInt64) throws -> String {
+/// Samples text from a checkpoint directory that holds a tokenizer.json, writing the prompt
+/// and then each token to `output` as it is produced.
+func sampleText(
+    checkpoint: URL, prompt: String, tokens: Int, temperature: Float, topK: Int, seed: UInt64,
+    slidingWindow: Bool = false, output: TextStream
+) throws {
+    guard tokens >= 0 else { throw ConfigurationError("--tokens must be non-negative, got \(tokens)") }
+    guard temperature >= 0, temperature.isFinite else { throw ConfigurationError("--temperature must be non-negative, got \(temperature)") }
+    guard topK >= 0 else { throw ConfigurationError("--top-k must be non-negative, got \(topK)") }
+    let tokPath = checkpoint.appendingPathComponent("tokenizer.json")
+    guard FileManager.default.fileExists(atPath: tokPath.path) else {
+        throw ConfigurationError("'\(checkpoint.path)' has no tokenizer.json to sample text with")
+    }
     let model = try Checkpoint.loadModel(from: checkpoint)
-    let tok = try TokenizerJSON.load(path: checkpoint.appendingPathComponent("tokenizer.json").path)
+    let tok = try TokenizerJSON.load(path: tokPath.path)
+    if tok.vocabSize > model.config.vocab {
+        throw ConfigurationError("the tokenizer has \(tok.vocabSize) tokens but the model's vocabulary is \(model.config.vocab)")
+    }
     var ids = tok.encode(prompt)
     if ids.isEmpty { ids = [0] }
+    let context = model.config.maxSeq
+    if !slidingWindow, ids.count + tokens > context {
+        throw ConfigurationError(
+            "the prompt (\(ids.count) tokens) plus --tokens \(tokens) exceed the model's context of \(context) tokens; "
+            + "ask for fewer tokens or pass --sliding-window")
+    }
+    try ResourceCheck.inference(model.config, batch: 1, seq: min(context, ids.count + tokens))
+    if let bad = model.nonFiniteParameter {
+        throw ConfigurationError("'\(checkpoint.path)': weight '\(bad)' holds NaN or infinite values; nothing can be sampled")
+    }
     var rng = RandomStream(seed: seed)
-    let out = try Sampler.generate(model: model, prompt: ids, count: tokens, temperature: temperature, topK: topK, rng: &rng, stop: tok.endOfTextID.map(Int32.init))
-    return prompt + tok.decode(out.map { Int($0) })
+    output.write(prompt)
+    var produced: [Int32] = []
+    _ = try Sampler.generate(
+        model: model, prompt: ids, count: tokens, temperature: temperature, topK: topK, rng: &rng,
+        stop: tok.endOfTextID.map(Int32.init)
+    ) { next in
+        produced.append(next)
+        output.write(bytes: tok.decodeBytes(produced))
+    }
+}
+
+/// Writes text to standard output as it grows, holding back an incomplete UTF-8 sequence at
+/// the end (a byte-level token can end inside a character) until its last byte arrives.
+final class TextStream {
+    private var written = 0
+    private var text: [UInt8] = []
+
+    func write(_ s: String) { emit(Array(s.utf8)) }
+
+    /// `all` is everything generated so far; what was not yet written is written.
+    func write(bytes all: [UInt8]) {
+        guard all.count > written else { return }
+        var end = all.count
+        // Back up over a trailing incomplete UTF-8 sequence (at most 3 bytes).
+        var i = all.count - 1, back = 0
+        while i >= written, back < 3, all[i] & 0xC0 == 0x80 { i -= 1; back += 1 }
+        if i >= written {
+            let lead = all[i]
+            let need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+            if all.count - i < need { end = i }
+        }
+        if end > written { emit(Array(all[written..<end])); written = end }
+    }
+
+    func finish() { emit(Array("\n".utf8)) }
+
+    private func emit(_ bytes: [UInt8]) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.write(STDOUT_FILENO, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            off += n
+        }
+    }
 }
 
 /// A progress bar on a terminal, plain log lines otherwise.
@@ -142,7 +243,7 @@ final class Progress {
 
     init(total: Int) { self.total = total }
 
-    func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+    func write(_ s: String) { writeStderr(s) }
 
     func line(_ s: String) {
         if barShown { write("\r\u{1B}[2K"); barShown = false }
@@ -171,4 +272,10 @@ final class Progress {
         let t = Int(s.rounded())
         return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
+}
+
+/// `path` as a shell word: as it is when it needs no quoting, else in single quotes.
+func shellQuoted(_ path: String) -> String {
+    let plain = path.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "/._-+,:=@%".unicodeScalars.contains($0) }
+    return plain && !path.isEmpty ? path : "'" + path.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }

@@ -172,9 +172,13 @@ public enum Checkpoint {
     /// state) to the directory `dir`, replacing any checkpoint there atomically. Refuses to
     /// replace a directory that holds files but no `config.json` or weights, so a mistyped path
     /// cannot delete unrelated data.
+    ///
+    /// `files` are written into the checkpoint before it is published (the run's
+    /// `tokenizer.json`), so that the directory holds everything eval, sample and resume need
+    /// from the instant it exists.
     public static func save(
         to dir: URL, model: LlamaModel, optimizer: RoutedOptimizer? = nil, state: TrainerState? = nil,
-        specialTokens: SpecialTokenIds = SpecialTokenIds()
+        specialTokens: SpecialTokenIds = SpecialTokenIds(), files: [(name: String, data: Data)] = []
     ) throws {
         let dir = dir.standardizedFileURL
         let name = dir.lastPathComponent
@@ -190,10 +194,7 @@ public enum Checkpoint {
         }
         if let kind = fileKind(dir) {
             guard kind == .directory else { throw CheckpointError(.notACheckpoint, dir, "exists and is not a directory") }
-            let contents = (try? fm.contentsOfDirectory(atPath: dir.path)) ?? []
-            let looksLikeCheckpoint = contents.isEmpty || contents.contains(configFile)
-                || contents.contains(modelFile) || contents.contains(shardIndexFile)
-            guard looksLikeCheckpoint else {
+            guard looksLikeCheckpoint(dir) else {
                 throw CheckpointError(.notACheckpoint, dir, "holds files but no \(configFile) or weights; refusing to replace it")
             }
         }
@@ -229,6 +230,12 @@ public enum Checkpoint {
                 throw CheckpointError(.corruptFile, url, "cannot encode trainer state (\(error))")
             }
             try writeFile(data, to: url)
+        }
+        for f in files {
+            guard !f.name.isEmpty, !f.name.contains("/"), f.name != ".", f.name != ".." else {
+                throw CheckpointError(.io, tmp, "'\(f.name)' is not a plain file name")
+            }
+            try writeFile(f.data, to: tmp.appendingPathComponent(f.name))
         }
         try syncDirectory(tmp)
 
@@ -308,11 +315,19 @@ public enum Checkpoint {
     public static func loadModel(from dir: URL) throws -> LlamaModel {
         let dir = resolve(dir)
         let config = try loadConfig(from: dir).config
+        do { try config.validate() } catch {
+            throw CheckpointError(.invalidConfig, dir.appendingPathComponent(configFile), "\(error)")
+        }
+        // The file's tensors and the model's copy coexist while loading.
+        try ResourceCheck.require(
+            2 * config.parameterCount * 4 + ProcessMemory.currentRSS, for: "loading \(dir.path)",
+            detail: "\(config.parameterCount) parameters, read and copied")
+        // Every shape is checked against the configuration before the model is allocated.
+        let weights = try readWeights(from: dir, specs: config.parameterSpecs, tied: config.tiedEmbeddings)
         let model: LlamaModel
         do { model = try LlamaModel(config: config) } catch {
             throw CheckpointError(.invalidConfig, dir.appendingPathComponent(configFile), "\(error)")
         }
-        let weights = try readWeights(from: dir, for: model)
         for p in model.parameters { p.value.assign(weights[p.name]!) }
         return model
     }
@@ -350,7 +365,7 @@ public enum Checkpoint {
         if let diff = configDifference(saved: saved, model: model.config) {
             throw CheckpointError(.configMismatch, configURL, "checkpoint does not fit the model: \(diff)")
         }
-        let weights = try readWeights(from: dir, for: model)
+        let weights = try readWeights(from: dir, specs: model.parameters, tied: model.config.tiedEmbeddings)
         let state = try loadTrainerState(from: dir)
         if let optimizer { try restoreOptimizer(optimizer, model: model, from: dir.appendingPathComponent(optimizerFile)) }
         for p in model.parameters { p.value.assign(weights[p.name]!) }
@@ -373,7 +388,7 @@ public enum Checkpoint {
     /// Reads and checks the weights for `model` without touching it: every parameter present
     /// with its shape, nothing unknown besides rotary buffers (and a tied model's redundant
     /// `lm_head.weight`).
-    static func readWeights(from dir: URL, for model: LlamaModel) throws -> [String: Tensor] {
+    static func readWeights(from dir: URL, specs: [some ParameterInfo], tied: Bool) throws -> [String: Tensor] {
         let single = dir.appendingPathComponent(modelFile)
         let index = dir.appendingPathComponent(shardIndexFile)
         var tensors: [String: Tensor] = [:]
@@ -392,7 +407,7 @@ public enum Checkpoint {
             }
         }
         let weightsPath = source.values.first ?? single
-        for p in model.parameters {
+        for p in specs {
             guard let t = tensors[p.name] else {
                 throw CheckpointError(.missingTensor, weightsPath, "has no tensor '\(p.name)'")
             }
@@ -400,10 +415,10 @@ public enum Checkpoint {
                 throw CheckpointError(.shapeMismatch, source[p.name]!, "tensor '\(p.name)' has shape \(t.shape), the configuration needs \(p.shape)")
             }
         }
-        let known = Set(model.parameters.map(\.name))
+        let known = Set(specs.map(\.name))
         for name in tensors.keys.sorted() where !known.contains(name) {
             if name.hasSuffix("rotary_emb.inv_freq") { continue }
-            if name == "lm_head.weight" && model.config.tiedEmbeddings { continue }
+            if name == "lm_head.weight" && tied { continue }
             throw CheckpointError(.unexpectedTensor, source[name]!, "has tensor '\(name)', which the configured model does not have")
         }
         return tensors
@@ -521,6 +536,12 @@ public enum Checkpoint {
         }
     }
 
+    /// Whether `dir` may be replaced by a save: empty, or holding a configuration or weights.
+    static func looksLikeCheckpoint(_ dir: URL) -> Bool {
+        let contents = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return contents.isEmpty || contents.contains(configFile) || contents.contains(modelFile) || contents.contains(shardIndexFile)
+    }
+
     /// `dir`, or `<dir>.old` when a save was interrupted between its two renames.
     static func resolve(_ dir: URL) -> URL {
         let dir = dir.standardizedFileURL
@@ -544,33 +565,16 @@ public enum Checkpoint {
 
     /// Writes `data` to a new file and syncs it.
     private static func writeFile(_ data: Data, to url: URL) throws {
-        let fd = url.withUnsafeFileSystemRepresentation { open($0!, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        guard fd >= 0 else { throw posixError(url, "cannot create") }
-        var ok = true
-        data.withUnsafeBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let r = write(fd, buf.baseAddress! + done, buf.count - done)
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    ok = false
-                    return
-                }
-                done += r
-            }
+        do { try DurableFile.create(url) { try $0.write(data) } } catch let e as IOFailure {
+            throw CheckpointError(.io, url, e.description)
         }
-        guard ok else { let e = posixError(url, "cannot write"); _ = close(fd); throw e }
-        guard fsync(fd) == 0 else { let e = posixError(url, "cannot sync"); _ = close(fd); throw e }
-        guard close(fd) == 0 else { throw posixError(url, "cannot close") }
     }
 
     /// Makes the directory's entries (new files, renames) durable.
     private static func syncDirectory(_ url: URL) throws {
-        let fd = url.withUnsafeFileSystemRepresentation { open($0!, O_RDONLY | O_CLOEXEC) }
-        guard fd >= 0 else { throw posixError(url, "cannot open directory to sync") }
-        defer { _ = close(fd) }
-        // Some file systems refuse fsync on directories (EINVAL); the data is synced anyway.
-        if fsync(fd) != 0 && errno != EINVAL { throw posixError(url, "cannot sync directory") }
+        do { try DurableFile.syncDirectory(url) } catch let e as IOFailure {
+            throw CheckpointError(.io, url, e.description)
+        }
     }
 
     private static func rename(_ from: URL, to: URL) throws {

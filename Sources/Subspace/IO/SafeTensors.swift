@@ -344,49 +344,22 @@ public struct SafeTensorsFile: @unchecked Sendable {
         // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
         while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
 
-        let dir = url.deletingLastPathComponent()
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let fd = tmp.withUnsafeFileSystemRepresentation { open($0!, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
-        guard fd >= 0 else { throw ioError("cannot create \(tmp.path)") }
-        var closed = false
-        var renamed = false
-        defer {
-            if !closed { _ = close(fd) }
-            if !renamed { _ = tmp.withUnsafeFileSystemRepresentation { unlink($0!) } }
-        }
-        var length = UInt64(headerBytes.count).littleEndian
-        try withUnsafeBytes(of: &length) { try writeAll(fd, $0.baseAddress!, 8, tmp) }
-        try headerBytes.withUnsafeBytes { try writeAll(fd, $0.baseAddress!, $0.count, tmp) }
-        for (_, t) in tensors where t.count > 0 {
-            #if _endian(big)
-            let le = (0..<t.count).map { t.data[$0].bitPattern.littleEndian }
-            try le.withUnsafeBytes { try writeAll(fd, $0.baseAddress!, $0.count, tmp) }
-            #else
-            try writeAll(fd, UnsafeRawPointer(t.data), t.byteCount, tmp)
-            #endif
-        }
-        guard fsync(fd) == 0 else { throw ioError("cannot sync \(tmp.path)") }
-        closed = true
-        guard close(fd) == 0 else { throw ioError("cannot close \(tmp.path)") }
-        let ok = tmp.withUnsafeFileSystemRepresentation { src in
-            url.withUnsafeFileSystemRepresentation { dst in rename(src!, dst!) }
-        }
-        guard ok == 0 else { throw ioError("cannot rename \(tmp.path) to \(url.path)") }
-        renamed = true
-        // Make the rename itself durable (best effort: not every file system allows it).
-        let dfd = dir.withUnsafeFileSystemRepresentation { open($0!, O_RDONLY | O_CLOEXEC) }
-        if dfd >= 0 { _ = fsync(dfd); _ = close(dfd) }
-    }
-
-    private static func writeAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ url: URL) throws {
-        var done = 0
-        while done < count {
-            let r = writeDescriptor(fd, p + done, count - done)
-            if r < 0 {
-                if errno == EINTR { continue }
-                throw ioError("cannot write \(url.path)")
+        do {
+            try DurableFile.replace(url) { w in
+                var length = UInt64(headerBytes.count).littleEndian
+                try withUnsafeBytes(of: &length) { try w.write($0.baseAddress!, count: 8) }
+                try headerBytes.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
+                for (_, t) in tensors where t.count > 0 {
+                    #if _endian(big)
+                    let le = (0..<t.count).map { t.data[$0].bitPattern.littleEndian }
+                    try le.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
+                    #else
+                    try w.write(UnsafeRawPointer(t.data), count: t.byteCount)
+                    #endif
+                }
             }
-            done += r
+        } catch let e as IOFailure {
+            throw SafeTensorsError(.io, e.description)
         }
     }
 
@@ -497,7 +470,6 @@ private final class FileSource: ByteSource {
 
 /// POSIX `close` and `write`, under names that do not clash with the methods above.
 private func closeDescriptor(_ fd: Int32) -> Int32 { close(fd) }
-private func writeDescriptor(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int { write(fd, p, n) }
 
 private struct DataSource: ByteSource {
     let data: Data

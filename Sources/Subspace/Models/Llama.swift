@@ -290,3 +290,16 @@ public final class LlamaModel {
     /// Zeroes every resident gradient.
     public func zeroGradients() { for p in parameters { p.zeroGradient() } }
 }
+
+extension LlamaModel {
+    /// The name of the first parameter holding a NaN or infinity, or nil when all are finite.
+    /// Checked before evaluating or sampling a loaded checkpoint: such weights give NaN losses
+    /// and arbitrary tokens, which must be an error, not a result.
+    public var nonFiniteParameter: String? {
+        for p in parameters {
+            let v = p.value
+            for i in 0..<v.count where !v.data[i].isFinite { return p.name }
+        }
+        return nil
+    }
+}

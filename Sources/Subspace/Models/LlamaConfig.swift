@@ -66,6 +66,24 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         if !(normEps > 0) || !normEps.isFinite { throw ConfigurationError("norm eps must be positive, got \(normEps)") }
         if !(ropeTheta > 0) || !ropeTheta.isFinite { throw ConfigurationError("rope theta must be positive") }
         if vocab > Int(Int32.max) { throw ConfigurationError("vocab \(vocab) is too large") }
+        // Bounds that keep every size computation of the engine far from Int overflow: no
+        // dimension beyond Int32 (token ids and positions are Int32), and at most 2^46
+        // parameters (256 TiB of float32 weights), computed in floating point so that the
+        // check itself cannot overflow. Memory is checked separately (`ResourceCheck`).
+        for (name, v) in sizes where v > Int(Int32.max) {
+            throw ConfigurationError("\(name) \(v) is too large (at most \(Int32.max))")
+        }
+        let hd = Double(dim / heads)
+        let perLayer = Double(dim) * hd * Double(heads + kvHeads) * 2 + 3 * Double(dim) * Double(ffnDim) + 2 * Double(dim)
+        let count = Double(vocab) * Double(dim) * (tiedEmbeddings ? 1 : 2) + Double(layers) * perLayer + Double(dim)
+        if count > 0x1p46 {
+            throw ConfigurationError(String(format: "the model would have %.3g parameters, more than this engine can address (2^46)", count))
+        }
+    }
+
+    /// One line naming the shape, for messages.
+    public var summary: String {
+        "dim \(dim), layers \(layers), heads \(heads) (kv \(kvHeads)), ffn \(ffnDim), vocab \(vocab), max seq \(maxSeq)"
     }
 
     /// Checks a batch shape against the model.
@@ -74,6 +92,13 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         if seq <= 0 { throw ConfigurationError("sequence length must be positive, got \(seq)") }
         if seq > maxSeq {
             throw ConfigurationError("sequence length \(seq) is longer than the model's maximum \(maxSeq)")
+        }
+        // Activations hold a few dozen values per token and layer plus the logits; bound
+        // them (in floating point) so that byte counts stay far from Int overflow.
+        let tokens = Double(batch) * Double(seq)
+        let perToken = Double(layers) * (Double(dim) * 16 + Double(ffnDim) * 4 + Double(heads) * Double(seq) * 2) + Double(vocab) * 2
+        if tokens * perToken > 0x1p50 {
+            throw ConfigurationError("batch \(batch) x sequence \(seq) would need about " + String(format: "%.3g", tokens * perToken) + " activation values, more than this engine can address")
         }
     }
 

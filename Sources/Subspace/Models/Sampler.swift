@@ -7,7 +7,7 @@ import Foundation
 public enum Sampler {
     public static func generate(
         model: LlamaModel, prompt: [Int32], count: Int, temperature: Float = 0.8, topK: Int = 40,
-        rng: inout RandomStream, stop: Int32? = nil
+        rng: inout RandomStream, stop: Int32? = nil, onToken: (Int32) -> Void = { _ in }
     ) throws -> [Int32] {
         guard !prompt.isEmpty else { throw ConfigurationError("the prompt must contain at least one token") }
         guard count >= 0 else { throw ConfigurationError("token count must be non-negative") }
@@ -38,6 +38,7 @@ public enum Sampler {
             }
             ids.append(next)
             out.append(next)
+            onToken(next)
             if let stop, next == stop { break }
         }
         return out

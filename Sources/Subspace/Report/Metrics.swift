@@ -17,39 +17,39 @@ public struct StepMetrics: Codable, Sendable {
     }
 }
 
-/// Appends JSON lines to a file, one flushed write per record.
+/// Appends JSON lines to a file, one `write(2)` per record (`DurableFile.Appender`): a
+/// full disk is an error the run reports, never a trap.
 public final class MetricsLog {
-    let handle: FileHandle
+    let file: DurableFile.Appender
     let encoder: JSONEncoder
 
-    /// Opens `url` for appending (created if absent). `truncateAfterStep` drops lines of
-    /// steps beyond it, so a resumed run does not duplicate steps from a run that went on past
-    /// its last checkpoint.
+    /// Opens `url` for appending. A new run (`truncateAfterStep` nil) starts an empty file;
+    /// a resumed one keeps the lines of steps up to `truncateAfterStep` and drops later ones,
+    /// so it does not duplicate steps from a run that went on past its last checkpoint.
     public init(url: URL, truncateAfterStep: Int? = nil) throws {
         let fm = FileManager.default
-        if let keep = truncateAfterStep, let data = fm.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) {
-            let kept = text.split(separator: "\n").filter { line in
-                guard let d = line.data(using: .utf8), let m = try? JSONDecoder().decode(StepMetrics.self, from: d) else { return false }
-                return m.step <= keep
+        if let keep = truncateAfterStep {
+            if let data = fm.contents(atPath: url.path) {
+                let text = String(decoding: data, as: UTF8.self)
+                let kept = text.split(separator: "\n").filter { line in
+                    guard let m = try? JSONDecoder().decode(StepMetrics.self, from: Data(line.utf8)) else { return false }
+                    return m.step <= keep
+                }
+                try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: url)
             }
-            try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: url)
-        } else if truncateAfterStep == nil {
-            fm.createFile(atPath: url.path, contents: nil)
+        } else {
+            try AtomicFile.write(Data(), to: url)
         }
-        if !fm.fileExists(atPath: url.path) { fm.createFile(atPath: url.path, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: url.path) else { throw DataError("cannot write '\(url.path)'") }
-        h.seekToEndOfFile()
-        handle = h
+        do { file = try DurableFile.Appender(url) } catch let e as IOFailure { throw DataError(e.description) }
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
     }
 
-    public func append(_ m: StepMetrics) {
-        guard let d = try? encoder.encode(m) else { return }
-        handle.write(d + Data("\n".utf8))
+    public func append(_ m: StepMetrics) throws {
+        let d: Data
+        do { d = try encoder.encode(m) } catch { throw DataError("cannot encode the metrics of step \(m.step): \(error)") }
+        do { try file.append(d + Data("\n".utf8)) } catch let e as IOFailure { throw DataError(e.description) }
     }
-
-    deinit { try? handle.close() }
 
     /// Reads a metrics file (lines that do not parse are skipped).
     public static func read(url: URL) throws -> [StepMetrics] {

@@ -1,0 +1,83 @@
+import Foundation
+
+/// Refuses, before anything is allocated, work that cannot fit in the machine's memory: a
+/// request for 10^6-wide layers or a batch of 100,000 sequences ends with one line giving the
+/// figure and what is available, instead of an out-of-memory kill minutes later.
+///
+/// Needs come from `MemoryPlan` (the same formulas `subspace memory` prints, within 10% of
+/// the measured peak), plus the token batches a step holds. Available memory is the kernel's
+/// `MemAvailable` (free memory plus what it can reclaim), capped by the cgroup's limit where
+/// one applies (containers, CI runners). Where neither can be read the check passes.
+public enum ResourceCheck {
+    /// Bytes this process could still allocate, or nil where the system does not say.
+    public static var availableBytes: Int? {
+        var best = meminfo("MemAvailable:")
+        if let limit = cgroupRemaining() { best = min(best ?? limit, limit) }
+        return best
+    }
+
+    /// Throws unless `bytes` fit in the available memory.
+    /// - Parameters:
+    ///   - what: the work, for the message ("training", "evaluation").
+    ///   - detail: how the figure is made up, for the message.
+    public static func require(_ bytes: Int, for what: String, detail: String) throws {
+        guard let available = availableBytes, bytes > available else { return }
+        throw ConfigurationError("\(what) needs about \(format(bytes)) of memory (\(detail)) but \(format(available)) is available")
+    }
+
+    /// Checks a training run: weights, gradients, optimizer state, activations and the
+    /// token batches of one step.
+    public static func training(_ c: RunConfig) throws {
+        let plan = try MemoryPlan(MemoryPlan.Request(
+            config: c.model, optimizer: c.optimizer, options: c.optimizerOptions,
+            perLayerUpdate: c.perLayerUpdate, batch: c.batch, seq: c.seq, runtimeBytes: ProcessMemory.currentRSS))
+        let (tokens, o1) = (c.batch * c.seq).multipliedReportingOverflow(by: c.gradAccum)
+        let (batchBytes, o2) = tokens.multipliedReportingOverflow(by: 8)
+        if o1 || o2 {
+            throw ConfigurationError("batch \(c.batch) x sequence \(c.seq) x grad-accum \(c.gradAccum) tokens per step is too large")
+        }
+        let (total, o3) = plan.totalBytes.addingReportingOverflow(batchBytes)
+        if o3 { throw ConfigurationError("the run's memory need is too large to count") }
+        try require(total, for: "training", detail:
+            "weights \(format(plan.weightsBytes)), gradients \(format(plan.gradientsBytes)), optimizer \(format(plan.optimizerStateBytes + plan.projectorBytes)), "
+            + "activations \(format(plan.activationsBytes)), token batches \(format(batchBytes))")
+    }
+
+    /// Checks a forward pass (eval, sample) of `config` on `batch` x `seq` tokens.
+    public static func inference(_ config: LlamaConfig, batch: Int, seq: Int) throws {
+        try config.validate()
+        try config.validate(batch: batch, seq: seq)
+        let weights = config.parameterCount * 4
+        let activations = LlamaActivations.bytes(config: config, batch: batch, seq: seq)
+        try require(weights + activations + ProcessMemory.currentRSS, for: "the model", detail:
+            "weights \(format(weights)), activations \(format(activations))")
+    }
+
+    public static func format(_ bytes: Int) -> String {
+        let b = Double(bytes)
+        if b >= 0x1p40 { return String(format: "%.1f TiB", b / 0x1p40) }
+        if b >= 0x1p30 { return String(format: "%.1f GiB", b / 0x1p30) }
+        return String(format: "%.0f MiB", b / 0x1p20)
+    }
+
+    private static func meminfo(_ key: String) -> Int? {
+        guard let s = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in s.split(separator: "\n") where line.hasPrefix(key) {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+
+    /// cgroup v2: `memory.max - memory.current` of this process's group, nil if unlimited.
+    private static func cgroupRemaining() -> Int? {
+        guard let cg = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
+              let line = cg.split(separator: "\n").first(where: { $0.hasPrefix("0::") }) else { return nil }
+        let dir = "/sys/fs/cgroup" + line.dropFirst(3)
+        func value(_ f: String) -> Int? {
+            (try? String(contentsOfFile: dir + "/" + f, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        guard let max = value("memory.max"), let current = value("memory.current") else { return nil }
+        return Swift.max(0, max - current)
+    }
+}
