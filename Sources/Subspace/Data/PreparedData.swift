@@ -7,8 +7,8 @@ import Foundation
 /// by position: its last 10% of tokens is validation.
 ///
 /// Caching: training a tokenizer on 5 MB and encoding it takes seconds, so the trained
-/// tokenizer and both token streams are cached under a key made from the text's FNV-1a hash
-/// and the vocabulary size, in a `.subspace-cache` folder next to the data when the data's
+/// tokenizer and both token streams are cached under a key made from the FNV-1a hashes of the
+/// text and of the tokenizer file's content, and the vocabulary size, in a `.subspace-cache` folder next to the data when the data's
 /// folder is writable by its owner, else (a read-only corpus such as `../shared/data`) in
 /// `$XDG_CACHE_HOME/subspace` or `~/.cache/subspace`. Permission bits are checked rather than
 /// `access(2)`, which always says yes to root.
@@ -32,7 +32,16 @@ public struct PreparedData {
         }
         let corpus = try TextCorpus.load(path: data)
         let (trainText, valText) = corpus.split()
-        let key = String(RandomStream.fnv1a(trainText + "\u{0}" + valText + "\u{0}\(tokenizerPath ?? "trained")"), radix: 16) + "-v\(vocab)"
+        // The cache key names the text and the tokenizer by content: an edited tokenizer file
+        // at the same path never reuses ids encoded with its old version.
+        var tokenizerKey = "trained"
+        if let tokenizerPath {
+            guard let bytes = FileManager.default.contents(atPath: tokenizerPath) else {
+                throw DataError("cannot read the tokenizer '\(tokenizerPath)'")
+            }
+            tokenizerKey = String(RandomStream.fnv1a(String(decoding: bytes, as: UTF8.self)), radix: 16)
+        }
+        let key = String(RandomStream.fnv1a(trainText + "\u{0}" + valText), radix: 16) + "-\(tokenizerKey)-v\(vocab)"
         let cache = cacheDirectory(for: data)
         let tok: BPETokenizer
         let tokPath: String

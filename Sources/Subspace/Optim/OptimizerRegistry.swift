@@ -120,8 +120,17 @@ public enum OptimizerRegistry {
         guard let b = builders[name] else {
             throw ConfigurationError("unknown optimizer '\(name)'; known: \(names.joined(separator: ", "))")
         }
+        // Adafactor's family has a first moment only (its second decays by schedule); every
+        // other rule with betas takes both, so a lone beta1 is a mistake, not a request to
+        // keep the default beta2.
+        if let b1 = options.beta1, options.beta2 == nil, !singleBetaMethods.contains(name) {
+            throw ConfigurationError("--betas for \(name) takes two values, beta1,beta2 (got \(b1) alone)")
+        }
         return try b(options)
     }
+
+    /// Methods whose `--betas` is beta1 alone.
+    static let singleBetaMethods: Set<String> = ["adafactor", "galore-adafactor"]
 
     /// A named choice from an option string: `nil` gives `fallback`; an unknown name is an
     /// error listing the valid ones. Shared by every method with a `--variant`-style flag.

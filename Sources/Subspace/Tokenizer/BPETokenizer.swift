@@ -131,6 +131,13 @@ public final class BPETokenizer: @unchecked Sendable {
             throw TokenizerError.invalidVocabulary("added token id \(t.id) is out of range")
         }
         let maxID = max(vocab.values.max() ?? -1, addedTokens.map(\.id).max() ?? -1)
+        // Id-indexed tables are allocated up to the largest id. Real vocabularies are dense
+        // (ids 0..<n, perhaps with a few holes); an id far beyond the entry count is a damaged
+        // or hostile file that would otherwise ask for gigabytes.
+        let entries = vocab.count + addedTokens.count
+        if maxID >= 2 * entries + 1_000_000 {
+            throw TokenizerError.invalidVocabulary("token id \(maxID) is far beyond the \(entries) tokens defined (ids must be nearly dense)")
+        }
         vocabSize = maxID + 1
 
         var table = [UInt64: Merge](minimumCapacity: merges.count)
