@@ -51,7 +51,7 @@ struct SuiteOptions: ParsableArguments {
         let runner = SuiteRunner(
             plan: plan, executable: Self.executable(), peer: peers ? .init(python: python, script: peerScript) : nil,
             defaultData: defaultData())
-        func say(_ s: String) { FileHandle.standardError.write(Data("suite: \(s)\n".utf8)) }
+        func say(_ s: String) { writeStderr("suite: \(s)\n") }
         let outcome: SuiteRunner.Outcome = guarded {
             try runner.run(reportOnly: reportOnly) { event in
                 switch event {

@@ -164,6 +164,7 @@ func sampleText(
     guard tokens >= 0 else { throw ConfigurationError("--tokens must be non-negative, got \(tokens)") }
     guard temperature >= 0, temperature.isFinite else { throw ConfigurationError("--temperature must be non-negative, got \(temperature)") }
     guard topK >= 0 else { throw ConfigurationError("--top-k must be non-negative, got \(topK)") }
+    _ = try Checkpoint.loadConfig(from: checkpoint)
     let tokPath = checkpoint.appendingPathComponent("tokenizer.json")
     guard FileManager.default.fileExists(atPath: tokPath.path) else {
         throw ConfigurationError("'\(checkpoint.path)' has no tokenizer.json to sample text with")

@@ -190,7 +190,7 @@ public enum Checkpoint {
         do {
             try fm.createDirectory(at: parent, withIntermediateDirectories: true)
         } catch {
-            throw CheckpointError(.io, parent, "cannot create the directory (\(error.localizedDescription))")
+            throw CheckpointError(.io, parent, "cannot create the directory (\(FileErrorText.describe(error)))")
         }
         if let kind = fileKind(dir) {
             guard kind == .directory else { throw CheckpointError(.notACheckpoint, dir, "exists and is not a directory") }
@@ -205,7 +205,7 @@ public enum Checkpoint {
         do {
             try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
         } catch {
-            throw CheckpointError(.io, tmp, "cannot create the directory (\(error.localizedDescription))")
+            throw CheckpointError(.io, tmp, "cannot create the directory (\(FileErrorText.describe(error)))")
         }
         var published = false
         defer { if !published { try? fm.removeItem(at: tmp) } }
@@ -559,7 +559,7 @@ public enum Checkpoint {
         }
         guard k == .regular else { throw CheckpointError(.corruptFile, url, "is not a regular file") }
         do { return try Data(contentsOf: url) } catch {
-            throw CheckpointError(.io, url, "cannot read (\(error.localizedDescription))")
+            throw CheckpointError(.io, url, "cannot read (\(FileErrorText.describe(error)))")
         }
     }
 
@@ -587,7 +587,7 @@ public enum Checkpoint {
     private static func removeItem(_ url: URL) throws {
         guard fileKind(url) != nil else { return }
         do { try FileManager.default.removeItem(at: url) } catch {
-            throw CheckpointError(.io, url, "cannot remove (\(error.localizedDescription))")
+            throw CheckpointError(.io, url, "cannot remove (\(FileErrorText.describe(error)))")
         }
     }
 

@@ -48,3 +48,23 @@ public enum FileErrorText {
 extension CocoaError {
     var underlying: Error? { userInfo[NSUnderlyingErrorKey] as? Error }
 }
+
+/// A JSON decoding error as one short line: what is wrong and where (`missing 'steps'`,
+/// `wrong type at 'model.dim'`), not Foundation's multi-line dump.
+public enum JSONErrorText {
+    public static func describe(_ error: Error) -> String {
+        func at(_ path: [CodingKey]) -> String {
+            path.isEmpty ? "the top level" : "'" + path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".") + "'"
+        }
+        let text: String
+        switch error {
+        case DecodingError.dataCorrupted(let c):
+            text = c.codingPath.isEmpty ? "not valid JSON" : "invalid value at \(at(c.codingPath))"
+        case DecodingError.keyNotFound(let k, let c): text = "missing '\(k.stringValue)'" + (c.codingPath.isEmpty ? "" : " in \(at(c.codingPath))")
+        case DecodingError.typeMismatch(_, let c): text = "wrong type at \(at(c.codingPath))"
+        case DecodingError.valueNotFound(_, let c): text = "null at \(at(c.codingPath))"
+        default: text = FileErrorText.describe(error)
+        }
+        return FileErrorText.oneLine(text)
+    }
+}

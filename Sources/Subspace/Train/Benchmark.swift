@@ -39,6 +39,10 @@ public enum Benchmark {
     ) throws -> BenchmarkResult {
         try config.validate(batch: batch, seq: seq)
         guard steps > 0 else { throw ConfigurationError("steps must be positive, got \(steps)") }
+        guard warmup >= 0 else { throw ConfigurationError("warmup steps must be non-negative, got \(warmup)") }
+        try ResourceCheck.training(
+            model: config, optimizer: optimizerName, options: options, perLayerUpdate: stepOptions.perLayerUpdate,
+            batch: batch, seq: seq, gradAccum: stepOptions.gradAccum)
         let model = try LlamaModel(config: config, seed: seed)
         let optimizer = try OptimizerRegistry.make(optimizerName, options: options)
         let trainer = try Trainer(model: model, optimizer: optimizer, options: stepOptions)

@@ -28,13 +28,24 @@ public enum ResourceCheck {
     /// Checks a training run: weights, gradients, optimizer state, activations and the
     /// token batches of one step.
     public static func training(_ c: RunConfig) throws {
+        try training(model: c.model, optimizer: c.optimizer, options: c.optimizerOptions, perLayerUpdate: c.perLayerUpdate,
+                     batch: c.batch, seq: c.seq, gradAccum: c.gradAccum)
+    }
+
+    /// Checks training `model` with an `OptimizerRegistry` method on `batch` x `seq` tokens
+    /// in `gradAccum` micro-batches per step.
+    public static func training(
+        model: LlamaConfig, optimizer: String, options: OptimizerOptions, perLayerUpdate: Bool,
+        batch: Int, seq: Int, gradAccum: Int
+    ) throws {
+        guard gradAccum > 0 else { throw ConfigurationError("grad accumulation must be at least 1, got \(gradAccum)") }
         let plan = try MemoryPlan(MemoryPlan.Request(
-            config: c.model, optimizer: c.optimizer, options: c.optimizerOptions,
-            perLayerUpdate: c.perLayerUpdate, batch: c.batch, seq: c.seq, runtimeBytes: ProcessMemory.currentRSS))
-        let (tokens, o1) = (c.batch * c.seq).multipliedReportingOverflow(by: c.gradAccum)
+            config: model, optimizer: optimizer, options: options,
+            perLayerUpdate: perLayerUpdate, batch: batch, seq: seq, runtimeBytes: ProcessMemory.currentRSS))
+        let (tokens, o1) = (batch * seq).multipliedReportingOverflow(by: gradAccum)
         let (batchBytes, o2) = tokens.multipliedReportingOverflow(by: 8)
         if o1 || o2 {
-            throw ConfigurationError("batch \(c.batch) x sequence \(c.seq) x grad-accum \(c.gradAccum) tokens per step is too large")
+            throw ConfigurationError("batch \(batch) x sequence \(seq) x grad-accum \(gradAccum) tokens per step is too large")
         }
         let (total, o3) = plan.totalBytes.addingReportingOverflow(batchBytes)
         if o3 { throw ConfigurationError("the run's memory need is too large to count") }

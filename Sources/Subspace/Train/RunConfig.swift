@@ -86,9 +86,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
     }
 
     public static func load(url: URL) throws -> RunConfig {
-        guard let d = FileManager.default.contents(atPath: url.path) else { throw DataError("cannot read '\(url.path)'") }
+        guard Checkpoint.fileKind(url) == .regular, let d = FileManager.default.contents(atPath: url.path) else {
+            throw DataError("cannot read '\(url.path)': not a readable file (is this a run directory?)")
+        }
         do { return try JSONDecoder().decode(RunConfig.self, from: d) } catch {
-            throw DataError("'\(url.path)' is not a valid run config: \(error.localizedDescription)")
+            throw DataError("'\(url.path)' is not a valid run config: \(JSONErrorText.describe(error))")
         }
     }
 }
