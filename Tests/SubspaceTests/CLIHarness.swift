@@ -37,7 +37,14 @@ struct CLIResult: CustomStringConvertible {
     static let crashMarkers = ["Fatal error", "Stack dump", "Illegal instruction", "Segmentation fault",
                                "Trace/breakpoint", "Current stack trace", "Program crashed", "Bus error"]
     /// Foundation's error text, which must never reach the user.
-    static let foundationMarkers = ["NSCocoaErrorDomain", "NSPOSIXErrorDomain", "Error Domain=", "NSUnderlyingError", "NSFilePath"]
+    static let foundationMarkers = ["NSCocoaErrorDomain", "NSPOSIXErrorDomain", "Error Domain=", "NSUnderlyingError", "NSFilePath",
+                                    "The operation could not be completed"]
+
+    /// The line that says why the process trapped, or what stderr ended with.
+    var headline: String {
+        let line = stderrLines.first { l in Self.crashMarkers.contains { l.contains($0) } } ?? stderrLines.last ?? "(no stderr)"
+        return line.count > 200 ? String(line.prefix(200)) + "..." : line
+    }
 
     var crashText: String? {
         let all = stdout + "\n" + stderr
@@ -51,9 +58,16 @@ struct CLIResult: CustomStringConvertible {
         return "exit \(exitStatus ?? -1)"
     }
 
+    /// Long temporary paths in messages are shown relative to this prefix (the fixture root).
+    nonisolated(unsafe) static var shortenPrefix: String?
+    static func short(_ s: String) -> String {
+        guard let p = shortenPrefix else { return s }
+        return s.replacingOccurrences(of: p, with: "$TMP")
+    }
+
     var description: String {
         let tail = stderrLines.suffix(4).map { $0.count > 300 ? String($0.prefix(300)) + "..." : $0 }.joined(separator: " | ")
-        return "`subspace \(args.joined(separator: " "))` -> \(outcome); stderr: \(tail.isEmpty ? "(empty)" : tail)"
+        return Self.short("`subspace \(args.joined(separator: " "))` -> \(outcome); stderr: \(tail.isEmpty ? "(empty)" : tail)")
     }
 }
 
@@ -220,9 +234,18 @@ enum Promise {
         _ r: CLIResult, allowUsage: Bool = false, fragments: [String] = [], memoryError: Bool = false,
         sourceLocation: SourceLocation = #_sourceLocation
     ) -> Bool {
-        var ok = true
+        userErrorProblems(r, allowUsage: allowUsage, fragments: fragments, memoryError: memoryError, sourceLocation: sourceLocation).isEmpty
+    }
+
+    /// As `expectUserError`, returning the broken parts of the promise (empty when it held).
+    static func userErrorProblems(
+        _ r: CLIResult, allowUsage: Bool = false, fragments: [String] = [], memoryError: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> [String] {
+        var problems: [String] = []
+        var ok: Bool { problems.isEmpty }
         func check(_ c: Bool, _ why: @autoclosure () -> String) {
-            if !c { ok = false; Issue.record("\(why()) — \(r)", sourceLocation: sourceLocation) }
+            if !c { let w = why(); problems.append(w); Issue.record("\(w) — \(r)", sourceLocation: sourceLocation) }
         }
         check(!r.timedOut, "HANG")
         check(r.timedOut || r.signal == nil, "CRASH: killed by signal \(r.signal ?? 0)")
@@ -244,7 +267,7 @@ enum Promise {
             let numbers = line.split(whereSeparator: { !$0.isNumber && $0 != "." }).filter { $0.contains(where: \.isNumber) }
             check(numbers.count >= 2, "the error line does not name both the needed and the available memory")
         }
-        return ok
+        return problems
     }
 
     /// Asserts a successful run: exit 0, no `error:` line, no crash, no hang.
@@ -408,6 +431,7 @@ final class Micro: @unchecked Sendable {
         let fm = FileManager.default
         root = fm.temporaryDirectory.appendingPathComponent("subspace-reliability-\(getpid())-\(UUID().uuidString.prefix(8))")
         try fm.createDirectory(at: root, withIntermediateDirectories: true)
+        CLIResult.shortenPrefix = root.path
         let data = root.appendingPathComponent("data")
         corpus = data.appendingPathComponent("corpus.txt")
         try Files.write(Self.syntheticText(lines: 800, seed: 1), corpus)

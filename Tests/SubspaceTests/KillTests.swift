@@ -9,8 +9,8 @@ import Darwin
 /// `kill -9` at seeded random moments of a micro run that checkpoints every step: after a
 /// fixed step plus a random delay, inside a save (its temporary directory exists), during the
 /// swap (`checkpoint.old` exists), in the window after the swap before everything of the
-/// checkpoint is in place, and between a step's metrics line and its save. Each of 5 chains
-/// kills 5 times (25 kills, reproducible from the chain's seed); after every kill:
+/// checkpoint is in place, and between a step's metrics line and its save. Each of 6 chains
+/// kills 5 times (30 kills, reproducible from the chain's seed); after every kill:
 ///
 /// - `checkpoint/`, when it exists, is one complete unit: weights, config.json,
 ///   tokenizer.json, optimizer and trainer state (else `checkpoint.old` is, the fallback);
@@ -26,7 +26,7 @@ extension Reliability {
     static let killsPerChain = 5
     static let checkpointFiles = ["model.safetensors", "config.json", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"]
 
-    enum Moment: CaseIterable, CustomStringConvertible {
+    enum Moment: CaseIterable {
         /// A random delay (0-60 ms) after a save finished: mostly inside the next save.
         case delay
         /// As soon as the save's temporary directory appears.
@@ -37,7 +37,6 @@ extension Reliability {
         case incompleteCheckpoint
         /// As soon as the next metrics line appears (step done, save not begun).
         case afterMetricsLine
-        var description: String { "\(self)".self }
     }
 
     struct KillRecord: CustomStringConvertible {
@@ -45,7 +44,7 @@ extension Reliability {
         var description: String { "\(moment) after step \(afterStep)\(seen ? "" : " (moment not seen; killed at fallback)") -> checkpoint step \(published.map(String.init) ?? "none")" }
     }
 
-    @Test(arguments: 0..<5) func killChain(chain: Int) throws {
+    @Test(arguments: 0..<6) func killChain(chain: Int) throws {
         let m = try Micro.shared()
         let reference = try m.referenceLosses(steps: Self.steps)
         let d = try m.scratch("kill-chain-\(chain)")
@@ -65,8 +64,8 @@ extension Reliability {
             let delay = UInt32(rng.next() % 60_000)
             let child = try Child.spawn(args)
             // A save of step `target` has been published (trainer_state.json of checkpoint/).
-            func published(_ s: Int) -> Bool { (Files.checkpointStep(ck) ?? 0) >= s }
-            let reached = child.waitUntil(timeout: 30, interval: 300) { published(target) }
+            func publishedStep(atLeast s: Int) -> Bool { (Files.checkpointStep(ck) ?? 0) >= s }
+            let reached = child.waitUntil(timeout: 30, interval: 300) { publishedStep(atLeast: target) }
             guard reached, child.isRunning else {
                 let r = child.wait(timeout: 10)
                 Issue.record("chain \(chain) kill \(k): the run did not reach step \(target) alive — \(r)")
@@ -93,7 +92,7 @@ extension Reliability {
                 seen = child.waitUntil(timeout: 20, interval: 50) {
                     if event() { return true }
                     polls += 1
-                    return polls % 20 == 0 && published(target + 2)
+                    return polls % 20 == 0 && publishedStep(atLeast: target + 2)
                 } && event()
             }
             child.signal(SIGKILL)
@@ -104,9 +103,9 @@ extension Reliability {
             }
 
             // The published checkpoint: complete, not older than before, usable.
-            let published = Files.isDirectory(ck) ? ck : Files.isDirectory(old) ? old : nil
+            let publishedDir = Files.isDirectory(ck) ? ck : Files.isDirectory(old) ? old : nil
             var record = KillRecord(moment: moment, afterStep: target, seen: seen, published: nil)
-            guard let pub = published else {
+            guard let pub = publishedDir else {
                 Issue.record("chain \(chain) kill \(k) (\(moment)): DATA LOSS: no checkpoint after a kill past step \(target); run dir: \(Files.snapshot(run).keys.sorted())")
                 return
             }
@@ -131,6 +130,7 @@ extension Reliability {
             }
         }
 
+        print("RELIABILITY\tkill chain \(chain)\t\(records.map(\.description).joined(separator: "; "))")
         #expect(records.count == Self.killsPerChain, "chain \(chain): \(records.count) kills")
         let final = try CLI.run(["train", "--resume", run.path, "--steps", "\(Self.steps)", "--sample-tokens", "0"])
         guard Promise.expectSuccess(final) else {
