@@ -793,6 +793,11 @@ extension Reliability {
             try Files.write(garbage(500, seed: 5), run.appendingPathComponent("metrics.jsonl"))
             return Plan(args: ["plot", run.path, "--out", d.appendingPathComponent("l.svg").path])
         },
+        Case("resume with metrics.jsonl garbage (history would be dropped silently)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.write(garbage(500, seed: 5), run.appendingPathComponent("metrics.jsonl"))
+            return Plan(args: resume(run), protect: [ck(run), run.appendingPathComponent("metrics.jsonl")])
+        },
         // token files
         Case(".bin with an odd number of bytes") { m, d in Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.bin", [1, 0, 2])])) },
         Case(".u32 with 5 bytes") { m, d in Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.u32", [1, 0, 0, 0, 2])])) },
