@@ -42,8 +42,15 @@ struct CLIResult: CustomStringConvertible {
 
     /// The line that says why the process trapped, or what stderr ended with.
     var headline: String {
-        let line = stderrLines.first { l in Self.crashMarkers.contains { l.contains($0) } } ?? stderrLines.last ?? "(no stderr)"
-        return line.count > 200 ? String(line.prefix(200)) + "..." : line
+        var line = stderrLines.first { $0.contains("Fatal error") || $0.contains("runtime failure") }
+            ?? stderrLines.first { l in Self.crashMarkers.contains { l.contains($0) } } ?? stderrLines.last ?? "(no stderr)"
+        if line.count > 200 { line = String(line.prefix(200)) + "..." }
+        // Where a trap happened: the first frame in the project's sources.
+        if signal != nil, let frame = stderrLines.first(where: { $0.contains("/Sources/") }),
+           let at = frame.range(of: "/Sources/") {
+            line += " @ " + String(frame[at.upperBound...]).prefix(90)
+        }
+        return line
     }
 
     var crashText: String? {
