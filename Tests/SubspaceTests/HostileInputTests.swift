@@ -1,0 +1,884 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Hostile input for the command-line tool: occupied and impossible run directories,
+/// inconsistent resumes, absurd sizes, failing I/O, values that give wrong results, samples
+/// beyond the context, and corrupt, truncated, empty or misplaced files of every format the
+/// tool reads. Every case asserts the README's promise (`Promise.expectUserError`): exit
+/// status 1 (64 allowed for argument parsing), exactly one `error:` line and it ends stderr,
+/// no trap, no hang (30 s), no Foundation error text; and where a run or checkpoint existed,
+/// its bytes are unchanged afterwards.
+extension Reliability {
+@Suite struct HostileInputTests {
+
+    /// What a case runs, and what must survive it byte for byte.
+    struct Plan {
+        var args: [String]
+        var protect: [URL] = []
+        var fragments: [String] = []
+    }
+
+    struct Case: CustomTestStringConvertible, @unchecked Sendable {
+        let name: String
+        var usage = false
+        var memory = false
+        var timeout: Double = 30
+        let make: (Micro, URL) throws -> Plan
+        var testDescription: String { name }
+
+        init(_ name: String, usage: Bool = false, memory: Bool = false, timeout: Double = 30, _ make: @escaping (Micro, URL) throws -> Plan) {
+            self.name = name; self.usage = usage; self.memory = memory; self.timeout = timeout; self.make = make
+        }
+    }
+
+    func check(_ c: Case) throws {
+        let m = try Micro.shared()
+        let dir = try m.scratch(c.name)
+        defer { Files.remove(dir) }
+        let plan = try c.make(m, dir)
+        let before = plan.protect.map(Files.snapshot)
+        let r = try CLI.run(plan.args, timeout: c.timeout)
+        var problems = Promise.userErrorProblems(r, allowUsage: c.usage, fragments: plan.fragments, memoryError: c.memory)
+        for (url, b) in zip(plan.protect, before) {
+            #expect(!b.isEmpty, "nothing to protect at \(url.path)")
+            let a = Files.snapshot(url)
+            if a != b {
+                let why = "DATA LOSS: \(url.lastPathComponent) changed: \(Files.diff(b, a))"
+                problems.append(why)
+                Issue.record("\(why) — \(r)")
+            }
+        }
+        // One line per case for the worklist: grep '^RELIABILITY'.
+        print(CLIResult.short("RELIABILITY\t\(problems.isEmpty ? "PASS" : "FAIL")\t\(c.name)\t\(r.outcome)\t\(problems.joined(separator: "; "))\t\(r.headline)"))
+    }
+
+    // MARK: Helpers for cases
+
+    static func ck(_ run: URL) -> URL { run.appendingPathComponent("checkpoint") }
+    static func resume(_ run: URL, steps: Int = 8, _ extra: [String] = []) -> [String] {
+        ["train", "--resume", run.path, "--steps", "\(steps)", "--sample-tokens", "0"] + extra
+    }
+    static func eval(_ m: Micro, _ checkpoint: URL, data: String? = nil, _ extra: [String] = []) -> [String] {
+        ["eval", "--checkpoint", checkpoint.path, "--data", data ?? m.corpus.path, "--batch", "2"] + extra
+    }
+    static func sample(_ checkpoint: URL, _ extra: [String] = []) -> [String] {
+        ["sample", "--checkpoint", checkpoint.path, "--prompt", "the ", "--tokens", "8"] + extra
+    }
+    static func train(_ m: Micro, _ d: URL, steps: Int = 3, _ extra: [String] = []) -> [String] {
+        m.trainArgs(out: d.appendingPathComponent("run"), steps: steps, extra: extra)
+    }
+    /// Replaces the value of `"key" : value` in a pretty-printed JSON file (first match).
+    static func setValue(_ url: URL, _ key: String, _ value: String) throws {
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let re = try NSRegularExpression(pattern: "(\n\\s*\"\(key)\"\\s*:\\s*)[^,\n}]+")
+        let ns = text as NSString
+        guard let match = re.firstMatch(in: text, range: NSRange(location: 0, length: ns.length)) else {
+            throw Child.SpawnError(description: "no key \(key) in \(url.path)")
+        }
+        let prefix = ns.substring(with: match.range(at: 1))
+        try Files.write(ns.replacingCharacters(in: match.range, with: prefix + value), url)
+    }
+    /// The base run's checkpoint with `file` replaced by `bytes`; protects the checkpoint.
+    static func corrupt(_ m: Micro, _ d: URL, _ file: String, _ bytes: (Data) -> Data) throws -> URL {
+        let run = try m.copyBaseRun(into: d)
+        let url = ck(run).appendingPathComponent(file)
+        try Files.write(bytes(try Data(contentsOf: url)), url)
+        return run
+    }
+    static func garbage(_ n: Int, seed: UInt64 = 7) -> Data {
+        var r = SeededRandom(seed: seed)
+        return Data((0..<n).map { _ in UInt8(truncatingIfNeeded: r.next()) })
+    }
+    static let nonUTF8 = Data([0x7B, 0x22, 0xC3, 0x28, 0xFF, 0xFE, 0x22, 0x3A, 0x20, 0x31, 0x7D])
+    static func tokenFile(_ d: URL, _ name: String, _ bytes: [UInt8]) throws -> String {
+        let u = d.appendingPathComponent(name)
+        try Files.write(Data(bytes), u)
+        return u.path
+    }
+    static func u16(_ ids: [UInt16]) -> [UInt8] { ids.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] } }
+    static func u32(_ ids: [UInt32]) -> [UInt8] { ids.flatMap { v in (0..<4).map { UInt8((v >> (8 * UInt32($0))) & 0xff) } } }
+    /// A config.json for `train --config`.
+    static func config(_ d: URL, _ json: String) throws -> String {
+        let u = d.appendingPathComponent("config.json")
+        try Files.write(json, u)
+        return u.path
+    }
+    /// A tokenizer.json like the fixture's, with its vocabulary entry for "the" set to `id`.
+    static func tokenizerWithID(_ m: Micro, _ d: URL, _ id: String) throws -> URL {
+        var text = try String(contentsOf: m.tokenizer, encoding: .utf8)
+        let re = try NSRegularExpression(pattern: "\"!\"\\s*:\\s*\\d+")
+        let ns = text as NSString
+        guard let match = re.firstMatch(in: text, range: NSRange(location: 0, length: ns.length)) else {
+            throw Child.SpawnError(description: "tokenizer fixture has no '!' entry")
+        }
+        text = ns.replacingCharacters(in: match.range, with: "\"!\": \(id)")
+        let u = d.appendingPathComponent("tokenizer-bad.json")
+        try Files.write(text, u)
+        return u
+    }
+
+    // MARK: 1. Run directories
+
+    static let runDirectoryCases: [Case] = [
+        Case("train --out an existing run (no --resume/--overwrite)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: m.trainArgs(out: run, steps: 3), protect: [run])
+        },
+        Case("train --out a dir holding only run_config.json") { m, d in
+            let run = d.appendingPathComponent("run")
+            try Files.write(try Data(contentsOf: m.baseRun.appendingPathComponent("run_config.json")), run.appendingPathComponent("run_config.json"))
+            return Plan(args: m.trainArgs(out: run, steps: 3), protect: [run])
+        },
+        Case("train --out a dir holding only checkpoint/") { m, d in
+            let run = d.appendingPathComponent("run")
+            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: ck(m.baseRun), to: ck(run))
+            return Plan(args: m.trainArgs(out: run, steps: 3), protect: [run])
+        },
+        Case("train --out a regular file") { m, d in
+            let f = d.appendingPathComponent("notes.txt")
+            try Files.write("my notes\n", f)
+            return Plan(args: m.trainArgs(out: f, steps: 3), protect: [f])
+        },
+        Case("train --out DIR whose checkpoint is a regular file (refused before any step)") { m, d in
+            let run = d.appendingPathComponent("run")
+            try Files.write("not a checkpoint\n", ck(run))
+            return Plan(args: m.trainArgs(out: run, steps: 3), protect: [run])
+        },
+        Case("train --out DIR whose checkpoint/ is a folder that is not a checkpoint") { m, d in
+            let run = d.appendingPathComponent("run")
+            try Files.write("precious\n", ck(run).appendingPathComponent("thesis.tex"))
+            return Plan(args: m.trainArgs(out: run, steps: 3), protect: [run])
+        },
+        Case("train --resume DIR whose checkpoint is a regular file") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            Files.remove(ck(run))
+            try Files.write("not a checkpoint\n", ck(run))
+            return Plan(args: resume(run), protect: [run])
+        },
+        Case("train --resume DIR whose checkpoint/ is a folder that is not a checkpoint") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            Files.remove(ck(run))
+            try Files.write("precious\n", ck(run).appendingPathComponent("thesis.tex"))
+            return Plan(args: resume(run), protect: [run])
+        },
+        Case("train --out below a regular file") { m, d in
+            let f = d.appendingPathComponent("file.txt")
+            try Files.write("x\n", f)
+            return Plan(args: m.trainArgs(out: f.appendingPathComponent("run"), steps: 3), protect: [f])
+        },
+        Case("train --out /dev/null") { m, _ in Plan(args: m.trainArgs(out: URL(fileURLWithPath: "/dev/null"), steps: 3)) },
+        Case("train --out under /proc (cannot create)") { m, _ in
+            Plan(args: m.trainArgs(out: URL(fileURLWithPath: "/proc/subspace-hostile/run"), steps: 3))
+        },
+        Case("train --resume an empty directory") { _, d in Plan(args: resume(d)) },
+        Case("train --resume a regular file") { _, d in
+            let f = d.appendingPathComponent("run")
+            try Files.write("x\n", f)
+            return Plan(args: resume(f), protect: [f])
+        },
+        Case("train --resume a run without checkpoint/") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            Files.remove(ck(run))
+            return Plan(args: resume(run), protect: [run])
+        },
+    ]
+
+    @Test(arguments: runDirectoryCases) func runDirectory(_ c: Case) throws { try check(c) }
+
+    /// `--overwrite` replaces an existing run (the refusal above must have a way out).
+    @Test func overwriteReplacesAnExistingRun() throws {
+        let m = try Micro.shared()
+        let d = try m.scratch("overwrite")
+        defer { Files.remove(d) }
+        let run = try m.copyBaseRun(into: d)
+        let r = try CLI.run(m.trainArgs(out: run, steps: 2, extra: ["--overwrite"]))
+        Promise.expectSuccess(r)
+        #expect(Files.checkpointStep(Self.ck(run)) == 2, "after --overwrite the checkpoint is not the new run's")
+        #expect(Files.losses(run.appendingPathComponent("metrics.jsonl")).count == 2, "metrics.jsonl still holds the old run")
+    }
+
+    /// While a run holds DIR, a second `train` on DIR (`--overwrite` or `--resume`) exits at
+    /// once naming the holder's pid; after the holder dies (SIGKILL: no clean-up), DIR is free.
+    @Test func aRunningRunLocksItsDirectory() throws {
+        let m = try Micro.shared()
+        let d = try m.scratch("lock")
+        defer { Files.remove(d) }
+        let run = d.appendingPathComponent("run")
+        let ck = Self.ck(run)
+        let holder = try Child.spawn(m.trainArgs(out: run, steps: 1_000_000, checkpointEvery: 20))
+        defer { holder.signal(SIGKILL) }
+        let started = holder.waitUntil(timeout: 30) { (Files.checkpointStep(ck) ?? 0) >= 20 }
+        try #require(started && holder.isRunning, "the holder run did not start: \(holder.stderrSoFar)")
+        let pidText = "in use by process \(holder.pid)"
+        // A resume that would otherwise succeed (the holder has a checkpoint) must not run.
+        let resumeSteps = (Files.checkpointStep(ck) ?? 20) + 2
+        for args in [m.trainArgs(out: run, steps: 3, extra: ["--overwrite"]), Self.resume(run, steps: resumeSteps)] {
+            let r = try CLI.run(args, timeout: 20)
+            Promise.expectUserError(r, fragments: [pidText])
+            #expect(r.seconds < 10, "did not exit at once (\(r.seconds) s)")
+        }
+        #expect(holder.isRunning, "the second invocation disturbed the holder")
+        holder.signal(SIGKILL)
+        _ = holder.wait(timeout: 10)
+        let r = try CLI.run(m.trainArgs(out: run, steps: 2, extra: ["--overwrite"]))
+        Promise.expectSuccess(r)
+    }
+
+    // MARK: 4. Resume consistency
+
+    static let resumeCases: [Case] = [
+        Case("resume with a different --tokenizer (names both)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, ["--tokenizer", m.otherTokenizer.path]), protect: [ck(run)],
+                        fragments: [m.tokenizer.lastPathComponent, m.otherTokenizer.lastPathComponent])
+        },
+        Case("resume with --steps fewer than done") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, steps: Micro.baseSteps - 3), protect: [run])
+        },
+        Case("resume with a different --batch") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, ["--batch", "2"]), protect: [ck(run)], fragments: ["batch"])
+        },
+        Case("resume with a different --data") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let other = d.appendingPathComponent("other.txt")
+            try Files.write(Micro.syntheticText(lines: 400, seed: 9), other)
+            return Plan(args: resume(run, ["--data", other.path]), protect: [ck(run)])
+        },
+        Case("trainer_state step = Int64.max") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "step", "9223372036854775807")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state step = -1") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "step", "-1")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state tokens_seen = Int64.max") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "tokens_seen", "9223372036854775807")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state tokens_seen = -5") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "tokens_seen", "-5")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state data_position = Int64.max") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "data_position", "9223372036854775807")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state step = 1e300") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "step", "1e300")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state step is a string") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "step", "\"six\"")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state format_version 99") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("trainer_state.json"), "format_version", "99")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state.json truncated") { m, d in
+            let run = try corrupt(m, d, "trainer_state.json") { $0.prefix($0.count / 2) }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state.json empty") { m, d in
+            let run = try corrupt(m, d, "trainer_state.json") { _ in Data() }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state.json non-UTF-8") { m, d in
+            let run = try corrupt(m, d, "trainer_state.json") { _ in nonUTF8 }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state.json missing") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            Files.remove(ck(run).appendingPathComponent("trainer_state.json"))
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("trainer_state.json is a directory") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = ck(run).appendingPathComponent("trainer_state.json")
+            Files.remove(u)
+            try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("checkpoint config.json differs from run_config (intermediate_size)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("config.json"), "intermediate_size", "96")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("run_config.json truncated") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("run_config.json")
+            try Files.write(try Data(contentsOf: u).prefix(100), u)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("run_config.json empty") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.write(Data(), run.appendingPathComponent("run_config.json"))
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("run_config.json garbage bytes") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.write(garbage(700), run.appendingPathComponent("run_config.json"))
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("run_config.json steps is a string") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(run.appendingPathComponent("run_config.json"), "steps", "\"abc\"")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("run_config.json batch 0") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(run.appendingPathComponent("run_config.json"), "batch", "0")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("run_config.json is a directory") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("run_config.json")
+            Files.remove(u)
+            try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("run_config.json missing, checkpoint present") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            Files.remove(run.appendingPathComponent("run_config.json"))
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+    ]
+
+    @Test(arguments: resumeCases) func resumeConsistency(_ c: Case) throws { try check(c) }
+
+    /// The same tokenizer content at another path is not a mismatch.
+    @Test func resumeWithACopyOfTheSameTokenizerIsAllowed() throws {
+        let m = try Micro.shared()
+        let d = try m.scratch("same-tokenizer")
+        defer { Files.remove(d) }
+        let run = try m.copyBaseRun(into: d)
+        let copy = d.appendingPathComponent("copy of tokenizer.json")
+        try FileManager.default.copyItem(at: m.tokenizer, to: copy)
+        Promise.expectSuccess(try CLI.run(Self.resume(run, ["--tokenizer", copy.path])))
+    }
+
+    // MARK: 5. Resources checked before allocation
+
+    static let resourceCases: [Case] = [
+        Case("config hidden_size 1000000", memory: true) { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(hidden: 1_000_000))]))
+        },
+        Case("config num_hidden_layers 100000", memory: true) { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(layers: 100_000))]))
+        },
+        Case("config vocab_size 2147483647", memory: true) { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(vocab: 2_147_483_647))]))
+        },
+        Case("config hidden 1e6, layers 1e5, vocab 2^31-1", memory: true) { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(hidden: 1_000_000, layers: 100_000, vocab: 2_147_483_647))]))
+        },
+        Case("config intermediate_size 10^12", memory: true) { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(ffn: 1_000_000_000_000))]))
+        },
+        Case("config max_position_embeddings 2147483647", memory: true) { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(maxSeq: 2_147_483_647)), "--seq", "32"]))
+        },
+        Case("--batch 100000 (context 1024)", memory: true) { m, d in
+            Plan(args: train(m, d, ["--config", m.wideConfig.path, "--batch", "100000", "--seq", "1024"]))
+        },
+        Case("--grad-accum 1000000000", memory: true) { m, d in Plan(args: train(m, d, ["--grad-accum", "1000000000"])) },
+        Case("--tokenizer with a token id 2147483647") { m, d in
+            Plan(args: train(m, d, ["--tokenizer", try tokenizerWithID(m, d, "2147483647").path]))
+        },
+        Case("sample from a checkpoint whose tokenizer has id 2147483647") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let bad = try tokenizerWithID(m, d, "2147483647")
+            let u = ck(run).appendingPathComponent("tokenizer.json")
+            Files.remove(u)
+            try FileManager.default.copyItem(at: bad, to: u)
+            return Plan(args: sample(ck(run)), protect: [ck(run)])
+        },
+        Case("eval --batch 100000000") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: eval(m, ck(run), ["--batch", "100000000"]), protect: [ck(run)])
+        },
+        Case("memory --model config(hidden 1e6, layers 1e5, vocab 2^31-1, context 2^31-1) --batch 10^9 --seq 2^31-1") { _, d in
+            let cfg = try config(d, Micro.configJSON(hidden: 1_000_000, layers: 100_000, vocab: 2_147_483_647, maxSeq: 2_147_483_647))
+            return Plan(args: ["memory", "--model", cfg, "--batch", "1000000000", "--seq", "2147483647"])
+        },
+        Case("memory --model llama7b --batch Int64.max") { _, _ in
+            Plan(args: ["memory", "--model", "llama7b", "--batch", "9223372036854775807"])
+        },
+        Case("memory --model llama7b --runtime-bytes Int64.max") { _, _ in
+            Plan(args: ["memory", "--model", "llama7b", "--runtime-bytes", "9223372036854775807"])
+        },
+        Case("memory --optimizer galore --rank Int64.max") { _, _ in
+            Plan(args: ["memory", "--model", "llama7b", "--optimizer", "galore", "--rank", "9223372036854775807"])
+        },
+        Case("eval of a checkpoint whose weights do not match its config (intermediate_size)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("config.json"), "intermediate_size", "65")
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("eval of a checkpoint whose tensor header claims shape [320, 1000000]") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.replaceSafeTensorsHeader(ck(run).appendingPathComponent("model.safetensors")) {
+                $0.replacingOccurrences(of: "\"shape\":[320,32]", with: "\"shape\":[320,1000000]")
+            }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("config num_attention_heads 0") { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(heads: 0))]))
+        },
+        Case("config num_key_value_heads 0") { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(kvHeads: 0))]))
+        },
+        Case("config hidden_size -32") { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, Micro.configJSON(hidden: -32))]))
+        },
+        Case("tokenizer train --vocab 2147483647") { m, d in
+            Plan(args: ["tokenizer", "train", "--data", m.corpus.path, "--vocab", "2147483647", "--out", d.appendingPathComponent("t.json").path])
+        },
+    ]
+
+    @Test(arguments: resourceCases) func resourcesCheckedBeforeAllocation(_ c: Case) throws { try check(c) }
+
+    // MARK: 6. I/O failures
+
+    static let ioCases: [Case] = [
+        Case("resume with metrics.jsonl a symlink to /dev/full (ENOSPC)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("metrics.jsonl")
+            Files.remove(u)
+            try FileManager.default.createSymbolicLink(atPath: u.path, withDestinationPath: "/dev/full")
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("resume with metrics.jsonl a directory") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("metrics.jsonl")
+            Files.remove(u)
+            try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("resume with run_config.json a dangling symlink") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("run_config.json")
+            Files.remove(u)
+            try FileManager.default.createSymbolicLink(atPath: u.path, withDestinationPath: d.appendingPathComponent("gone.json").path)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("resume with run_config.json a symlink loop") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("run_config.json")
+            Files.remove(u)
+            try FileManager.default.createSymbolicLink(atPath: u.path, withDestinationPath: u.path)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("train --data a FIFO (nothing ever written)", timeout: 20) { m, d in
+            let fifo = d.appendingPathComponent("corpus.txt")
+            mkfifo(fifo.path, 0o644)
+            return Plan(args: train(m, d, ["--data", fifo.path]))
+        },
+        Case("train --data /dev/zero (endless)") { m, d in Plan(args: train(m, d, ["--data", "/dev/zero"])) },
+        Case("train --tokenizer /dev/zero (endless)") { m, d in Plan(args: train(m, d, ["--tokenizer", "/dev/zero"])) },
+        Case("tokenizer train --out under /proc") { m, _ in
+            Plan(args: ["tokenizer", "train", "--data", m.corpus.path, "--vocab", "300", "--out", "/proc/subspace-hostile/tok.json"])
+        },
+        Case("tokenizer train --out an existing directory") { m, d in
+            Plan(args: ["tokenizer", "train", "--data", m.corpus.path, "--vocab", "300", "--out", d.path], protect: [d])
+        },
+        Case("tokenizer encode --out under /proc") { m, _ in
+            Plan(args: ["tokenizer", "encode", "--tokenizer", m.tokenizer.path, "--input", m.corpus.path, "--out", "/proc/subspace-hostile/ids.bin"])
+        },
+        Case("tokenizer encode --input a directory") { m, d in
+            Plan(args: ["tokenizer", "encode", "--tokenizer", m.tokenizer.path, "--input", d.path, "--out", d.appendingPathComponent("ids.bin").path])
+        },
+        Case("tokenizer encode --input non-UTF-8") { m, d in
+            let u = d.appendingPathComponent("in.txt")
+            try Files.write(nonUTF8, u)
+            return Plan(args: ["tokenizer", "encode", "--tokenizer", m.tokenizer.path, "--input", u.path, "--out", d.appendingPathComponent("ids.bin").path])
+        },
+        Case("plot --out under /proc") { m, _ in Plan(args: ["plot", m.baseRun.path, "--out", "/proc/subspace-hostile/loss.svg"]) },
+        Case("plot a run whose metrics.jsonl is a directory") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("metrics.jsonl")
+            Files.remove(u)
+            try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+            return Plan(args: ["plot", run.path, "--out", d.appendingPathComponent("l.svg").path])
+        },
+        Case("plot a run whose metrics.jsonl is non-UTF-8") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.write(nonUTF8, run.appendingPathComponent("metrics.jsonl"))
+            return Plan(args: ["plot", run.path, "--out", d.appendingPathComponent("l.svg").path])
+        },
+        Case("plot a nonexistent run") { _, d in
+            Plan(args: ["plot", d.appendingPathComponent("nope").path, "--out", d.appendingPathComponent("l.svg").path])
+        },
+        Case("eval --checkpoint a regular file") { m, d in
+            let f = d.appendingPathComponent("ckpt")
+            try Files.write("x\n", f)
+            return Plan(args: eval(m, f))
+        },
+        Case("train --init-from a regular file") { m, d in
+            let f = d.appendingPathComponent("ckpt")
+            try Files.write("x\n", f)
+            return Plan(args: train(m, d, ["--init-from", f.path]))
+        },
+        Case("train --config a directory") { m, d in Plan(args: train(m, d, ["--config", d.path])) },
+        Case("train --tokenizer a directory") { m, d in Plan(args: train(m, d, ["--tokenizer", d.path])) },
+    ]
+
+    @Test(arguments: ioCases) func ioFailures(_ c: Case) throws { try check(c) }
+
+    // MARK: 7. Wrong results and impossible values
+
+    static func flagCase(_ extra: [String], usage: Bool = false) -> Case {
+        Case("train " + extra.joined(separator: " "), usage: usage) { m, d in Plan(args: train(m, d, extra)) }
+    }
+
+    static let valueCases: [Case] = [
+        Case("eval of NaN weights") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.poisonSafeTensors(ck(run).appendingPathComponent("model.safetensors"), bits: 0x7FC0_0000)
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("eval of +Inf weights") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.poisonSafeTensors(ck(run).appendingPathComponent("model.safetensors"), bits: 0x7F80_0000)
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("resume from NaN weights (NaN loss)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.poisonSafeTensors(ck(run).appendingPathComponent("model.safetensors"), bits: 0x7FC0_0000)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        flagCase(["--stop-after", "0"]),
+        flagCase(["--stop-after=-1"]),
+        flagCase(["--optimizer", "adamw", "--betas", "0.9"]),
+        flagCase(["--betas", "0.9,0.999,0.5"]),
+        flagCase(["--betas", "abc"]),
+        flagCase(["--betas", "1.5,0.999"]),
+        flagCase(["--betas", "nan,0.999"]),
+        flagCase(["--steps", "0"]),
+        flagCase(["--steps=-1"]),
+        flagCase(["--lr", "nan"]),
+        flagCase(["--lr", "inf"]),
+        flagCase(["--warmup=-1"]),
+        flagCase(["--eps=-1"]),
+        flagCase(["--eps", "nan"]),
+        flagCase(["--clip=-1"]),
+        flagCase(["--clip", "nan"]),
+        flagCase(["--seq", "0"]),
+        flagCase(["--seq=-3"]),
+        flagCase(["--batch", "0"]),
+        flagCase(["--eval-every=-5"]),
+        flagCase(["--eval-batches=-1"]),
+        flagCase(["--checkpoint-every=-1"]),
+        flagCase(["--grad-accum", "0"]),
+        flagCase(["--min-lr-ratio", "0"]),
+        flagCase(["--min-lr-ratio", "1.5"]),
+        flagCase(["--weight-decay", "nan"]),
+        flagCase(["--schedule", "linear"]),
+        flagCase(["--optimizer", "galore", "--rank", "0"]),
+        flagCase(["--optimizer", "galore", "--update-gap", "0"]),
+        flagCase(["--optimizer", "sgd", "--momentum", "nan"]),
+        flagCase(["--sample-tokens=-1"]),
+        flagCase(["--steps", "abc"], usage: true),
+        flagCase(["--steps", "99999999999999999999"], usage: true),
+        flagCase(["--bogus-flag"], usage: true),
+        flagCase(["--shuffle", "maybe"], usage: true),
+        flagCase(["--seed=-1"], usage: true),
+        Case("train --steps (value missing)", usage: true) { _, _ in Plan(args: ["train", "--steps"]) },
+        Case("sample --temperature -1") { m, _ in Plan(args: sample(ck(m.baseRun), ["--temperature=-1"])) },
+        Case("sample --temperature nan") { m, _ in Plan(args: sample(ck(m.baseRun), ["--temperature", "nan"])) },
+        Case("sample --top-k -3") { m, _ in Plan(args: sample(ck(m.baseRun), ["--top-k=-3"])) },
+        Case("sample --tokens -5") { m, _ in Plan(args: sample(ck(m.baseRun), ["--tokens=-5"])) },
+        Case("sample --tokens abc", usage: true) { m, _ in Plan(args: sample(ck(m.baseRun), ["--tokens", "abc"])) },
+        Case("eval --batch 0") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--batch", "0"])) },
+        Case("eval --seq 0") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--seq", "0"])) },
+        Case("eval --split foo") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--split", "foo"])) },
+        Case("tokenizer train --vocab 0") { m, d in
+            Plan(args: ["tokenizer", "train", "--data", m.corpus.path, "--vocab", "0", "--out", d.appendingPathComponent("t.json").path])
+        },
+        Case("memory --batch -1") { _, _ in Plan(args: ["memory", "--model", "tiny", "--batch=-1"]) },
+        Case("memory --seq 0") { _, _ in Plan(args: ["memory", "--model", "tiny", "--seq", "0"]) },
+        Case("memory --state-bits 3") { _, _ in Plan(args: ["memory", "--model", "tiny", "--state-bits", "3"]) },
+        Case("memory --dtype fp8") { _, _ in Plan(args: ["memory", "--model", "tiny", "--dtype", "fp8"]) },
+        Case("memory --runtime-bytes -1") { _, _ in Plan(args: ["memory", "--model", "tiny", "--runtime-bytes=-1"]) },
+    ]
+
+    @Test(arguments: valueCases) func impossibleValues(_ c: Case) throws { try check(c) }
+
+    // MARK: 8. Samples beyond the context
+
+    @Test func sampleBeyondTheContextIsRefused() throws {
+        let m = try Micro.shared()
+        let d = try m.scratch("sample-context")
+        defer { Files.remove(d) }
+        let run = try m.copyBaseRun(into: d)
+        let before = Files.snapshot(Self.ck(run))
+        // The micro model's context is 32 tokens.
+        let r = try CLI.run(["sample", "--checkpoint", Self.ck(run).path, "--prompt", "the ", "--tokens", "100"])
+        Promise.expectUserError(r)
+        Promise.expectSuccess(try CLI.run(["sample", "--checkpoint", Self.ck(run).path, "--prompt", "the ", "--tokens", "100", "--sliding-window"]))
+        Promise.expectSuccess(try CLI.run(["sample", "--checkpoint", Self.ck(run).path, "--prompt", "the ", "--tokens", "10"]))
+        #expect(Files.snapshot(Self.ck(run)) == before)
+    }
+
+    // MARK: Corrupt, truncated, empty and misplaced files
+
+    static let corruptCases: [Case] = [
+        // model.safetensors
+        Case("model.safetensors empty (eval)") { m, d in
+            let run = try corrupt(m, d, "model.safetensors") { _ in Data() }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors 3 bytes (eval)") { m, d in
+            let run = try corrupt(m, d, "model.safetensors") { $0.prefix(3) }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors header length 2^64-1 (eval)") { m, d in
+            let run = try corrupt(m, d, "model.safetensors") { Data(repeating: 0xFF, count: 8) + $0.dropFirst(8) }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors header length past the end (eval)") { m, d in
+            let run = try corrupt(m, d, "model.safetensors") { data in
+                var n = UInt64(data.count + 10).littleEndian
+                return Data(bytes: &n, count: 8) + data.dropFirst(8)
+            }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors header not JSON (eval)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.replaceSafeTensorsHeader(ck(run).appendingPathComponent("model.safetensors")) { String(repeating: "@", count: $0.count) }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors data offsets past the end (eval)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.replaceSafeTensorsHeader(ck(run).appendingPathComponent("model.safetensors")) {
+                $0.replacingOccurrences(of: "\"data_offsets\":[0,40960]", with: "\"data_offsets\":[9223372036854775000,9223372036854775807]")
+            }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors dtype I32 (eval)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.replaceSafeTensorsHeader(ck(run).appendingPathComponent("model.safetensors")) {
+                $0.replacingOccurrences(of: "\"dtype\":\"F32\"", with: "\"dtype\":\"I32\"")
+            }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors truncated data (eval)") { m, d in
+            let run = try corrupt(m, d, "model.safetensors") { $0.dropLast(1000) }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors garbage (sample)") { m, d in
+            let run = try corrupt(m, d, "model.safetensors") { garbage($0.count) }
+            return Plan(args: sample(ck(run)), protect: [ck(run)])
+        },
+        Case("model.safetensors truncated (resume)") { m, d in
+            let run = try corrupt(m, d, "model.safetensors") { $0.prefix($0.count / 2) }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("model.safetensors is a directory (eval)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = ck(run).appendingPathComponent("model.safetensors")
+            Files.remove(u)
+            try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        // optimizer.safetensors
+        Case("optimizer.safetensors empty (resume)") { m, d in
+            let run = try corrupt(m, d, "optimizer.safetensors") { _ in Data() }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("optimizer.safetensors truncated (resume)") { m, d in
+            let run = try corrupt(m, d, "optimizer.safetensors") { $0.prefix($0.count - 100) }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("optimizer.safetensors garbage (resume)") { m, d in
+            let run = try corrupt(m, d, "optimizer.safetensors") { garbage($0.count, seed: 3) }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("optimizer.safetensors missing (resume)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            Files.remove(ck(run).appendingPathComponent("optimizer.safetensors"))
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        // config.json
+        Case("config.json empty (eval)") { m, d in
+            let run = try corrupt(m, d, "config.json") { _ in Data() }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("config.json truncated (sample)") { m, d in
+            let run = try corrupt(m, d, "config.json") { $0.prefix($0.count / 2) }
+            return Plan(args: sample(ck(run)), protect: [ck(run)])
+        },
+        Case("config.json non-UTF-8 (eval)") { m, d in
+            let run = try corrupt(m, d, "config.json") { _ in nonUTF8 }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("config.json a JSON array (resume)") { m, d in
+            let run = try corrupt(m, d, "config.json") { _ in Data("[1, 2, 3]".utf8) }
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
+        Case("config.json hidden_size a string (eval)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("config.json"), "hidden_size", "\"32\"")
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("config.json num_attention_heads 0 (eval)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try setValue(ck(run).appendingPathComponent("config.json"), "num_attention_heads", "0")
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("config.json is a directory (eval)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = ck(run).appendingPathComponent("config.json")
+            Files.remove(u)
+            try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("train --config truncated JSON") { m, d in
+            Plan(args: train(m, d, ["--config", try config(d, String(Micro.configJSON().prefix(40)))]))
+        },
+        Case("train --config non-UTF-8") { m, d in
+            let u = d.appendingPathComponent("c.json")
+            try Files.write(nonUTF8, u)
+            return Plan(args: train(m, d, ["--config", u.path]))
+        },
+        // tokenizer.json
+        Case("checkpoint tokenizer.json empty (sample)") { m, d in
+            let run = try corrupt(m, d, "tokenizer.json") { _ in Data() }
+            return Plan(args: sample(ck(run)), protect: [ck(run)])
+        },
+        Case("checkpoint tokenizer.json truncated (eval)") { m, d in
+            let run = try corrupt(m, d, "tokenizer.json") { $0.prefix($0.count / 2) }
+            return Plan(args: eval(m, ck(run)), protect: [ck(run)])
+        },
+        Case("checkpoint tokenizer.json garbage (sample)") { m, d in
+            let run = try corrupt(m, d, "tokenizer.json") { garbage($0.count, seed: 11) }
+            return Plan(args: sample(ck(run)), protect: [ck(run)])
+        },
+        Case("checkpoint tokenizer.json missing (sample)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            Files.remove(ck(run).appendingPathComponent("tokenizer.json"))
+            return Plan(args: sample(ck(run)), protect: [ck(run)])
+        },
+        Case("--tokenizer with a negative token id") { m, d in
+            Plan(args: train(m, d, ["--tokenizer", try tokenizerWithID(m, d, "-7").path]))
+        },
+        Case("--tokenizer with a duplicate token id") { m, d in
+            Plan(args: train(m, d, ["--tokenizer", try tokenizerWithID(m, d, "5").path]))
+        },
+        Case("--tokenizer non-UTF-8") { m, d in
+            let u = d.appendingPathComponent("t.json")
+            try Files.write(nonUTF8, u)
+            return Plan(args: train(m, d, ["--tokenizer", u.path]))
+        },
+        // metrics.jsonl
+        Case("plot a run whose metrics.jsonl is garbage") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.write(garbage(500, seed: 5), run.appendingPathComponent("metrics.jsonl"))
+            return Plan(args: ["plot", run.path, "--out", d.appendingPathComponent("l.svg").path])
+        },
+        Case("resume with metrics.jsonl garbage (history would be dropped silently)") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            try Files.write(garbage(500, seed: 5), run.appendingPathComponent("metrics.jsonl"))
+            return Plan(args: resume(run), protect: [ck(run), run.appendingPathComponent("metrics.jsonl")])
+        },
+        // token files
+        Case(".bin with an odd number of bytes") { m, d in Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.bin", [1, 0, 2])])) },
+        Case(".u32 with 5 bytes") { m, d in Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.u32", [1, 0, 0, 0, 2])])) },
+        Case("empty .bin") { m, d in Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.bin", [])])) },
+        Case(".bin with ids beyond the vocabulary (65535)") { m, d in
+            Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.bin", u16((0..<4000).map { $0 % 7 == 0 ? 65535 : UInt16($0 % 300) }))]))
+        },
+        Case(".u32 with id 0xFFFFFFFF") { m, d in
+            Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.u32", u32((0..<4000).map { $0 == 3999 ? 0xFFFF_FFFF : UInt32($0 % 300) }))]))
+        },
+        Case(".bin shorter than one sequence") { m, d in Plan(args: train(m, d, ["--data", try tokenFile(d, "ids.bin", u16([1, 2, 3]))])) },
+        Case("eval of a .bin with ids beyond the vocabulary") { m, d in
+            Plan(args: eval(m, ck(m.baseRun), data: try tokenFile(d, "ids.bin", u16((0..<4000).map { UInt16(300 + $0 % 1000) }))))
+        },
+        Case("a directory named ids.bin") { m, d in
+            let u = d.appendingPathComponent("ids.bin")
+            try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+            return Plan(args: train(m, d, ["--data", u.path]))
+        },
+        // text
+        Case("empty text file") { m, d in
+            let u = d.appendingPathComponent("empty.txt")
+            try Files.write(Data(), u)
+            return Plan(args: train(m, d, ["--data", u.path]))
+        },
+        Case("whitespace-only text") { m, d in
+            let u = d.appendingPathComponent("ws.txt")
+            try Files.write(" \n\t\n   \n", u)
+            return Plan(args: train(m, d, ["--data", u.path]))
+        },
+        Case("text shorter than one sequence") { m, d in
+            let u = d.appendingPathComponent("short.txt")
+            try Files.write("hi there.\n", u)
+            return Plan(args: train(m, d, ["--data", u.path]))
+        },
+        Case("directory without .txt files") { m, d in
+            let u = d.appendingPathComponent("corpus")
+            try Files.write("x", u.appendingPathComponent("readme.md"))
+            return Plan(args: train(m, d, ["--data", u.path]))
+        },
+        Case("directory with a non-UTF-8 .txt work") { m, d in
+            let u = d.appendingPathComponent("corpus")
+            try Files.write(Micro.syntheticText(lines: 300, seed: 2), u.appendingPathComponent("a.txt"))
+            try Files.write(nonUTF8, u.appendingPathComponent("b.txt"))
+            return Plan(args: train(m, d, ["--data", u.path]))
+        },
+        Case("eval --data non-UTF-8 text") { m, d in
+            let u = d.appendingPathComponent("bad.txt")
+            try Files.write(nonUTF8, u)
+            return Plan(args: eval(m, ck(m.baseRun), data: u.path))
+        },
+        // nonexistent paths
+        Case("train --config nonexistent") { m, d in Plan(args: train(m, d, ["--config", d.appendingPathComponent("nope.json").path])) },
+        Case("train --tokenizer nonexistent") { m, d in Plan(args: train(m, d, ["--tokenizer", d.appendingPathComponent("nope.json").path])) },
+        Case("train --init-from nonexistent") { m, d in Plan(args: train(m, d, ["--init-from", d.appendingPathComponent("nope").path])) },
+        Case("train --data nonexistent") { m, d in Plan(args: train(m, d, ["--data", d.appendingPathComponent("nope.txt").path])) },
+        Case("eval --data nonexistent") { m, d in Plan(args: eval(m, ck(m.baseRun), data: d.appendingPathComponent("nope.txt").path)) },
+        Case("memory --model nonexistent.json") { _, d in Plan(args: ["memory", "--model", d.appendingPathComponent("nope.json").path]) },
+    ]
+
+    @Test(arguments: corruptCases) func corruptFiles(_ c: Case) throws { try check(c) }
+
+    /// Paths with spaces and non-ASCII characters work end to end.
+    @Test func pathsWithSpacesAndUnicode() throws {
+        let m = try Micro.shared()
+        let d = try m.scratch("unicode")
+        defer { Files.remove(d) }
+        let dir = d.appendingPathComponent("my runs/Ünïcødé 日本語 ✓")
+        let corpus = dir.appendingPathComponent("corpus with spaces.txt")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: m.corpus, to: corpus)
+        let tok = dir.appendingPathComponent("tökenizer.json")
+        try FileManager.default.copyItem(at: m.tokenizer, to: tok)
+        let run = dir.appendingPathComponent("rün 1")
+        var args = m.trainArgs(out: run, steps: 2)
+        args[args.firstIndex(of: "--data")! + 1] = corpus.path
+        args[args.firstIndex(of: "--tokenizer")! + 1] = tok.path
+        Promise.expectSuccess(try CLI.run(args))
+        Promise.expectSuccess(try CLI.run(Self.eval(m, Self.ck(run), data: corpus.path)))
+        Promise.expectSuccess(try CLI.run(Self.sample(Self.ck(run))))
+        Promise.expectSuccess(try CLI.run(Self.resume(run, steps: 3)))
+    }
+}
+}
