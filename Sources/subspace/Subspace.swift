@@ -16,6 +16,11 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
+/// Prints a one-line warning to standard error.
+func warn(_ message: String) {
+    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+}
+
 /// Runs `body`, turning any thrown error into `fail`.
 func guarded<T>(_ body: () throws -> T) -> T {
     do { return try body() } catch let e as CustomStringConvertible { fail(e.description) } catch { fail("\(error)") }

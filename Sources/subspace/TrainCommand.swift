@@ -30,6 +30,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let (cfg, dir, resuming) = guarded { try resolve() }
+        if let w = BLAS.backend.warning { warn(w) }
         let progress = Progress(total: cfg.steps)
         let summary: RunSummary = guarded {
             try TrainingRun(config: cfg, outDir: dir, resume: resuming, stopAfter: stopAfter).run { event in
