@@ -18,16 +18,25 @@ import Foundation
 /// back to its generic SSE3 `Prescott` kernel, and sgemm 1024^3 ran at 35 GFLOP/s against 195
 /// with the `SkylakeX` kernel (training at 0.27x PyTorch). On a 2-core AMD EPYC of family 26
 /// (Zen 5: AVX-512, AVX512-BF16, no AMX) it happens to pick `Cooperlake`. Measured on that EPYC,
-/// one thread, sgemm GFLOP/s at 1024^3 / 2048^3 (noisy: the machine is shared, so rates are
-/// from one run that switched kernels in-process, back to back):
+/// sgemm GFLOP/s at 1024^3 / 2048^3, one thread (a C loop switching kernels in-process, back
+/// to back) and through `BLAS.gemm` on 2 workers (`OPENBLAS_CORETYPE=K subspace info`; the
+/// host is shared, so figures move by tens of percent with its load):
 ///
-/// | kernel | 1024^3 | 2048^3 |
+/// | kernel | 1 thread | 2 workers |
 /// |---|---|---|
-/// | Prescott (generic SSE3) | 33 | 32 |
-/// | Haswell (AVX2) | 87 | 80 |
-/// | Zen (AVX2) | 77 | 95 |
-/// | SkylakeX (AVX-512) | 142-153 | 152-159 |
-/// | Cooperlake (AVX-512 + bf16 kernels) | 147 | 160 |
+/// | Prescott (generic SSE3) | 33 / 32 | 73-80 / 79-91 |
+/// | Sandybridge (AVX) | - | 66 / 81 (loaded host) |
+/// | Haswell (AVX2) | 87 / 80 | 225 / 247 |
+/// | Zen (AVX2) | 77 / 95 | 66 / 85 (loaded host; Haswell 84 / 84 in the same minute) |
+/// | SkylakeX (AVX-512) | 142-153 / 152-159 | 418 / 465 |
+/// | Cooperlake (AVX-512 + bf16 kernels) | 147 / 160 | 383 / 459 |
+///
+/// Training follows: `subspace bench --preset tiny --optimizer adamw --steps 20 --batch 8`
+/// ran at 4,244-4,373 tokens/s on the autodetected Cooperlake, 4,155-4,322 when started on
+/// Prescott and switched to SkylakeX (`SUBSPACE_BLAS_SIMULATE_GENERIC=1`), 2,495-2,513 with
+/// `OPENBLAS_CORETYPE=Haswell` and 1,041-1,225 with `OPENBLAS_CORETYPE=Prescott`. Debian's
+/// 0.3.21 exports no `cblas_sbgemm` (built without BUILD_BFLOAT16), so there is no bf16 rate
+/// to measure with it; Cooperlake's fp32 kernels are SkylakeX's.
 ///
 /// Two mechanisms were weighed:
 /// - **Our own CPU detection retargeting OpenBLAS** (chosen). A DYNAMIC_ARCH OpenBLAS exports
@@ -43,12 +52,13 @@ import Foundation
 ///   within noise), AVX -> `Sandybridge`. It costs no package and works with the OpenBLAS every
 ///   Debian and Ubuntu release ships, on Intel and AMD alike.
 /// - **A BLAS that knows current CPUs.** Debian 12's BLIS (libblis4 0.9.0) detects this
-///   Zen 5 as `generic`: 42 GFLOP/s at 1024^3, worse than OpenBLAS's Prescott fallback is
-///   on Intel only by luck. A newer OpenBLAS is not in Debian 12 (it would mean building from
-///   source and still lag the next CPU). oneMKL (PyPI wheels, as PyTorch uses) is not an apt
-///   package, and its fast paths key on Intel CPUs; oneDNN (libdnnl-dev 2.6) is a
-///   deep-learning primitive library, not a BLAS, so every product and LAPACK would need a
-///   second code path. None was worth a dependency over retargeting the BLAS we have.
+///   Zen 5 as `generic`: 42 GFLOP/s at 1024^3 on one thread, no better than OpenBLAS's
+///   Prescott fallback. A newer OpenBLAS is not in Debian 12 (it would be built from source,
+///   and its tables would lag the next CPU in turn). oneMKL (PyPI wheels, as PyTorch uses) is
+///   not an apt package, and its fast paths key on Intel CPUs; oneDNN (libdnnl-dev 2.6) is a
+///   deep-learning primitive library, not a BLAS, so products and LAPACK would need a second
+///   code path. None was worth a dependency over retargeting the BLAS every Debian and Ubuntu
+///   release already ships.
 ///
 /// Policy: an explicit `OPENBLAS_CORETYPE` set by the user or an administrator is respected
 /// (it may be set to avoid a kernel bug) and reported; the BLAS's own choice is replaced only
