@@ -4,11 +4,6 @@ import Accelerate
 #else
 import CBLAS
 #endif
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Matrix products through `cblas_sgemm`, row-major.
 ///
