@@ -30,13 +30,17 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let (cfg, dir, resuming) = guarded { try resolve() }
-        if let w = BLAS.backend.warning { warn(w) }
         let progress = Progress(total: cfg.steps)
+        var warned = false
         let summary: RunSummary = guarded {
             try TrainingRun(config: cfg, outDir: dir, resume: resuming, stopAfter: stopAfter).run { event in
                 switch event {
                 case .status(let s): progress.line(s)
-                case .step(let m, let total): progress.step(m, total: total)
+                case .step(let m, let total):
+                    // Once the first step ran (so user errors stay one `error:` line).
+                    if !warned, let w = BLAS.backend.warning { progress.line("warning: \(w)") }
+                    warned = true
+                    progress.step(m, total: total)
                 case .evaluation(let step, let loss, let ppl):
                     progress.line(String(format: "step %d: validation loss %.4f, perplexity %.2f", step, loss, ppl))
                 case .checkpoint(let step, let path): progress.line("step \(step): checkpoint saved to \(path)")
