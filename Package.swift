@@ -12,18 +12,21 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // MARK: - Implementation details: the only C libraries we link (BLAS and LAPACK).
+        // MARK: - Implementation details: the only C libraries we link (BLAS and LAPACK), and our C.
         .systemLibrary(
             name: "CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(
             name: "CLAPACKE", pkgConfig: "lapacke",
             providers: [.apt(["liblapacke-dev"])]),
+        // cpuid / xgetbv and Linux's AMX permission request: what Swift cannot say itself.
+        .target(name: "CSupport"),
 
         // MARK: - Public API: tensors, layers, models, optimizers, training.
         .target(
             name: "Subspace",
             dependencies: [
+                "CSupport",
                 .target(name: "CBLAS", condition: .when(platforms: [.linux])),
                 .target(name: "CLAPACKE", condition: .when(platforms: [.linux])),
             ],

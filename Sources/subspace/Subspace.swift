@@ -68,6 +68,11 @@ func fail(_ message: String, status: Int32 = 1) -> Never {
     exit(status)
 }
 
+/// Prints a one-line warning to standard error.
+func warn(_ message: String) {
+    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+}
+
 /// Runs `body`, turning any thrown error into `fail`.
 func guarded<T>(_ body: () throws -> T) -> T {
     do { return try body() } catch { fail(describe(error)) }

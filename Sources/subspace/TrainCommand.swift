@@ -36,6 +36,7 @@ struct Train: ParsableCommand {
         if resuming && overwrite { fail("--overwrite and --resume contradict each other") }
         let progress = Progress(total: cfg.steps)
         Interrupts.install()
+        var warned = false
         let summary: RunSummary = guarded {
             let run = TrainingRun(config: cfg, outDir: dir, resume: resuming, stopAfter: stopAfter, overwrite: overwrite)
             run.shouldStop = { Interrupts.requested != nil }
@@ -44,6 +45,9 @@ struct Train: ParsableCommand {
                 case .status(let s): progress.line(s)
                 case .step(let m, let total):
                     Interrupts.graceful = true
+                    // Once the first step ran (so user errors stay one `error:` line).
+                    if !warned, let w = BLAS.backend.warning { progress.line("warning: \(w)") }
+                    warned = true
                     progress.step(m, total: total)
                 case .evaluation(let step, let loss, let ppl):
                     progress.line(String(format: "step %d: validation loss %.4f, perplexity %.2f", step, loss, ppl))

@@ -34,6 +34,7 @@ public enum Linalg {
         guard k > 0 else { throw LinalgError.invalidArgument("svd of an empty matrix \(a.shape)") }
         for i in 0..<a.count where !a.data[i].isFinite { throw LinalgError.nonFinite("svd") }
         #if canImport(CLAPACKE)
+        BLAS.configure()  // LAPACK runs BLAS kernels: the kernel choice and thread pin first
         let u = Tensor(zeros: [m, k]), vt = Tensor(zeros: [k, n])
         var s = [Float](repeating: 0, count: k)
         var work = a.copy()
@@ -73,6 +74,7 @@ public enum Linalg {
         guard count > 0, count <= n else { throw LinalgError.invalidArgument("eigenvector count \(count) for an \(n)x\(n) matrix") }
         for i in 0..<a.count where !a.data[i].isFinite { throw LinalgError.nonFinite("symmetric eigensolver") }
         #if canImport(CLAPACKE)
+        BLAS.configure()
         let work = a.copy()
         let z = Tensor(zeros: [n, count])
         var w = [Float](repeating: 0, count: n)
@@ -109,6 +111,7 @@ public enum Linalg {
         guard k > 0 else { throw LinalgError.invalidArgument("qr of an empty matrix \(a.shape)") }
         for i in 0..<a.count where !a.data[i].isFinite { throw LinalgError.nonFinite("qr") }
         #if canImport(CLAPACKE)
+        BLAS.configure()
         let work = a.copy()
         var tau = [Float](repeating: 0, count: k)
         var info = tau.withUnsafeMutableBufferPointer { tp in

@@ -12,16 +12,20 @@ import CBLAS
 /// every core busy without OpenBLAS's own spinning threads competing with our elementwise
 /// kernels, which is what "oversubscription" costs on a 2-core machine.
 public enum BLAS {
-    nonisolated(unsafe) private static var configured = false
-
-    /// Pins OpenBLAS to one thread. Called automatically by `gemm`.
+    /// Pins OpenBLAS to one thread and makes sure it runs the best kernel this CPU has
+    /// (`backend`). Runs once, before the first BLAS or LAPACK call: `gemm`, `axpy`, `nrm2`,
+    /// `dot` and every `Linalg` entry point call it, and it is thread-safe (a `static let`).
     public static func configure() {
-        if configured { return }
-        configured = true
+        _ = backend
+    }
+
+    /// The BLAS in use and the kernel it runs, chosen once (see `BLASBackend.select`).
+    public static let backend: BLASBackend = {
         #if !canImport(Accelerate)
         openblas_set_num_threads(1)
         #endif
-    }
+        return BLASBackend.select(cpu: .current)
+    }()
 
     /// `C = alpha * op(A) * op(B) + beta * C` with row-major storage.
     ///
@@ -107,17 +111,20 @@ public enum BLAS {
 
     /// `y = alpha * x + y` over `n` elements.
     public static func axpy(_ n: Int, _ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        configure()
         cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
     }
 
     /// Euclidean norm of `n` elements.
     public static func nrm2(_ n: Int, _ x: UnsafePointer<Float>) -> Float {
-        cblas_snrm2(Int32(n), x, 1)
+        configure()
+        return cblas_snrm2(Int32(n), x, 1)
     }
 
     /// Dot product of `n` elements.
     public static func dot(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
-        cblas_sdot(Int32(n), x, 1, y, 1)
+        configure()
+        return cblas_sdot(Int32(n), x, 1, y, 1)
     }
 }
 
