@@ -95,8 +95,14 @@ public struct BLASBackend: Sendable {
     /// Whether the BLAS has a bf16 x bf16 -> fp32 product (`cblas_sbgemm`).
     public var hasBF16GEMM: Bool { Symbols.sbgemm != nil }
 
-    /// One sentence for a `warning:` line when the kernel is generic, else nil.
+    /// One sentence for a `warning:` line when the kernel is generic, or when
+    /// `OPENBLAS_CORETYPE` holds the products below what the CPU offers; else nil.
     public var warning: String? {
+        if !isGeneric, case .environment(let v) = choice, let kernel, let preferred,
+           let lv = kernelLevel, let pl = Self.level(ofKernel: preferred), lv < pl {
+            return "OPENBLAS_CORETYPE=\(v) holds matrix products to the \(kernel) kernel (\(lv)) on a CPU with \(CPU.current.level); "
+                + "unset it to let Subspace use \(preferred), unless it was set to avoid a BLAS bug"
+        }
         guard isGeneric, let kernel else { return nil }
         let cpu = CPU.current
         var s = "the BLAS runs its generic \(kernel) kernel (no AVX2) on a CPU with \(cpu.level): matrix products are several times slower"
