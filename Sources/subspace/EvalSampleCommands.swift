@@ -14,7 +14,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         let r: (Double, Int) = guarded {
             guard ["all", "train", "validation"].contains(split) else { throw ConfigurationError("--split must be all, train or validation") }
-            let dir = URL(fileURLWithPath: checkpoint)
+            // The published checkpoint, or its `.old` twin when a save was cut between renames.
+            let dir = Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
             let model = try Checkpoint.loadModel(from: dir)
             let t = seq ?? min(256, model.config.maxSeq)
             try model.config.validate(batch: batch, seq: t)

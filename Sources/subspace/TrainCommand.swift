@@ -168,6 +168,8 @@ func sampleText(
     guard tokens >= 0 else { throw ConfigurationError("--tokens must be non-negative, got \(tokens)") }
     guard temperature >= 0, temperature.isFinite else { throw ConfigurationError("--temperature must be non-negative, got \(temperature)") }
     guard topK >= 0 else { throw ConfigurationError("--top-k must be non-negative, got \(topK)") }
+    // The published checkpoint, or its `.old` twin when a save was cut between renames.
+    let checkpoint = Checkpoint.resolve(checkpoint)
     _ = try Checkpoint.loadConfig(from: checkpoint)
     let tokPath = checkpoint.appendingPathComponent("tokenizer.json")
     guard FileManager.default.fileExists(atPath: tokPath.path) else {

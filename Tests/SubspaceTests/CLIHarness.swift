@@ -300,7 +300,8 @@ enum Files {
             case S_IFDIR:
                 out[rel.isEmpty ? "." : rel] = "dir"
                 let names = ((try? FileManager.default.contentsOfDirectory(atPath: u.path)) ?? []).sorted()
-                for n in names { visit(u.appendingPathComponent(n), rel.isEmpty ? n : rel + "/" + n) }
+                // The run lock is the engine's own bookkeeping (a pid), not the user's data.
+                for n in names where n != ".subspace.lock" { visit(u.appendingPathComponent(n), rel.isEmpty ? n : rel + "/" + n) }
             case S_IFREG:
                 let d = (try? Data(contentsOf: u)) ?? Data()
                 out[rel.isEmpty ? "." : rel] = "\(d.count):\(String(fnv1a(d), radix: 16))"

@@ -315,6 +315,7 @@ public enum Checkpoint {
     public static func loadModel(from dir: URL) throws -> LlamaModel {
         let dir = resolve(dir)
         let config = try loadConfig(from: dir).config
+        try ResourceCheck.modelFits(config, copies: 2, for: "loading \(dir.path)")
         do { try config.validate() } catch {
             throw CheckpointError(.invalidConfig, dir.appendingPathComponent(configFile), "\(error)")
         }
@@ -543,7 +544,7 @@ public enum Checkpoint {
     }
 
     /// `dir`, or `<dir>.old` when a save was interrupted between its two renames.
-    static func resolve(_ dir: URL) -> URL {
+    public static func resolve(_ dir: URL) -> URL {
         let dir = dir.standardizedFileURL
         if fileKind(dir) != nil { return dir }
         let old = dir.deletingLastPathComponent().appendingPathComponent("\(dir.lastPathComponent).old")

@@ -83,8 +83,8 @@ public struct MemoryPlan: Equatable, Sendable {
         let c = request.config, dtype = request.dtype
         try c.validate()
         try c.validate(batch: request.batch, seq: request.seq)
-        if request.runtimeBytes < 0 {
-            throw ConfigurationError("runtime bytes must be non-negative, got \(request.runtimeBytes)")
+        if request.runtimeBytes < 0 || request.runtimeBytes > 1 << 50 {
+            throw ConfigurationError("runtime bytes must be between 0 and 2^50, got \(request.runtimeBytes)")
         }
         let optimizer = try OptimizerRegistry.make(request.optimizer, options: request.options)
         let specs = c.parameterSpecs

@@ -146,7 +146,7 @@ public struct HuggingFaceLlamaConfig: Equatable, Sendable {
             dim: dim, layers: layers, heads: heads, kvHeads: f.numKeyValueHeads ?? heads, ffnDim: ffn, vocab: vocab,
             maxSeq: f.maxPositionEmbeddings ?? 2048, ropeTheta: theta, normEps: Float(eps),
             tiedEmbeddings: f.tieWordEmbeddings ?? false, initStd: Float(std))
-        do { try c.validate() } catch let e as ConfigurationError {
+        do { try c.validateShape() } catch let e as ConfigurationError {
             throw HuggingFaceConfigError.invalidValue(e.message)
         }
         if let hd = f.headDim, hd != c.headDim {

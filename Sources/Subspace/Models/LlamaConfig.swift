@@ -49,6 +49,13 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
 
     /// Checks that the configuration describes a model that can exist.
     public func validate() throws {
+        try validateShape()
+        try validateSize()
+    }
+
+    /// What makes a configuration impossible whatever the machine: non-positive sizes, heads
+    /// that do not divide the width, odd head sizes, non-finite constants.
+    public func validateShape() throws {
         let sizes: [(String, Int)] = [
             ("dim", dim), ("layers", layers), ("heads", heads), ("kv heads", kvHeads),
             ("ffn dim", ffnDim), ("vocab", vocab), ("max sequence", maxSeq),
@@ -65,6 +72,15 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         }
         if !(normEps > 0) || !normEps.isFinite { throw ConfigurationError("norm eps must be positive, got \(normEps)") }
         if !(ropeTheta > 0) || !ropeTheta.isFinite { throw ConfigurationError("rope theta must be positive") }
+    }
+
+    /// The size bounds of `validate()` alone (a configuration file is parsed with
+    /// `validateShape()`, and sizes are judged where memory is known: `ResourceCheck`).
+    public func validateSize() throws {
+        let sizes: [(String, Int)] = [
+            ("dim", dim), ("layers", layers), ("heads", heads), ("kv heads", kvHeads),
+            ("ffn dim", ffnDim), ("vocab", vocab), ("max sequence", maxSeq),
+        ]
         if vocab > Int(Int32.max) { throw ConfigurationError("vocab \(vocab) is too large") }
         // Bounds that keep every size computation of the engine far from Int overflow: no
         // dimension beyond Int32 (token ids and positions are Int32), and at most 2^46

@@ -120,6 +120,15 @@ public enum OptimizerRegistry {
         guard let b = builders[name] else {
             throw ConfigurationError("unknown optimizer '\(name)'; known: \(names.joined(separator: ", "))")
         }
+        // Integer settings size tensors and loops: beyond Int32 they are mistakes that would
+        // overflow, whatever the method.
+        let counts: [(String, Int?)] = [
+            ("--rank", options.rank), ("--update-gap", options.updateGap), ("--granularity", options.granularity),
+            ("--block-size", options.blockSize), ("--min-8bit-size", options.min8bitSize), ("--oversampling", options.oversampling),
+            ("--power-iters", options.powerIterations), ("--proj-group-size", options.projectionGroupSize),
+            ("--qgalore-queue", options.lazyQueueSize), ("--qgalore-gamma", options.lazyGrowth), ("--proj-bits", options.projectionBits),
+        ]
+        for (flag, v) in counts { if let v, v < 0 || v > Int(Int32.max) { throw ConfigurationError("\(flag) \(v) is out of range") } }
         // Adafactor's family has a first moment only (its second decays by schedule); every
         // other rule with betas takes both, so a lone beta1 is a mistake, not a request to
         // keep the default beta2.

@@ -31,9 +31,16 @@ public final class MetricsLog {
         if let keep = truncateAfterStep {
             if let data = fm.contents(atPath: url.path) {
                 let text = String(decoding: data, as: UTF8.self)
-                let kept = text.split(separator: "\n").filter { line in
-                    guard let m = try? JSONDecoder().decode(StepMetrics.self, from: Data(line.utf8)) else { return false }
-                    return m.step <= keep
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                var kept: [Substring] = []
+                for (i, line) in lines.enumerated() where !line.isEmpty {
+                    guard let m = try? JSONDecoder().decode(StepMetrics.self, from: Data(line.utf8)) else {
+                        // A kill during an append can tear the last line; anything else is not
+                        // ours to drop.
+                        if i == lines.count - 1 || (i == lines.count - 2 && lines.last?.isEmpty == true && !text.hasSuffix("}\n")) { continue }
+                        throw DataError("'\(url.path)' line \(i + 1) is not a metrics record; move the file away to resume")
+                    }
+                    if m.step <= keep { kept.append(line) }
                 }
                 try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: url)
             }

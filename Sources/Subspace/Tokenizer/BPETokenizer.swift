@@ -28,7 +28,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .unsupportedComponent(let c): return "unsupported tokenizer component: \(c)"
         case .invalidVocabulary(let why): return "invalid tokenizer vocabulary: \(why)"
         case .emptyTrainingText: return "cannot train a tokenizer on empty text"
-        case .invalidVocabSize(let n, let m): return "vocabulary size \(n) is too small (minimum \(m))"
+        case .invalidVocabSize(let n, let m):
+            return n < m ? "vocabulary size \(n) is too small (minimum \(m))" : "vocabulary size \(n) is too large (at most \(BPETrainer.maxVocabSize))"
         }
     }
 }
@@ -126,6 +127,12 @@ public final class BPETokenizer: @unchecked Sendable {
 
         for (tok, id) in vocab where id < 0 || id > Int(Int32.max) {
             throw TokenizerError.invalidVocabulary("id \(id) of '\(tok)' is out of range")
+        }
+        var owner = [Int: String](minimumCapacity: vocab.count)
+        for (tok, id) in vocab.sorted(by: { $0.key < $1.key }) {
+            if let other = owner.updateValue(tok, forKey: id) {
+                throw TokenizerError.invalidVocabulary("id \(id) is given to both '\(other)' and '\(tok)'")
+            }
         }
         for t in addedTokens where t.id < 0 || t.id > Int(Int32.max) {
             throw TokenizerError.invalidVocabulary("added token id \(t.id) is out of range")

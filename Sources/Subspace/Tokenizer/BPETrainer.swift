@@ -18,6 +18,10 @@ public struct BPETrainer: Sendable {
     /// Special tokens, added after the merges as `added_tokens`.
     public var specialTokens: [String]
 
+    /// The largest vocabulary trained (2^21): eight times the largest in common use (Gemma's
+    /// 256K); tables are sized by it, so an absurd request must not reach them.
+    public static let maxVocabSize = 1 << 21
+
     public init(vocabSize: Int, minFrequency: Int = 2, specialTokens: [String] = ["<|endoftext|>"]) {
         self.vocabSize = vocabSize
         self.minFrequency = minFrequency
@@ -38,7 +42,7 @@ public struct BPETrainer: Sendable {
                 let data = try Data(contentsOf: URL(fileURLWithPath: path))
                 texts.append(String(decoding: data, as: UTF8.self))
             } catch {
-                throw TokenizerError.io(path, TokenizerJSON.oneLine(error))
+                throw TokenizerError.io(path, FileErrorText.describe(error))
             }
         }
         return try train(texts: texts)
@@ -49,7 +53,7 @@ public struct BPETrainer: Sendable {
         var specials = [String]()
         for s in specialTokens where !s.isEmpty && !specials.contains(s) { specials.append(s) }
         let minimum = 256 + specials.count
-        guard vocabSize >= minimum else { throw TokenizerError.invalidVocabSize(vocabSize, minimum: minimum) }
+        guard vocabSize >= minimum, vocabSize <= Self.maxVocabSize else { throw TokenizerError.invalidVocabSize(vocabSize, minimum: minimum) }
 
         // 1. Word frequencies.
         let (words, counts) = Self.countWords(texts, specials: specials)

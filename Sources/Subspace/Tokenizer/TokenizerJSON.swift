@@ -30,11 +30,13 @@ public enum TokenizerJSON {
             throw TokenizerError.fileNotFound(path)
         }
         if isDir.boolValue { throw TokenizerError.io(path, "is a directory") }
+        // Only regular files: a device such as /dev/zero would be read forever.
+        guard Checkpoint.fileKind(URL(fileURLWithPath: path)) == .regular else { throw TokenizerError.io(path, "is not a regular file") }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw TokenizerError.io(path, oneLine(error))
+            throw TokenizerError.io(path, FileErrorText.describe(error))
         }
         return try parse(data, source: path)
     }
@@ -50,7 +52,7 @@ public enum TokenizerJSON {
         do {
             object = try JSONSerialization.jsonObject(with: data, options: [])
         } catch {
-            throw bad("not valid JSON (\(oneLine(error)))")
+            throw bad(data.isEmpty ? "the file is empty" : "not valid JSON")
         }
         guard let root = object as? [String: Any] else { throw bad("top level is not an object") }
         guard let model = root["model"] as? [String: Any] else { throw bad("missing \"model\" object") }
@@ -172,11 +174,6 @@ public enum TokenizerJSON {
     static func typeName(_ v: Any) -> String {
         if let d = v as? [String: Any], let t = d["type"] as? String { return "'\(t)'" }
         return "of unexpected shape"
-    }
-
-    static func oneLine(_ error: Error) -> String {
-        let s = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
-        return s.split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 
     // MARK: - Saving

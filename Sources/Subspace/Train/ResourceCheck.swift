@@ -7,12 +7,14 @@ import Foundation
 /// Needs come from `MemoryPlan` (the same formulas `subspace memory` prints, within 10% of
 /// the measured peak), plus the token batches a step holds. Available memory is the kernel's
 /// `MemAvailable` (free memory plus what it can reclaim), capped by the cgroup's limit where
-/// one applies (containers, CI runners). Where neither can be read the check passes.
+/// one applies (containers, CI runners) and by the address-space limit (`ulimit -v`) less
+/// what the process has mapped. Where none can be read the check passes.
 public enum ResourceCheck {
     /// Bytes this process could still allocate, or nil where the system does not say.
     public static var availableBytes: Int? {
         var best = meminfo("MemAvailable:")
         if let limit = cgroupRemaining() { best = min(best ?? limit, limit) }
+        if let limit = addressSpaceRemaining() { best = min(best ?? limit, limit) }
         return best
     }
 
@@ -23,6 +25,23 @@ public enum ResourceCheck {
     public static func require(_ bytes: Int, for what: String, detail: String) throws {
         guard let available = availableBytes, bytes > available else { return }
         throw ConfigurationError("\(what) needs about \(format(bytes)) of memory (\(detail)) but \(format(available)) is available")
+    }
+
+    /// Checks that `config`'s fixed tensors (weights and rotary tables) fit, computed in
+    /// floating point so that any shape, however absurd, gets a memory figure rather than an
+    /// overflow: the first check on every path that builds a model, before `validate()`.
+    public static func modelFits(_ config: LlamaConfig, copies: Int = 1, for what: String = "the model") throws {
+        let c = config
+        let hd = Double(c.dim) / Double(max(c.heads, 1))
+        let perLayer = Double(c.dim) * hd * Double(c.heads + c.kvHeads) * 2 + 3 * Double(c.dim) * Double(c.ffnDim) + 2 * Double(c.dim)
+        let params = Double(c.vocab) * Double(c.dim) * (c.tiedEmbeddings ? 1 : 2) + Double(c.layers) * perLayer + Double(c.dim)
+        let rotary = Double(c.maxSeq) * hd * 4
+        let bytes = params * 4 * Double(copies) + rotary
+        guard let available = availableBytes, bytes > Double(available) else { return }
+        throw ConfigurationError(
+            "\(what) needs at least \(format(bytes)) of memory (" + String(format: "%.3g", params) + " parameters"
+            + (rotary > 0x1p30 ? ", rotary tables for \(c.maxSeq) positions \(format(rotary))" : "")
+            + ") but \(format(Double(available))) is available")
     }
 
     /// Checks a training run: weights, gradients, optimizer state, activations and the
@@ -39,6 +58,7 @@ public enum ResourceCheck {
         batch: Int, seq: Int, gradAccum: Int
     ) throws {
         guard gradAccum > 0 else { throw ConfigurationError("grad accumulation must be at least 1, got \(gradAccum)") }
+        try modelFits(model, copies: 2, for: "training")
         let plan = try MemoryPlan(MemoryPlan.Request(
             config: model, optimizer: optimizer, options: options,
             perLayerUpdate: perLayerUpdate, batch: batch, seq: seq, runtimeBytes: ProcessMemory.currentRSS))
@@ -56,16 +76,20 @@ public enum ResourceCheck {
 
     /// Checks a forward pass (eval, sample) of `config` on `batch` x `seq` tokens.
     public static func inference(_ config: LlamaConfig, batch: Int, seq: Int) throws {
+        try modelFits(config)
         try config.validate()
         try config.validate(batch: batch, seq: seq)
         let weights = config.parameterCount * 4
+        let rotary = config.maxSeq * config.headDim * 4
         let activations = LlamaActivations.bytes(config: config, batch: batch, seq: seq)
-        try require(weights + activations + ProcessMemory.currentRSS, for: "the model", detail:
+        try require(weights + rotary + activations + ProcessMemory.currentRSS, for: "the model", detail:
             "weights \(format(weights)), activations \(format(activations))")
     }
 
-    public static func format(_ bytes: Int) -> String {
-        let b = Double(bytes)
+    public static func format(_ bytes: Int) -> String { format(Double(bytes)) }
+
+    public static func format(_ b: Double) -> String {
+        if b >= 0x1p50 { return String(format: "%.1f PiB", b / 0x1p50) }
         if b >= 0x1p40 { return String(format: "%.1f TiB", b / 0x1p40) }
         if b >= 0x1p30 { return String(format: "%.1f GiB", b / 0x1p30) }
         return String(format: "%.0f MiB", b / 0x1p20)
@@ -73,6 +97,28 @@ public enum ResourceCheck {
 
     private static func meminfo(_ key: String) -> Int? {
         guard let s = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in s.split(separator: "\n") where line.hasPrefix(key) {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+
+    /// `RLIMIT_AS` less the current virtual size (`VmSize`), nil if unlimited.
+    private static func addressSpaceRemaining() -> Int? {
+        var r = rlimit()
+        #if os(Linux)
+        guard getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &r) == 0 else { return nil }
+        #else
+        guard getrlimit(RLIMIT_AS, &r) == 0 else { return nil }
+        #endif
+        guard r.rlim_cur < UInt64(Int.max) else { return nil }  // RLIM_INFINITY is all ones
+        let used = status("VmSize:") ?? 0
+        return max(0, Int(r.rlim_cur) - used)
+    }
+
+    private static func status(_ key: String) -> Int? {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
         for line in s.split(separator: "\n") where line.hasPrefix(key) {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
             if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }

@@ -74,6 +74,7 @@ public final class TrainingRun {
 
     public func run(events: (RunEvent) -> Void = { _ in }) throws -> RunSummary {
         let c = config
+        try ResourceCheck.modelFits(c.model, copies: 2, for: "training")
         try c.validate()
         if let stopAfter, stopAfter <= 0 || stopAfter >= c.steps {
             throw ConfigurationError("--stop-after \(stopAfter) must be between 1 and \(c.steps - 1), a step before the last (\(c.steps))")
@@ -183,6 +184,7 @@ public final class TrainingRun {
             let last = trainer.step == c.steps
             if !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
                 let e = try Self.evaluate(model: model, batches: last ? allEvalBatches : evalBatches)
+                guard e.loss.isFinite else { throw TrainingError.nonFiniteLoss(step: trainer.step, loss: Float(e.loss)) }
                 m.val_loss = e.loss; m.val_ppl = exp(e.loss)
                 lastVal = e.loss
                 state.bestValLoss = min(state.bestValLoss ?? .infinity, e.loss)
