@@ -18,26 +18,22 @@ struct SubspaceCLI: ParsableCommand {
         do {
             command = try parseAsRoot()
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                let text = fullMessage(for: error)
-                if !text.isEmpty { print(text) }
-                Foundation.exit(0)
-            }
-            fail(oneLine(message(for: error)), status: code.rawValue)
+            finish(error)
         }
-        do {
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                let text = fullMessage(for: error)
-                if !text.isEmpty { print(text) }
-                Foundation.exit(0)
-            }
-            fail(oneLine(message(for: error)), status: code.rawValue)
-        }
+        do { try command.run() } catch { finish(error) }
         Foundation.exit(0)
+    }
+
+    /// Ends the process for an error from parsing or running: help and clean exits print
+    /// their text, anything else is one `error:` line with argument-parser's exit code.
+    static func finish(_ error: Error) -> Never {
+        let code = exitCode(for: error)
+        if code == .success {
+            let text = fullMessage(for: error)
+            if !text.isEmpty { print(text) }
+            Foundation.exit(0)
+        }
+        fail(oneLine(message(for: error)), status: code.rawValue)
     }
 
     /// The first non-empty line of a message, without argument-parser's own `Error: ` prefix.
@@ -50,11 +46,14 @@ struct SubspaceCLI: ParsableCommand {
 
 /// Writes to standard error with `write(2)`: never traps, whatever stderr is (closed, a
 /// full pipe, a file on a full disk).
-func writeStderr(_ s: String) {
-    var bytes = Array(s.utf8)
+func writeStderr(_ s: String) { writeAll(STDERR_FILENO, Array(s.utf8)) }
+
+/// Writes every byte to `fd`, retrying interrupted and short writes; gives up quietly on a
+/// closed or broken stream (there is nowhere left to report it).
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     var off = 0
     while off < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { Foundation.write(STDERR_FILENO, $0.baseAddress! + off, $0.count - off) }
+        let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + off, $0.count - off) }
         if n < 0 && errno == EINTR { continue }
         if n <= 0 { return }
         off += n

@@ -229,15 +229,7 @@ final class TextStream {
 
     func finish() { emit(Array("\n".utf8)) }
 
-    private func emit(_ bytes: [UInt8]) {
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(STDOUT_FILENO, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            off += n
-        }
-    }
+    private func emit(_ bytes: [UInt8]) { writeAll(STDOUT_FILENO, bytes) }
 }
 
 /// A progress bar on a terminal, plain log lines otherwise.

@@ -11,8 +11,11 @@ public enum ProcessMemory {
     /// read-only data), nil where `/proc` does not say.
     public static var residentFileBytes: Int? { read("RssFile:") }
 
-    private static func read(_ key: String) -> Int? {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    private static func read(_ key: String) -> Int? { kibibytes(key, in: "/proc/self/status") }
+
+    /// The value of a `Key:   1234 kB` line of a `/proc` file, in bytes.
+    static func kibibytes(_ key: String, in file: String) -> Int? {
+        guard let s = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
         for line in s.split(separator: "\n") where line.hasPrefix(key) {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
             if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }

@@ -95,14 +95,7 @@ public enum ResourceCheck {
         return String(format: "%.0f MiB", b / 0x1p20)
     }
 
-    private static func meminfo(_ key: String) -> Int? {
-        guard let s = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        for line in s.split(separator: "\n") where line.hasPrefix(key) {
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
-        }
-        return nil
-    }
+    private static func meminfo(_ key: String) -> Int? { ProcessMemory.kibibytes(key, in: "/proc/meminfo") }
 
     /// `RLIMIT_AS` less the current virtual size (`VmSize`), nil if unlimited.
     private static func addressSpaceRemaining() -> Int? {
@@ -113,17 +106,8 @@ public enum ResourceCheck {
         guard getrlimit(RLIMIT_AS, &r) == 0 else { return nil }
         #endif
         guard r.rlim_cur < UInt64(Int.max) else { return nil }  // RLIM_INFINITY is all ones
-        let used = status("VmSize:") ?? 0
+        let used = ProcessMemory.kibibytes("VmSize:", in: "/proc/self/status") ?? 0
         return max(0, Int(r.rlim_cur) - used)
-    }
-
-    private static func status(_ key: String) -> Int? {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in s.split(separator: "\n") where line.hasPrefix(key) {
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
-        }
-        return nil
     }
 
     /// cgroup v2: `memory.max - memory.current` of this process's group, nil if unlimited.
