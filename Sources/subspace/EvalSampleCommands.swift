@@ -4,7 +4,7 @@ import Subspace
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Mean loss and perplexity of a checkpoint on some data.")
-    @Option(help: "Checkpoint directory (a run's checkpoint/ or a Hugging Face LLaMA directory).") var checkpoint: String
+    @Option(help: "Checkpoint directory (a run directory, its checkpoint/, or a Hugging Face LLaMA directory).") var checkpoint: String
     @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file.") var data: String
     @Option(help: "Which part of text data: all, train or validation (the corpus split).") var split: String = "all"
     @Option(help: "Sequences per batch.") var batch: Int = 8
@@ -15,7 +15,7 @@ struct Eval: ParsableCommand {
         let r: (Double, Int) = guarded {
             guard ["all", "train", "validation"].contains(split) else { throw ConfigurationError("--split must be all, train or validation") }
             // The published checkpoint, or its `.old` twin when a save was cut between renames.
-            let dir = Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+            let dir = Checkpoint.resolve(checkpointDirectory(checkpoint))
             let model = try Checkpoint.loadModel(from: dir)
             let t = seq ?? min(256, model.config.maxSeq)
             try model.config.validate(batch: batch, seq: t)
@@ -61,7 +61,7 @@ struct Eval: ParsableCommand {
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint, printing tokens as they come.")
-    @Option(help: "Checkpoint directory with a tokenizer.json.") var checkpoint: String
+    @Option(help: "Checkpoint directory with a tokenizer.json (or the run directory holding it).") var checkpoint: String
     @Option(help: "Text to continue.") var prompt: String = "\n"
     @Option(help: "Tokens to generate (prompt plus tokens at most the model's context, unless --sliding-window).") var tokens: Int = 200
     @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
@@ -74,7 +74,7 @@ struct Sample: ParsableCommand {
         let stream = TextStream()
         guarded {
             try sampleText(
-                checkpoint: URL(fileURLWithPath: checkpoint), prompt: prompt, tokens: tokens, temperature: temperature,
+                checkpoint: checkpointDirectory(checkpoint), prompt: prompt, tokens: tokens, temperature: temperature,
                 topK: topK, seed: seed, slidingWindow: slidingWindow, output: stream)
         }
         stream.finish()
@@ -83,14 +83,19 @@ struct Sample: ParsableCommand {
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Overlay the loss curves of several runs in one SVG.")
-    @Argument(help: "Run directories (each with metrics.jsonl).") var runs: [String]
+    @Argument(help: "Run directories (each with metrics.jsonl), or their checkpoint/ folders.") var runs: [String]
     @Option(help: "Output SVG path.") var out: String = "loss.svg"
 
     func run() throws {
         guarded {
             guard !runs.isEmpty else { throw ConfigurationError("name at least one run directory") }
             let series = try runs.map { r -> (String, [StepMetrics]) in
-                let url = URL(fileURLWithPath: r)
+                // A run directory, or its checkpoint/ (the metrics are beside it).
+                var url = URL(fileURLWithPath: r)
+                if !FileManager.default.fileExists(atPath: url.appendingPathComponent("metrics.jsonl").path),
+                   FileManager.default.fileExists(atPath: url.deletingLastPathComponent().appendingPathComponent("metrics.jsonl").path) {
+                    url = url.deletingLastPathComponent()
+                }
                 return (url.lastPathComponent, try MetricsLog.read(url: url.appendingPathComponent("metrics.jsonl")))
             }
             try AtomicFile.write(MetricsLog.lossPlot(runs: series), to: URL(fileURLWithPath: out))
@@ -140,4 +145,16 @@ struct TokenizerCommand: ParsableCommand {
             print("wrote \(n) ids to \(out)")
         }
     }
+}
+
+/// The checkpoint a user means by `path`: a run directory stands for its `checkpoint/`.
+func checkpointDirectory(_ path: String) -> URL {
+    let url = URL(fileURLWithPath: path)
+    let fm = FileManager.default
+    let inner = url.appendingPathComponent("checkpoint")
+    if !fm.fileExists(atPath: url.appendingPathComponent(Checkpoint.configFile).path),
+       fm.fileExists(atPath: inner.path) || fm.fileExists(atPath: url.appendingPathComponent("run_config.json").path) {
+        return inner
+    }
+    return url
 }

@@ -7,6 +7,7 @@ struct SubspaceCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "subspace",
         abstract: "Memory-efficient training of LLaMA-style language models.",
+        version: "subspace 0.6.0",
         subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self, MemoryCommand.self])
 
     /// Parses and runs the command. Help and version requests print as usual; every other

@@ -8,10 +8,7 @@ import Foundation
 ///
 /// Caching: training a tokenizer on 5 MB and encoding it takes seconds, so the trained
 /// tokenizer and both token streams are cached under a key made from the FNV-1a hashes of the
-/// text and of the tokenizer file's content, and the vocabulary size, in a `.subspace-cache` folder next to the data when the data's
-/// folder is writable by its owner, else (a read-only corpus such as `../shared/data`) in
-/// `$XDG_CACHE_HOME/subspace` or `~/.cache/subspace`. Permission bits are checked rather than
-/// `access(2)`, which always says yes to root.
+/// text and of the tokenizer file's content, and the vocabulary size, in `cacheDirectory`.
 public struct PreparedData {
     public let train: [Int32]
     public let validation: [Int32]
@@ -76,20 +73,20 @@ public struct PreparedData {
         return PreparedData(train: train, validation: val, tokenizer: tok, tokenizerPath: tokPath)
     }
 
-    static func cacheDirectory(for data: String) -> URL {
-        let url = URL(fileURLWithPath: data)
-        var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: data, isDirectory: &isDir)
-        let folder = isDir.boolValue ? url : url.deletingLastPathComponent()
-        let beside = folder.appendingPathComponent(".subspace-cache")
-        var st = stat()
-        if stat(folder.path, &st) == 0, st.st_mode & 0o200 != 0,
-           (try? FileManager.default.createDirectory(at: beside, withIntermediateDirectories: true)) != nil {
-            return beside
-        }
-        let home = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+    /// Where tokenizers and token streams are cached: `$SUBSPACE_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/subspace`, else `~/.cache/subspace` (the XDG convention that
+    /// Hugging Face's and pip's caches follow). Never beside the data, which may be read-only
+    /// or shared. Entries are keyed by content, so one cache serves every corpus and copy.
+    public static var cacheDirectory: URL {
+        let env = ProcessInfo.processInfo.environment
+        if let dir = env["SUBSPACE_CACHE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        let base = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
             ?? URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache")
-        let dir = home.appendingPathComponent("subspace")
+        return base.appendingPathComponent("subspace")
+    }
+
+    static func cacheDirectory(for data: String) -> URL {
+        let dir = cacheDirectory
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
