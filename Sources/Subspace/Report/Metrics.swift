@@ -17,16 +17,19 @@ public struct StepMetrics: Codable, Sendable {
     }
 }
 
-/// Appends JSON lines to a file, one `write(2)` per record (`DurableFile.Appender`): a
-/// full disk is an error the run reports, never a trap.
+/// A run's metrics: JSON lines in `metrics.jsonl`, one `write(2)` per record
+/// (`DurableFile.Appender`: a full disk is an error the run reports, never a trap), and the
+/// same scalars as TensorBoard events beside it (`TensorBoardEvents`; `train/loss`,
+/// `train/lr`, `train/tokens_per_s`, `train/rss_mib`, `val/loss`, `val/perplexity`).
 public final class MetricsLog {
     let file: DurableFile.Appender
+    let events: TensorBoardEvents?
     let encoder: JSONEncoder
 
     /// Opens `url` for appending. A new run (`truncateAfterStep` nil) starts an empty file;
     /// a resumed one keeps the lines of steps up to `truncateAfterStep` and drops later ones,
     /// so it does not duplicate steps from a run that went on past its last checkpoint.
-    public init(url: URL, truncateAfterStep: Int? = nil) throws {
+    public init(url: URL, truncateAfterStep: Int? = nil, tensorBoard: Bool = true) throws {
         let fm = FileManager.default
         if let keep = truncateAfterStep {
             if let data = fm.contents(atPath: url.path) {
@@ -48,6 +51,7 @@ public final class MetricsLog {
             try AtomicFile.write(Data(), to: url)
         }
         do { file = try DurableFile.Appender(url) } catch let e as IOFailure { throw DataError(e.description) }
+        events = tensorBoard ? try TensorBoardEvents(directory: url.deletingLastPathComponent(), resumedAt: truncateAfterStep.map { $0 + 1 }) : nil
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
     }
@@ -56,6 +60,11 @@ public final class MetricsLog {
         let d: Data
         do { d = try encoder.encode(m) } catch { throw DataError("cannot encode the metrics of step \(m.step): \(error)") }
         do { try file.append(d + Data("\n".utf8)) } catch let e as IOFailure { throw DataError(e.description) }
+        var scalars = [("train/loss", m.loss), ("train/lr", m.lr), ("train/tokens_per_s", m.tokens_per_s),
+                       ("train/rss_mib", Double(m.rss_bytes) / 1_048_576)]
+        if let v = m.val_loss { scalars.append(("val/loss", v)) }
+        if let p = m.val_ppl { scalars.append(("val/perplexity", p)) }
+        try events?.add(step: m.step, scalars: scalars)
     }
 
     /// Reads a metrics file (lines that do not parse are skipped).

@@ -28,8 +28,8 @@ public final class RunDirectory {
     public static let lockFile = ".subspace.lock"
     /// Files that mark a directory as holding a run.
     static let runMarkers = ["run_config.json", "metrics.jsonl", "checkpoint"]
-    /// What `--overwrite` removes before the new run starts (the directory's other files are
-    /// left alone: they are not ours).
+    /// What `--overwrite` removes before the new run starts, with the TensorBoard event files
+    /// (the directory's other files are left alone: they are not ours).
     static let runFiles = ["run_config.json", "metrics.jsonl", "summary.json", "loss.svg", "tokenizer.json", "checkpoint", "checkpoint.old"]
 
     public let url: URL
@@ -83,7 +83,8 @@ public final class RunDirectory {
                     close(fd)
                     throw ConfigurationError("'\(path)' already holds a run; continue it with --resume \(path) or replace it with --overwrite")
                 }
-                for name in Self.runFiles {
+                let events = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
+                for name in Self.runFiles + events {
                     let item = url.appendingPathComponent(name)
                     guard Checkpoint.fileKind(item) != nil else { continue }
                     do { try fm.removeItem(at: item) } catch {
