@@ -344,3 +344,16 @@ private struct HFConfigFile: Codable {
         }
     }
 }
+
+extension SpecialTokenIds {
+    /// transformers' `generation_config.json` for these ids: what `model.generate()` reads for
+    /// its stopping and padding tokens when the caller passes none. Without it transformers
+    /// derives one from `config.json`, with a warning, and pads with nothing.
+    public func generationConfigJSON() throws -> Data {
+        var object: [String: Any] = ["_from_model_config": true]
+        if let bos { object["bos_token_id"] = bos }
+        if let eos { object["eos_token_id"] = eos.count == 1 ? eos[0] as Any : eos as Any }
+        if let pad { object["pad_token_id"] = pad } else if let e = eos?.first { object["pad_token_id"] = e }
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+}

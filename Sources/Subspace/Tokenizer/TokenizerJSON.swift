@@ -299,3 +299,24 @@ extension BPETokenizer {
         TokenizerJSON.serialize(self)
     }
 }
+
+extension BPETokenizer {
+    /// transformers' `tokenizer_config.json` for this tokenizer saved as `tokenizer.json`:
+    /// `AutoTokenizer.from_pretrained(dir)` then builds a `PreTrainedTokenizerFast` with the
+    /// end-of-text token as its bos, eos and pad token (GPT-2's convention for byte-level BPE:
+    /// one special token that separates documents), `model_max_length` the model's context,
+    /// and no clean-up of spaces around punctuation, which would change decoded text.
+    public func huggingFaceTokenizerConfig(modelMaxLength: Int) throws -> Data {
+        var object: [String: Any] = [
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": modelMaxLength,
+            "clean_up_tokenization_spaces": false,
+        ]
+        if let id = endOfTextID, let token = token(forID: id) {
+            object["bos_token"] = token
+            object["eos_token"] = token
+            object["pad_token"] = token
+        }
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+}

@@ -152,13 +152,22 @@ public final class TrainingRun {
         let metricsURL = outDir.appendingPathComponent("metrics.jsonl")
         let log = try MetricsLog(url: metricsURL, truncateAfterStep: resume ? state.step : nil)
 
+        // What transformers needs besides weights and config.json to load the checkpoint as a
+        // whole (`AutoTokenizer`, `generate()` without arguments): the tokenizer, its config
+        // and the generation config, with the end-of-text token as bos, eos and pad.
+        let special = data.tokenizer?.endOfTextID.map { SpecialTokenIds(bos: $0, eos: [$0]) } ?? SpecialTokenIds()
+        var hubFiles: [(name: String, data: Data)] = [("generation_config.json", try special.generationConfigJSON())]
+        if let tokenizerData, let tok = data.tokenizer {
+            hubFiles.append(("tokenizer.json", tokenizerData))
+            hubFiles.append(("tokenizer_config.json", try tok.huggingFaceTokenizerConfig(modelMaxLength: c.model.maxSeq)))
+        }
         var savedStep = resume ? state.step : -1
         func saveCheckpoint() throws {
             state.dataPosition = batches.position
             state.runConfig = c.jsonString()
             try Checkpoint.save(
                 to: checkpointDir, model: model, optimizer: optimizer, state: state,
-                files: tokenizerData.map { [(name: "tokenizer.json", data: $0)] } ?? [])
+                specialTokens: special, files: hubFiles)
             savedStep = state.step
             events(.checkpoint(step: state.step, path: checkpointDir.path))
         }
