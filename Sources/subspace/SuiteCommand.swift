@@ -11,7 +11,7 @@ struct SuiteOptions: ParsableArguments {
     @Option(help: "Only these cells (comma-separated names).") var only: String?
     @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (default: pretrain 200, finetune 50).")
     var evalEvery: Int?
-    @Option(name: .customLong("finetune-data"), help: "finetune: the corpus to fine-tune on (default ../shared/data/milton).")
+    @Option(name: .customLong("finetune-data"), help: "finetune: the corpus to fine-tune on (default: data/milton, fetched by scripts/setup.sh).")
     var finetuneData: String?
     @Option(help: "finetune: start from this run directory or checkpoint instead of training a base cell.")
     var base: String?

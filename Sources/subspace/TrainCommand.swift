@@ -153,11 +153,8 @@ struct Train: ParsableCommand {
     }
 }
 
-/// The default corpus: `data/shakespeare` (made by scripts/setup.sh), else the shared copy.
-func defaultData() -> String {
-    for p in ["data/shakespeare", "../shared/data/shakespeare"] where FileManager.default.fileExists(atPath: p) { return p }
-    return "data/shakespeare"
-}
+/// The default corpus (`DefaultCorpus`).
+func defaultData() -> String { DefaultCorpus.path("shakespeare") }
 
 /// Samples text from a checkpoint directory that holds a tokenizer.json, writing the prompt
 /// and then each token to `output` as it is produced.

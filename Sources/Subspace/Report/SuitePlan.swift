@@ -37,7 +37,7 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         let steps = ["pretrain": 2000, "finetune": 300, "speed": 10][suite]!
         return SuiteSpec(
             suite: suite, presets: presets, steps: steps, evalEvery: suite == "finetune" ? 50 : 200, data: nil,
-            finetuneData: "../shared/data/milton", base: nil, baseSteps: 2000, only: nil, peers: false, out: out)
+            finetuneData: DefaultCorpus.path("milton"), base: nil, baseSteps: 2000, only: nil, peers: false, out: out)
     }
 
     public func validate() throws {
