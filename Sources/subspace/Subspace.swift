@@ -7,7 +7,7 @@ struct SubspaceCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "subspace",
         abstract: "Memory-efficient training of LLaMA-style language models.",
-        subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self, MemoryCommand.self])
+        subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self, MemoryCommand.self, SettingsCommand.self])
 
     /// Parses and runs the command. Help and version requests print as usual; every other
     /// parsing or validation error becomes the same one-line `error:` as the commands' own
