@@ -282,4 +282,22 @@ import Testing
         #expect(try parse(["--optimizer", "muon"] + rest) == others)
         #expect(try parse(["--optimizer", "adafactor", "--nesterov", "--warmup-init", "--betas", "0.9"]) == singles)
     }
+
+    /// The run configs in `results/suite` (written before `resolvedOptimizer` existed) load,
+    /// resolve, and compare equal to themselves saved again.
+    @Test func existingRunConfigsLoadAndResolve() throws {
+        let dir = URL(fileURLWithPath: "results/suite")
+        guard let cells = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return }
+        var seen = 0
+        for cell in cells.sorted() {
+            let url = dir.appendingPathComponent(cell).appendingPathComponent("run_config.json")
+            guard FileManager.default.fileExists(atPath: url.path) else { continue }
+            let c = try RunConfig.load(url: url)
+            #expect(c.resolvedOptimizer != nil, "\(cell)")
+            let again = try JSONDecoder().decode(RunConfig.self, from: Data(c.jsonString().utf8))
+            #expect(again == c && again.resumeMismatches(with: c).isEmpty, "\(cell)")
+            seen += 1
+        }
+        #expect(seen > 0)
+    }
 }

@@ -392,3 +392,9 @@ extension QGaLore.LazyRule: Codable {}
 extension MLorc.Variant: Codable {}
 extension MoFaSGD.Update: Codable {}
 extension MoFaSGD.Variant: Codable {}
+
+extension SettingValue: ExpressibleByIntegerLiteral, ExpressibleByStringLiteral, ExpressibleByBooleanLiteral {
+    public init(integerLiteral value: Int) { self = .int(value) }
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
