@@ -34,7 +34,7 @@ struct Bench: ParsableCommand {
             let config = try LlamaConfig.preset(preset)
             let seqLen = seq ?? min(256, config.maxSeq)
             return try Benchmark.run(
-                preset: preset, config: config, optimizerName: opt.optimizer ?? "adamw", options: try opt.options(),
+                preset: preset, config: config, optimizerName: opt.optimizer ?? OptimizerRegistry.defaultName, options: try opt.options(),
                 stepOptions: opt.stepOptions(), batch: batch, seq: seqLen, steps: timed, warmup: warmup, seed: seed)
         }
         if let w = BLAS.backend.warning { warn(w) }

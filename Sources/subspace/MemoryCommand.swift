@@ -29,7 +29,7 @@ struct MemoryCommand: ParsableCommand {
         let plan: MemoryPlan = guarded {
             let config = try LlamaConfig.resolve(model: model)
             return try MemoryPlan(MemoryPlan.Request(
-                config: config, optimizer: opt.optimizer ?? "adamw", options: try opt.options(),
+                config: config, optimizer: opt.optimizer ?? OptimizerRegistry.defaultName, options: try opt.options(),
                 dtype: try MemoryDType(parsing: dtype), stateStorage: try StateStorage(bits: stateBits),
                 perLayerUpdate: opt.perLayerUpdate, batch: batch, seq: seq,
                 activationCheckpointing: activationCheckpointing, runtimeBytes: runtime))

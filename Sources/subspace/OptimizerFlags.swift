@@ -1,52 +1,59 @@
 import ArgumentParser
 import Subspace
 
-/// Optimizer and step flags shared by `train` and `bench`. Every flag is optional so that a
-/// resumed run can tell "not given" (keep the saved value) from "given".
+/// A default as help text: 0.001, 1e-8, 200.
+private func d(_ x: Float) -> String { SettingText.number(x) }
+
+/// Optimizer and step flags shared by `train`, `bench`, `memory` and `settings`. Every flag is
+/// optional so that a resumed run can tell "not given" (keep the saved value) from "given".
+/// The defaults quoted in the help are read from the methods' settings types (`MethodSettings`),
+/// where they are documented; `subspace settings --optimizer NAME` prints them all, resolved.
 struct OptimizerFlags: ParsableArguments {
-    @Option(help: "Optimizer: \(OptimizerRegistry.names.joined(separator: ", ")) (default adamw).")
+    @Option(help: "Optimizer: \(OptimizerRegistry.names.joined(separator: ", ")) (default \(OptimizerRegistry.defaultName)).")
     var optimizer: String?
-    @Option(help: "Learning rate (default: the optimizer's; train uses 3e-3 for adamw).")
+    @Option(help: "Learning rate (default: the optimizer's; train uses \(d(RunConfig.defaultAdamWLearningRate)) for adamw).")
     var lr: Float?
-    @Option(help: "Adam betas as 'b1,b2' (default 0.9,0.999); Adafactor takes beta1 alone.")
+    @Option(help: "Adam betas as 'b1,b2' (default \(d(AdamWSettings.standard.beta1)),\(d(AdamWSettings.standard.beta2))); Adafactor takes beta1 alone.")
     var betas: String?
-    @Option(help: "Adam epsilon (default 1e-8; 1e-6 for galore and fira, as galore-torch).")
+    @Option(help: "Epsilon (Adam's default \(d(AdamWSettings.standard.eps)); \(d(GaLoreSettings.adamDefaults.eps)) for galore and fira, as galore-torch; \(d(AdamWSettings.muonAuxiliary.eps)) for muon's and gum's AdamW; Adafactor's g^2 term \(d(AdafactorSettings.defaults.adafactor.eps)). `subspace settings` shows a method's.")
     var eps: Float?
-    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (default 0).")
+    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (default \(d(AdamWSettings.standard.weightDecay)); adamw8bit and galore8bit \(d(AdamW8bitSettings.defaults.adamw.weightDecay)), as bitsandbytes).")
     var weightDecay: Float?
-    @Option(help: "Momentum (SGD, default 0.9; Muon and MoFaSGD's beta, default 0.95).")
+    @Option(help: "Momentum (SGD, default \(d(SGDSettings.defaults.momentum)); Muon and MoFaSGD's beta, default \(d(MuonSettings.defaults.momentum))).")
     var momentum: Float?
     @Flag(help: "Nesterov momentum (SGD; on by default for Muon).")
     var nesterov = false
-    @Option(help: "Projection rank (GaLore family; MLorc, MoFaSGD).")
+    @Option(help: "Projection rank (GaLore family, default \(ProjectionSettings.galore.rank); MLorc \(MLorcCompression.defaults.rank), MoFaSGD \(MoFaSGDSettings.defaults.rank)).")
     var rank: Int?
-    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes (GaLore family; Flora's kappa, GUM's period, SO's support redraws).")
+    @Option(name: .customLong("update-gap"), help: "Steps between projector refreshes (GaLore family, default \(ProjectionSettings.galore.updateGap); Flora's kappa, GUM's period, SO's support redraws).")
     var updateGap: Int?
-    @Option(help: "Scale of the projected update (GaLore family).")
+    @Option(help: "Scale of the projected update (GaLore family, default \(d(ProjectionSettings.galore.scale!))).")
     var scale: Float?
-    @Option(name: .customLong("proj-type"), help: "GaLore family: projection type: std, reverse_std, left, right, gaussian or rademacher (default std).")
+    @Option(name: .customLong("proj-type"), help: "GaLore family: projection type: \(ProjectionType.allCases.map(\.rawValue).joined(separator: ", ")) (default \(ProjectionSettings.galore.projectionType.rawValue)).")
     var projType: String?
-    @Option(name: .customLong("svd-basis"), help: "GaLore family: how the SVD projectors compute P: gram (the leading eigenvectors of the smaller Gram matrix, default) or svd (the full thin SVD, as galore-torch).")
+    @Option(name: .customLong("svd-basis"), help: "GaLore family: how the SVD projectors compute P: gram (the leading eigenvectors of the smaller Gram matrix) or svd (the full thin SVD, as galore-torch) (default \(ProjectionSettings.galore.svdBasis!.rawValue)).")
     var svdBasis: String?
-    @Option(name: .customLong("proj-seed"), help: "GaLore family: seed of the random projections; MLorc: of the RSVD; SO: of the supports (default 0).")
+    @Option(name: .customLong("proj-seed"), help: "GaLore family: seed of the random projections; MLorc: of the RSVD; SO: of the supports (default \(ProjectionSettings.galore.projectionSeed)).")
     var projSeed: UInt64?
-    @Option(name: .customLong("fira-residual"), help: "Fira: residual outside the subspace, paper ((I - PP^T)G) or reference (fira 1.0.2's G - scale PP^T G) (default paper).")
+    @Option(name: .customLong("fira-residual"), help: "Fira: residual outside the subspace, paper ((I - PP^T)G) or reference (fira 1.0.2's G - scale PP^T G) (default \(FiraSettings.defaults.residual.rawValue)).")
     var firaResidual: String?
-    @Option(name: .customLong("full-rank-prob"), help: "GUM: probability that a layer is full-rank in a period (default 0.25).")
+    @Option(name: .customLong("unprojected-adamw"), help: "galore, fira: AdamW rule of the parameters not projected: torch (torch.optim.AdamW, eps \(d(AdamWSettings.standard.eps))) or transformers (galore-torch's: eps before the bias correction, the projected group's eps) (default \(UnprojectedAdamW.default.rawValue)).")
+    var unprojectedAdamW: String?
+    @Option(name: .customLong("full-rank-prob"), help: "GUM: probability that a layer is full-rank in a period (default \(d(GUMSettings.defaults.fullRankProbability))).")
     var fullRankProb: Float?
-    @Option(help: "ProjFactor: projection granularity c (default 1).")
+    @Option(help: "ProjFactor: projection granularity c (default \(ProjFactorSettings.defaults.granularity)).")
     var granularity: Int?
-    @Option(help: "Flora, ProjFactor, MLorc, MoFaSGD, Q-GaLore (lazy-refresh rule): paper or reference where the two differ (defaults: projfactor reference, the others paper).")
+    @Option(help: "Flora, ProjFactor, MLorc, MoFaSGD, Q-GaLore (lazy-refresh rule): paper or reference where the two differ (defaults: projfactor \(ProjFactorSettings.defaults.correction.rawValue), flora \(FloraSettings.defaults.variant.rawValue), mlorc \(MLorcCompression.defaults.variant.rawValue), mofasgd \(MoFaSGDSettings.defaults.variant.rawValue), qgalore \(QGaLoreSettings.defaults.lazyRule.rawValue)).")
     var variant: String?
-    @Option(help: "SO: fraction of each matrix's entries in the random support, kappa (default 0.1).")
+    @Option(help: "SO: fraction of each matrix's entries in the random support, kappa (default \(d(SOSettings.defaults.density))).")
     var density: Float?
-    @Option(help: "MLorc: randomized-SVD oversampling (default 0).")
+    @Option(help: "MLorc: randomized-SVD oversampling (default \(MLorcCompression.defaults.oversampling)).")
     var oversampling: Int?
-    @Option(name: .customLong("power-iters"), help: "MLorc: randomized-SVD power iterations (default 1).")
+    @Option(name: .customLong("power-iters"), help: "MLorc: randomized-SVD power iterations (default \(MLorcCompression.defaults.powerIterations)).")
     var powerIters: Int?
-    @Option(help: "MoFaSGD: weight of the complement term (I - UU^T) G (I - VV^T) (default 0).")
+    @Option(help: "MoFaSGD: weight of the complement term (I - UU^T) G (I - VV^T) (default \(d(MoFaSGDSettings.defaults.eta2))).")
     var eta2: Float?
-    @Option(name: .customLong("mofasgd-update"), help: "MoFaSGD: update, paper (U V^T) or reference (U diag(1/S) V^T) (default paper).")
+    @Option(name: .customLong("mofasgd-update"), help: "MoFaSGD: update, paper (U V^T) or reference (U diag(1/S) V^T) (default \(MoFaSGDSettings.defaults.update.rawValue)).")
     var mofasgdUpdate: String?
     @Flag(name: .customLong("no-nesterov"), help: "Plain momentum instead of Nesterov (Muon, whose default is Nesterov).")
     var noNesterov = false
@@ -56,13 +63,13 @@ struct OptimizerFlags: ParsableArguments {
     var scaleParameter: Bool?
     @Flag(name: .customLong("warmup-init"), help: "Adafactor: warm the relative step up as 1e-6 t.")
     var warmupInit = false
-    @Option(name: .customLong("clip-threshold"), help: "Adafactor: largest RMS of the normalised update (default 1).")
+    @Option(name: .customLong("clip-threshold"), help: "Adafactor: largest RMS of the normalised update (default \(d(AdafactorSettings.defaults.adafactor.clipThreshold))).")
     var clipThreshold: Float?
-    @Option(name: .customLong("decay-rate"), parsing: .unconditional, help: "Adafactor: beta2_t = 1 - t^rate (default -0.8).")
+    @Option(name: .customLong("decay-rate"), parsing: .unconditional, help: "Adafactor: beta2_t = 1 - t^rate (default \(d(AdafactorSettings.defaults.adafactor.decayRate))).")
     var decayRate: Float?
-    @Option(name: .customLong("adam-lr"), help: "Muon: learning rate of the AdamW side (default 3e-4; mofasgd and mlorc-lion 1e-3).")
+    @Option(name: .customLong("adam-lr"), help: "Muon: learning rate of the AdamW side (default \(d(MuonSettings.defaults.adamw.learningRate)); mofasgd and mlorc-lion \(d(MoFaSGDSettings.defaults.adamw.learningRate))).")
     var adamLR: Float?
-    @Option(name: .customLong("muon-adjust-lr"), help: "Muon: lr adjustment by shape: original, match_rms_adamw or spectral_unclamped (default original).")
+    @Option(name: .customLong("muon-adjust-lr"), help: "Muon: lr adjustment by shape: \(MuonLRAdjustment.allCases.map(\.rawValue).joined(separator: ", ")) (default \(MuonSettings.defaults.adjustment.rawValue)).")
     var muonAdjustLR: String?
     @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step (default 1).")
     var gradAccum: Int?
@@ -70,19 +77,19 @@ struct OptimizerFlags: ParsableArguments {
     var clip: Float?
     @Flag(name: .customLong("per-layer-update"), help: "Step each parameter during backward and free its gradient.")
     var perLayerUpdate = false
-    @Option(name: .customLong("block-size"), help: "8-bit states (adamw8bit, galore8bit, qgalore): elements per quantization block (default 256).")
+    @Option(name: .customLong("block-size"), help: "8-bit states (adamw8bit, galore8bit, qgalore): elements per quantization block (default \(QuantizationSettings.standard.blockSize)).")
     var blockSize: Int?
-    @Option(name: .customLong("min-8bit-size"), help: "8-bit states: tensors with fewer elements keep float32 states (default 4096).")
+    @Option(name: .customLong("min-8bit-size"), help: "8-bit states: tensors with fewer elements keep float32 states (default \(QuantizationSettings.standard.min8bitSize)).")
     var min8bitSize: Int?
-    @Option(name: .customLong("proj-bits"), help: "Q-GaLore: bits per projector entry, 1, 2, 4 or 8 (default 4).")
+    @Option(name: .customLong("proj-bits"), help: "Q-GaLore: bits per projector entry, 1, 2, 4 or 8 (default \(QGaLoreSettings.defaults.projectionBits)).")
     var projBits: Int?
-    @Option(name: .customLong("proj-group-size"), help: "Q-GaLore: projector quantization group size (default 256).")
+    @Option(name: .customLong("proj-group-size"), help: "Q-GaLore: projector quantization group size (default \(QGaLoreSettings.defaults.projectionGroupSize)).")
     var projGroupSize: Int?
-    @Option(name: .customLong("qgalore-threshold"), parsing: .unconditional, help: "Q-GaLore: cosine similarity of successive projectors at which the refresh gap grows (default 0.4).")
+    @Option(name: .customLong("qgalore-threshold"), parsing: .unconditional, help: "Q-GaLore: cosine similarity of successive projectors at which the refresh gap grows (default \(d(QGaLoreSettings.defaults.lazyThreshold))).")
     var qgaloreThreshold: Float?
-    @Option(name: .customLong("qgalore-queue"), help: "Q-GaLore: similarities that must pass, paper: each, reference: their mean (default 5; --variant picks the rule, default paper).")
+    @Option(name: .customLong("qgalore-queue"), help: "Q-GaLore: similarities that must pass, paper: each, reference: their mean (default \(QGaLoreSettings.defaults.lazyQueueSize); --variant picks the rule, default \(QGaLoreSettings.defaults.lazyRule.rawValue)).")
     var qgaloreQueue: Int?
-    @Option(name: .customLong("qgalore-gamma"), help: "Q-GaLore: factor the refresh gap grows by (default 2).")
+    @Option(name: .customLong("qgalore-gamma"), help: "Q-GaLore: factor the refresh gap grows by (default \(QGaLoreSettings.defaults.lazyGrowth)).")
     var qgaloreGamma: Int?
 
     /// The optimizer's hyperparameters, starting from `base`.
@@ -100,6 +107,7 @@ struct OptimizerFlags: ParsableArguments {
         if let svdBasis { o.svdBasis = svdBasis }
         if let projSeed { o.projectionSeed = projSeed }
         if let firaResidual { o.firaResidual = firaResidual }
+        if let unprojectedAdamW { o.unprojectedAdamW = unprojectedAdamW }
         if let fullRankProb { o.fullRankProbability = fullRankProb }
         if let granularity { o.granularity = granularity }
         if let variant { o.variant = variant }

@@ -123,7 +123,7 @@ struct Train: ParsableCommand {
         try apply(to: &cfg)
         // The default run's AdamW rate (tuned for `tiny` on Shakespeare); every other optimizer
         // keeps its own documented default unless --lr is given.
-        if cfg.optimizerOptions.learningRate == nil, cfg.optimizer == "adamw" { cfg.optimizerOptions.learningRate = 3e-3 }
+        if cfg.optimizerOptions.learningRate == nil, cfg.optimizer == "adamw" { cfg.optimizerOptions.learningRate = RunConfig.defaultAdamWLearningRate }
         let dir = URL(fileURLWithPath: out ?? "runs/\(presetName ?? "model")-\(cfg.optimizer)-\(Int(Date().timeIntervalSince1970))")
         return (cfg, dir, false)
     }

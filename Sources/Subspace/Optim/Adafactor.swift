@@ -464,55 +464,43 @@ public final class Adafactor: ParameterwiseOptimizer<AdafactorMoments> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `adafactor`: Adafactor for every parameter. Without a learning rate it is
-    /// transformers' default (relative step, parameter scaling); with one it is the
-    /// external-rate form that transformers recommends with a schedule and GaLore's script
-    /// uses (`relative_step=False, scale_parameter=False`), unless `relativeStep` /
-    /// `scaleParameter` say otherwise. `beta1` turns the first moment on (off by default);
-    /// `eps` is the g^2 regulariser (1e-30); there is no beta2 (the second moment decays as
-    /// 1 - t^decayRate). Weight decay defaults to 0.
-    public static func adafactorOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
+/// `adafactor`: Adafactor (Shazeer & Stern, 2018) for every parameter, transformers'
+/// `Adafactor`. Without a learning rate it is transformers' default (relative step,
+/// parameter scaling); with one it is the external-rate form that transformers recommends
+/// with a schedule and GaLore's script uses (`relative_step=False, scale_parameter=False`),
+/// unless `relativeStep` / `scaleParameter` say otherwise. `beta1` turns the first moment on
+/// (off by default); `eps` is the g^2 regulariser (1e-30); there is no beta2 (the second
+/// moment decays as 1 - t^decayRate). Weight decay defaults to 0.
+public struct AdafactorSettings: MethodSettings {
+    public var adafactor: AdafactorRuleSettings
+    public var weightDecay: Float
+
+    public init(adafactor: AdafactorRuleSettings, weightDecay: Float) { self.adafactor = adafactor; self.weightDecay = weightDecay }
+
+    /// transformers' defaults: relative step and parameter scaling on, no first moment,
+    /// eps 1e-30, clip threshold 1, decay rate -0.8; weight decay 0.
+    public static let defaults = try! AdafactorSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
         let relative = o.relativeStep ?? (o.learningRate == nil)
         if !relative && o.learningRate == nil {
             throw ConfigurationError("adafactor: without the relative step a learning rate is needed")
         }
-        let (rule, lr) = try adafactorRule(
+        adafactor = try AdafactorRuleSettings(
             o, method: "adafactor", relativeStep: relative, scaleParameter: relative, beta1: o.beta1, defaultLearningRate: 0)
-        let wd = o.weightDecay ?? 0
-        guard wd >= 0, wd.isFinite else { throw ConfigurationError("weight decay must be non-negative, got \(wd)") }
-        return RoutedOptimizer(fallback: Adafactor(learningRate: lr, rule: rule, weightDecay: wd))
+        weightDecay = o.weightDecay ?? 0
     }
 
-    /// The Adafactor rule of `adafactor` and of the Adafactor-based projection methods from `o`, with the given
-    /// defaults for the relative step and parameter scaling; validates it and the learning
-    /// rate. Returns the rule and the learning rate to pass (nil with the relative step).
-    static func adafactorRule(
-        _ o: OptimizerOptions, method: String, relativeStep: Bool, scaleParameter: Bool,
-        beta1: Float?, defaultLearningRate: Float
-    ) throws -> (AdafactorRule, Float?) {
-        let relative = o.relativeStep ?? relativeStep
-        if relative, let lr = o.learningRate {
-            throw ConfigurationError("\(method): a learning rate (\(lr)) cannot be combined with the relative step; set relative step off or give no learning rate")
-        }
-        if o.warmupInit == true && !relative { throw ConfigurationError("\(method): warmup init requires the relative step") }
-        if let b2 = o.beta2 {
-            throw ConfigurationError("\(method) has no beta2 (got \(b2)): its second moment decays as 1 - t^decay_rate; give beta1 alone")
-        }
-        let rule = AdafactorRule(
-            eps1: o.eps ?? 1e-30, clipThreshold: o.clipThreshold ?? 1, decayRate: o.decayRate ?? -0.8,
-            beta1: beta1, relativeStep: relative, scaleParameter: o.scaleParameter ?? scaleParameter,
-            warmupInit: o.warmupInit ?? false)
-        let lr: Float? = relative ? nil : (o.learningRate ?? defaultLearningRate)
-        if let lr, !(lr > 0 && lr.isFinite) { throw ConfigurationError("learning rate must be positive, got \(lr)") }
-        if let b1 = rule.beta1, !(b1 >= 0 && b1 < 1) { throw ConfigurationError("beta1 must be in [0, 1), got \(b1)") }
-        guard rule.eps1 > 0, rule.eps1.isFinite else { throw ConfigurationError("eps must be positive, got \(rule.eps1)") }
-        guard rule.clipThreshold > 0, rule.clipThreshold.isFinite else {
-            throw ConfigurationError("clip threshold must be positive, got \(rule.clipThreshold)")
-        }
-        guard rule.decayRate < 0, rule.decayRate.isFinite else {
-            throw ConfigurationError("decay rate must be negative (beta2_t = 1 - t^decay_rate), got \(rule.decayRate)")
-        }
-        return (rule, lr)
+    public func validate() throws {
+        try adafactor.validate()
+        try checkWeightDecay(weightDecay)
+    }
+
+    public func build() throws -> RoutedOptimizer {
+        RoutedOptimizer(fallback: Adafactor(learningRate: adafactor.learningRate, rule: adafactor.rule, weightDecay: weightDecay))
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.all, rule: "adafactor", self)]
     }
 }

@@ -8,6 +8,16 @@
 /// with t counted per parameter from 1. Defaults are PyTorch's: lr 1e-3, betas (0.9, 0.999),
 /// eps 1e-8, weight decay 0.01. `amsgrad` keeps the running maximum of v (one more m x n
 /// buffer) as PyTorch does. State: 2 floats per element (3 with amsgrad) plus a step count.
+///
+/// `style: .huggingFace` runs transformers' `AdamW` instead (the rule galore-torch's
+/// `GaLoreAdamW` applies to the parameters it does not project; `UnprojectedAdamW`):
+///
+///     m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
+///     p <- p - lr·sqrt(1 - b2^t)/(1 - b1^t) · m / (sqrt(v) + eps)
+///     p <- p · (1 - lr·wd)                        (decoupled weight decay, after the update)
+///
+/// eps is added to sqrt(v) before the bias correction, so it weighs sqrt(1 - b2^t) times
+/// less than in the torch form early on. Checkpoint keys are the same.
 public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
     public struct State {
         public var step: Int = 0
@@ -16,13 +26,16 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
         public var vMax: Tensor?
     }
     public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float, amsgrad: Bool
+    /// `.torch` (`torch.optim.AdamW`, the default) or `.huggingFace` (transformers' `AdamW`).
+    public var style: AdamMoments.Style
     public override var name: String { "adamw" }
 
     public init(
         learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
-        weightDecay: Float = 0.01, amsgrad: Bool = false
+        weightDecay: Float = 0.01, amsgrad: Bool = false, style: AdamMoments.Style = .torch
     ) {
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay; self.amsgrad = amsgrad
+        self.style = style
         super.init(learningRate: learningRate)
     }
 
@@ -64,12 +77,39 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
 
     public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout State, lr: Float) {
         s.step += 1
+        if style == .huggingFace {
+            AdamW.huggingFaceKernel(
+                p: p.value.data, g: g.data, m: s.m.data, v: s.v.data, vMax: s.vMax?.data, count: p.count,
+                lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, step: s.step)
+            return
+        }
         let t = Float(s.step)
         let bc1 = 1 - pow(beta1, t), bc2 = 1 - pow(beta2, t)
         AdamW.kernel(
             p: p.value.data, g: g.data, m: s.m.data, v: s.v.data, vMax: s.vMax?.data, count: p.count,
             lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
             stepSize: lr / bc1, bc2Sqrt: bc2.squareRoot())
+    }
+
+    /// transformers' `AdamW` step over `count` elements: advances m and v (Hugging Face
+    /// style), takes the step lr·sqrt(1 - b2^t)/(1 - b1^t) · m / (sqrt(v) + eps), then decays
+    /// `p` by 1 - lr·wd.
+    public static func huggingFaceKernel(
+        p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>?, count: Int,
+        lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, step t: Int
+    ) {
+        let stepSize = AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: t, style: .huggingFace)
+        let decay = 1 - lr * weightDecay
+        Parallel.ranges(count, grain: 1 << 15) { r in
+            for i in r {
+                let (mi, denom) = AdamMoments.advance(
+                    g[i], m: &m[i], v: &v[i], vMax: vMax.map { $0 + i },
+                    beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: 1, style: .huggingFace)
+                p[i] -= stepSize * mi / denom
+                if weightDecay > 0 { p[i] *= decay }
+            }
+        }
     }
 
     /// The element loop: decays `p`, advances m and v with `AdamMoments` (torch style) and

@@ -98,23 +98,44 @@ public final class AdamW8bit: ParameterwiseOptimizer<AdamW8bit.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// The 8-bit layout from the options (`blockSize`, `min8bitSize`).
-    static func stateQuantization(_ o: OptimizerOptions) throws -> StateQuantization {
-        try StateQuantization(blockSize: o.blockSize ?? 256, minimumSize: o.min8bitSize ?? 4096)
+/// `adamw8bit`, and the rule that `galore8bit` and `qgalore` give the parameters they do not
+/// project: `AdamW8bit` with its AdamW hyperparameters and 8-bit layout.
+public struct AdamW8bitSettings: MethodSettings {
+    public var adamw: AdamWSettings
+    public var quantization: QuantizationSettings
+
+    public init(adamw: AdamWSettings, quantization: QuantizationSettings) { self.adamw = adamw; self.quantization = quantization }
+
+    /// bitsandbytes' `AdamW8bit` defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8 and weight
+    /// decay 1e-2 (bitsandbytes' own, which galore-torch's `GaLoreAdamW8bit` keeps); blocks
+    /// of 256, float32 below 4096 elements (`QuantizationSettings.standard`).
+    public static let defaults = AdamW8bitSettings(
+        adamw: AdamWSettings(learningRate: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2),
+        quantization: .standard)
+
+    public init(resolving o: OptimizerOptions) throws { self.init(o, weightDecay: Self.defaults.adamw.weightDecay) }
+
+    /// `defaults` from `o`, with `weightDecay` as the weight-decay default.
+    public init(_ o: OptimizerOptions, weightDecay: Float) {
+        var d = Self.defaults.adamw
+        d.weightDecay = weightDecay
+        self.init(adamw: AdamWSettings(o, defaults: d), quantization: QuantizationSettings(o))
     }
 
-    /// `AdamW8bit` with the given options and bitsandbytes' defaults (weight decay 1e-2,
-    /// eps 1e-8); also the rule for the parameters that `galore8bit` and `qgalore` leave
-    /// unprojected, as galore-torch's and Q-GaLore's 8-bit optimizers run them.
-    public static func adamW8bit(_ o: OptimizerOptions, weightDecay: Float = 1e-2) throws -> AdamW8bit {
+    public func validate() throws {
+        try adamw.validate()
+        try quantization.validate()
+    }
+
+    public func make() throws -> AdamW8bit {
         try AdamW8bit(
-            learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999,
-            eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? weightDecay, quantization: try stateQuantization(o))
+            learningRate: adamw.learningRate, beta1: adamw.beta1, beta2: adamw.beta2, eps: adamw.eps,
+            weightDecay: adamw.weightDecay, quantization: try quantization.make())
     }
 
-    /// `adamw8bit`: `AdamW8bit` on every parameter.
-    public static func adamW8bitOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        RoutedOptimizer(fallback: try adamW8bit(o))
-    }
+    public func build() throws -> RoutedOptimizer { RoutedOptimizer(fallback: try make()) }
+
+    public var groups: [ResolvedOptimizer.Group] { [group(ResolvedOptimizer.Group.all)] }
+
+    func group(_ parameters: String) -> ResolvedOptimizer.Group { .init(parameters: parameters, rule: "adamw8bit", adamw, quantization) }
 }

@@ -83,13 +83,35 @@ public final class Lion: ParameterwiseOptimizer<Lion.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `lion`: Lion for every parameter; defaults lr 1e-4, betas (0.9, 0.99), weight decay 0.
-    public static func lionOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let opt = Lion(
-            learningRate: o.learningRate ?? 1e-4, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.99,
-            weightDecay: o.weightDecay ?? 0)
-        try check(opt.learningRate, beta1: opt.rule.beta1, beta2: opt.rule.beta2, eps: 1, wd: opt.weightDecay)
-        return RoutedOptimizer(fallback: opt)
+/// `lion`: Lion (Chen et al., 2023) on every parameter.
+public struct LionSettings: MethodSettings {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var weightDecay: Float
+
+    /// The paper's and lucidrains' `lion-pytorch` defaults: lr 1e-4 (Lion wants a 3-10x
+    /// smaller rate than AdamW, since its sign update has unit magnitude per element),
+    /// betas (0.9, 0.99); weight decay 0.
+    public static let defaults = LionSettings(learningRate: 1e-4, beta1: 0.9, beta2: 0.99, weightDecay: 0)
+
+    public init(learningRate: Float, beta1: Float, beta2: Float, weightDecay: Float) {
+        self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.weightDecay = weightDecay
     }
+
+    public init(resolving o: OptimizerOptions) throws {
+        let d = Self.defaults
+        self.init(learningRate: o.learningRate ?? d.learningRate, beta1: o.beta1 ?? d.beta1, beta2: o.beta2 ?? d.beta2,
+                  weightDecay: o.weightDecay ?? d.weightDecay)
+    }
+
+    public func validate() throws {
+        try OptimizerRegistry.check(learningRate, beta1: beta1, beta2: beta2, eps: 1, wd: weightDecay)
+    }
+
+    public func build() throws -> RoutedOptimizer {
+        RoutedOptimizer(fallback: Lion(learningRate: learningRate, beta1: beta1, beta2: beta2, weightDecay: weightDecay))
+    }
+
+    public var groups: [ResolvedOptimizer.Group] { [.init(parameters: ResolvedOptimizer.Group.all, rule: "lion", self)] }
 }

@@ -136,43 +136,78 @@ public final class Muon: ParameterwiseOptimizer<Muon.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `muon`: Muon for the 2-D attention and MLP matrices (`ParameterSelector.hiddenMatrices`)
-    /// and AdamW for everything else (embeddings, head, norm gains), as KellerJordan's
-    /// `MuonWithAuxAdam`.
-    ///
-    /// - Muon side: `learningRate` (0.02), `momentum` (0.95), `nesterov` (on),
-    ///   `muonAdjustment` ("original"), `weightDecay` (0).
-    /// - AdamW side: MuonWithAuxAdam's defaults, lr `adamLearningRate` (3e-4), betas from
-    ///   `beta1`/`beta2` (0.9, 0.95), `eps` (1e-10) and the same `weightDecay`. The general
-    ///   learning rate is Muon's alone, because the two rates differ by ~60x in the
-    ///   reference setup; with "match_rms_adamw" the point is to reuse AdamW's rate, so pass
-    ///   the same value to both.
-    public static func muonOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let adjustment = try muonAdjustment(o)
-        let lr = o.learningRate ?? 0.02, mu = o.momentum ?? 0.95, wd = o.weightDecay ?? 0
-        guard lr > 0, lr.isFinite else { throw ConfigurationError("learning rate must be positive, got \(lr)") }
-        guard mu >= 0, mu < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(mu)") }
-        guard wd >= 0, wd.isFinite else { throw ConfigurationError("weight decay must be non-negative, got \(wd)") }
-        let muon = Muon(
-            learningRate: lr, rule: MuonRule(momentum: mu, nesterov: o.nesterov ?? true, adjustment: adjustment),
-            weightDecay: wd)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, muon)], fallback: try muonAuxAdam(o))
+/// `muon`: Muon for the 2-D attention and MLP matrices (`ParameterSelector.hiddenMatrices`)
+/// and AdamW for everything else (embeddings, head, norm gains), as KellerJordan's
+/// `MuonWithAuxAdam`. The general learning rate is Muon's alone, because the two rates differ
+/// by ~60x in the reference setup; with "match_rms_adamw" the point is to reuse AdamW's rate,
+/// so pass the same value to both (`--lr` and `--adam-lr`).
+public struct MuonSettings: MethodSettings {
+    public var learningRate: Float
+    public var momentum: Float
+    public var nesterov: Bool
+    public var adjustment: MuonLRAdjustment
+    public var weightDecay: Float
+    /// The AdamW side: `AdamWSettings.muonAuxiliary` with `--adam-lr`, `--betas`, `--eps` and
+    /// the same weight decay.
+    public var adamw: AdamWSettings
+
+    /// Keller Jordan's Muon: lr 0.02, momentum 0.95 with Nesterov, the "original" shape
+    /// factor sqrt(max(1, A/B)), weight decay 0; the AdamW side as `MuonWithAuxAdam`.
+    public static let defaults = MuonSettings(
+        learningRate: 0.02, momentum: 0.95, nesterov: true, adjustment: .original, weightDecay: 0, adamw: .muonAuxiliary)
+
+    public init(learningRate: Float, momentum: Float, nesterov: Bool, adjustment: MuonLRAdjustment, weightDecay: Float, adamw: AdamWSettings) {
+        self.learningRate = learningRate; self.momentum = momentum; self.nesterov = nesterov; self.adjustment = adjustment
+        self.weightDecay = weightDecay; self.adamw = adamw
     }
 
+    public init(resolving o: OptimizerOptions) throws {
+        let d = Self.defaults
+        self.init(
+            learningRate: o.learningRate ?? d.learningRate, momentum: o.momentum ?? d.momentum, nesterov: o.nesterov ?? d.nesterov,
+            adjustment: try OptimizerRegistry.muonAdjustment(o), weightDecay: o.weightDecay ?? d.weightDecay,
+            adamw: AdamWSettings(muonSide: o))
+    }
+
+    public func validate() throws {
+        try checkLearningRate(learningRate)
+        guard momentum >= 0, momentum < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(momentum)") }
+        try checkWeightDecay(weightDecay)
+        try adamw.validate()
+    }
+
+    public func build() throws -> RoutedOptimizer {
+        let muon = Muon(
+            learningRate: learningRate, rule: MuonRule(momentum: momentum, nesterov: nesterov, adjustment: adjustment),
+            weightDecay: weightDecay)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, muon)], fallback: try adamw.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "muon",
+               MuonSettingsView(learningRate: learningRate, momentum: momentum, nesterov: nesterov, adjustment: adjustment, weightDecay: weightDecay)),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adamw (torch)", adamw)]
+    }
+}
+
+/// The Muon side's values, for descriptions.
+struct MuonSettingsView: Encodable {
+    var learningRate: Float, momentum: Float, nesterov: Bool, adjustment: MuonLRAdjustment, weightDecay: Float
+}
+
+extension AdamWSettings {
+    /// The AdamW side of Muon-style methods (muon, gum): `muonAuxiliary`'s values, lr from
+    /// `adamLearningRate`, betas and eps from the options, the method's weight decay.
+    init(muonSide o: OptimizerOptions) {
+        var side = o
+        side.learningRate = o.adamLearningRate
+        self.init(side, defaults: .muonAuxiliary)
+    }
+}
+
+extension OptimizerRegistry {
     /// `--muon-adjust-lr`, defaulting to Keller Jordan's "original" shape scaling.
     static func muonAdjustment(_ o: OptimizerOptions) throws -> MuonLRAdjustment {
         try choice(o.muonAdjustment, default: .original, option: "muon lr adjustment")
-    }
-
-    /// The AdamW that Muon-style methods (muon, gum) give the non-matrix parameters:
-    /// MuonWithAuxAdam's defaults (lr `adamLearningRate` 3e-4, betas 0.9/0.95, eps 1e-10) and
-    /// the method's weight decay.
-    static func muonAuxAdam(_ o: OptimizerOptions) throws -> AdamW {
-        let adam = AdamW(
-            learningRate: o.adamLearningRate ?? 3e-4, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.95,
-            eps: o.eps ?? 1e-10, weightDecay: o.weightDecay ?? 0)
-        try check(adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, wd: adam.weightDecay)
-        return adam
     }
 }

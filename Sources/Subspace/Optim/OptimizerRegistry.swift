@@ -71,53 +71,51 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     public var lazyQueueSize: Int?
     /// Q-GaLore: factor the gap grows by (default 2).
     public var lazyGrowth: Int?
+    /// galore and fira: the rule of the unprojected parameters, an `UnprojectedAdamW` raw
+    /// value, "torch" or "transformers" (default "torch").
+    public var unprojectedAdamW: String?
     public init() {}
 }
 
-/// Builds a `RoutedOptimizer` by name. Adding a method is one entry in `builders`.
+/// Maps a method's name to its settings type (`MethodSettings`), which resolves the options,
+/// owns the defaults and builds the `RoutedOptimizer`. Adding a method is one entry in
+/// `settingsTypes`.
 public enum OptimizerRegistry {
-    public typealias Builder = (OptimizerOptions) throws -> RoutedOptimizer
-
-    /// AdamW with the given options, for parameters that the memory-efficient methods leave
-    /// to AdamW (embeddings, head, norms) as well as for full AdamW.
-    public static func adamW(_ o: OptimizerOptions) throws -> AdamW {
-        let opt = AdamW(
-            learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999,
-            eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0.0)
-        try check(opt.learningRate, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, wd: opt.weightDecay)
-        return opt
-    }
-
-    public static let builders: [String: Builder] = [
-        "adamw": { o in RoutedOptimizer(fallback: try adamW(o)) },
-        "sgd": { o in
-            let lr = o.learningRate ?? 1e-2, mu = o.momentum ?? 0.9
-            guard lr > 0, lr.isFinite else { throw ConfigurationError("learning rate must be positive, got \(lr)") }
-            guard mu >= 0, mu < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(mu)") }
-            return RoutedOptimizer(fallback: SGD(learningRate: lr, momentum: mu, weightDecay: o.weightDecay ?? 0, nesterov: o.nesterov ?? false))
-        },
-        "adafactor": { try adafactorOptimizer($0) },
-        "lion": { try lionOptimizer($0) },
-        "muon": { try muonOptimizer($0) },
-        "galore": { try galoreOptimizer($0) },
-        "fira": { try firaOptimizer($0) },
-        "galore-adafactor": { try galoreAdafactorOptimizer($0) },
-        "flora": { try floraOptimizer($0) },
-        "gum": { try gumOptimizer($0) },
-        "projfactor": { try projFactorOptimizer($0) },
-        "adamw8bit": { try adamW8bitOptimizer($0) },
-        "galore8bit": { try galore8bitOptimizer($0) },
-        "qgalore": { try qgaloreOptimizer($0) },
-        "mlorc-adamw": { try mlorcAdamWOptimizer($0) },
-        "mlorc-lion": { try mlorcLionOptimizer($0) },
-        "mofasgd": { try mofasgdOptimizer($0) },
-        "so": { try soOptimizer($0) },
+    public static let settingsTypes: [String: any MethodSettings.Type] = [
+        "adamw": AdamWSettings.self,
+        "sgd": SGDSettings.self,
+        "adafactor": AdafactorSettings.self,
+        "lion": LionSettings.self,
+        "muon": MuonSettings.self,
+        "galore": GaLoreSettings.self,
+        "fira": FiraSettings.self,
+        "galore-adafactor": GaLoreAdafactorSettings.self,
+        "flora": FloraSettings.self,
+        "gum": GUMSettings.self,
+        "projfactor": ProjFactorSettings.self,
+        "adamw8bit": AdamW8bitSettings.self,
+        "galore8bit": GaLore8bitSettings.self,
+        "qgalore": QGaLoreSettings.self,
+        "mlorc-adamw": MLorcAdamWSettings.self,
+        "mlorc-lion": MLorcLionSettings.self,
+        "mofasgd": MoFaSGDSettings.self,
+        "so": SOSettings.self,
     ]
 
-    public static var names: [String] { builders.keys.sorted() }
+    public static var names: [String] { settingsTypes.keys.sorted() }
 
-    public static func make(_ name: String, options: OptimizerOptions) throws -> RoutedOptimizer {
-        guard let b = builders[name] else {
+    /// The method a run uses when none is named.
+    public static let defaultName = "adamw"
+
+    /// Methods that take `--unprojected-adamw`: those running float AdamW on what they do
+    /// not project, whose reference runs transformers' AdamW there.
+    public static let unprojectedRuleMethods: Set<String> = ["galore", "fira"]
+
+    /// The resolved, validated settings of `name` under `options` (a value of the method's
+    /// settings type). Throws a one-line `ConfigurationError` for an unknown name or an
+    /// impossible value; what it returns builds.
+    public static func settings(_ name: String, options: OptimizerOptions) throws -> any MethodSettings {
+        guard let type = settingsTypes[name] else {
             throw ConfigurationError("unknown optimizer '\(name)'; known: \(names.joined(separator: ", "))")
         }
         // Integer settings size tensors and loops: beyond Int32 they are mistakes that would
@@ -135,7 +133,25 @@ public enum OptimizerRegistry {
         if let b1 = options.beta1, options.beta2 == nil, !singleBetaMethods.contains(name) {
             throw ConfigurationError("--betas for \(name) takes two values, beta1,beta2 (got \(b1) alone)")
         }
-        return try b(options)
+        if let rule = options.unprojectedAdamW, !unprojectedRuleMethods.contains(name) {
+            throw ConfigurationError(
+                "--unprojected-adamw \(rule) applies to \(unprojectedRuleMethods.sorted().joined(separator: " and ")), not \(name)")
+        }
+        let s = try type.init(resolving: options)
+        try s.validate()
+        _ = try s.build()
+        return s
+    }
+
+    /// The optimizer `name` with `options` (defaults filled in by its settings type).
+    public static func make(_ name: String, options: OptimizerOptions) throws -> RoutedOptimizer {
+        try settings(name, options: options).build()
+    }
+
+    /// What `make` would run, per parameter group: the `resolvedOptimizer` record of
+    /// `run_config.json`.
+    public static func resolvedSettings(_ name: String, options: OptimizerOptions) throws -> ResolvedOptimizer {
+        ResolvedOptimizer(optimizer: name, groups: try settings(name, options: options).groups)
     }
 
     /// Methods whose `--betas` is beta1 alone.
@@ -159,4 +175,48 @@ public enum OptimizerRegistry {
         guard eps > 0, eps.isFinite else { throw ConfigurationError("eps must be positive, got \(eps)") }
         guard wd >= 0, wd.isFinite else { throw ConfigurationError("weight decay must be non-negative, got \(wd)") }
     }
+}
+
+// MARK: - adamw and sgd
+
+extension AdamWSettings: MethodSettings {
+    /// `AdamWSettings.standard`.
+    public static var defaults: AdamWSettings { .standard }
+    public init(resolving o: OptimizerOptions) throws { self.init(o, defaults: .standard) }
+    public func build() throws -> RoutedOptimizer { RoutedOptimizer(fallback: try make()) }
+    public var groups: [ResolvedOptimizer.Group] { [.init(parameters: ResolvedOptimizer.Group.all, rule: "adamw (torch)", self)] }
+}
+
+/// `sgd`: SGD with momentum (`torch.optim.SGD`, no dampening) on every parameter.
+public struct SGDSettings: MethodSettings {
+    public var learningRate: Float
+    public var momentum: Float
+    public var weightDecay: Float
+    public var nesterov: Bool
+
+    /// lr 1e-2 (torch.optim.SGD has no default; 1e-2 is the usual starting point for
+    /// momentum SGD on transformers, ten times AdamW's), momentum 0.9 (the standard heavy-ball
+    /// coefficient), weight decay 0, no Nesterov (torch's default).
+    public static let defaults = SGDSettings(learningRate: 1e-2, momentum: 0.9, weightDecay: 0, nesterov: false)
+
+    public init(learningRate: Float, momentum: Float, weightDecay: Float, nesterov: Bool) {
+        self.learningRate = learningRate; self.momentum = momentum; self.weightDecay = weightDecay; self.nesterov = nesterov
+    }
+
+    public init(resolving o: OptimizerOptions) throws {
+        let d = Self.defaults
+        self.init(learningRate: o.learningRate ?? d.learningRate, momentum: o.momentum ?? d.momentum,
+                  weightDecay: o.weightDecay ?? d.weightDecay, nesterov: o.nesterov ?? d.nesterov)
+    }
+
+    public func validate() throws {
+        try checkLearningRate(learningRate)
+        guard momentum >= 0, momentum < 1 else { throw ConfigurationError("momentum must be in [0, 1), got \(momentum)") }
+    }
+
+    public func build() throws -> RoutedOptimizer {
+        RoutedOptimizer(fallback: SGD(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov))
+    }
+
+    public var groups: [ResolvedOptimizer.Group] { [.init(parameters: ResolvedOptimizer.Group.all, rule: "sgd", self)] }
 }

@@ -24,7 +24,10 @@ public enum Suite {
     /// the step by RMS(W), 0.02 at Hugging Face initialisation, which left the 300-step run
     /// 50x under-stepped (validation loss 6.06; 5.53 without the scaling; AdamW 5.16).
     public static func cells(suite: String) throws -> [Cell] {
-        let lowRank = ["--rank", "64", "--update-gap", "200", "--scale", "0.25"]
+        // GaLore's gap and scale are its defaults, restated so each cell's command is whole;
+        // the text comes from `ProjectionSettings.galore` ("200", "0.25").
+        let galore = ProjectionSettings.galore
+        let lowRank = ["--rank", "64", "--update-gap", "\(galore.updateGap)", "--scale", SettingText.number(galore.scale!)]
         switch suite {
         case "pretrain", "speed":
             return [
@@ -50,6 +53,7 @@ public enum Suite {
             // setting (rank 8 with scale 2, the paper's GLUE choice for r = 8) and a gap of 100
             // so the subspace moves within the short budget. Not tuned.
             let ftRank = ["--rank", "8", "--update-gap", "100", "--scale", "2"]
+            let mlorcRank = MLorcCompression.defaults.rank
             return [
                 Cell("adamw", ["--optimizer", "adamw", "--lr", "1e-3"]),
                 Cell("galore-r8", ["--optimizer", "galore", "--lr", "1e-3"] + ftRank),
@@ -64,10 +68,10 @@ public enum Suite {
                 // Momentum compression and sparse updates (issue 5's fine-tuning setting):
                 // MLorc at its default rank 4, MoFaSGD at rank 8 with Muon's fine-tuning rate
                 // (its update is spectrally normalised like Muon's), SO at density 0.1.
-                Cell("mlorc-adamw-r4", ["--optimizer", "mlorc-adamw", "--lr", "1e-3", "--rank", "4"]),
-                Cell("mlorc-lion-r4", ["--optimizer", "mlorc-lion", "--lr", "1e-4", "--rank", "4"]),
+                Cell("mlorc-adamw-r4", ["--optimizer", "mlorc-adamw", "--lr", "1e-3", "--rank", "\(mlorcRank)"]),
+                Cell("mlorc-lion-r4", ["--optimizer", "mlorc-lion", "--lr", "1e-4", "--rank", "\(mlorcRank)"]),
                 Cell("mofasgd-r8", ["--optimizer", "mofasgd", "--lr", "5e-3", "--rank", "8"]),
-                Cell("so-d0.1", ["--optimizer", "so", "--lr", "1e-3", "--density", "0.1"]),
+                Cell("so-d0.1", ["--optimizer", "so", "--lr", "1e-3", "--density", SettingText.number(SOSettings.defaults.density)]),
                 Cell("adamw8bit", ["--optimizer", "adamw8bit", "--lr", "1e-3", "--weight-decay", "0"]),
                 Cell("galore8bit-r8", ["--optimizer", "galore8bit", "--lr", "1e-3", "--weight-decay", "0"] + ftRank),
             ]

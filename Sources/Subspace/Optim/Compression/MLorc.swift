@@ -255,38 +255,105 @@ public final class MLorc: ParameterwiseOptimizer<MLorc.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `mlorc-adamw`: MLorc-AdamW on the attention and MLP matrices (`.hiddenMatrices`) and
-    /// AdamW with the same lr, betas, eps and weight decay on embeddings, head and norms (the
-    /// reference skips non-matrices; its NLU script passes only the 2-D target modules).
-    /// Options: `learningRate` (1e-3), `beta1`/`beta2` (0.9, 0.999), `eps` (1e-8),
-    /// `weightDecay` (0), `rank` (4), `oversampling` (0), `powerIterations` (1),
-    /// `variant` ("paper" or "reference"), `projectionSeed` (0, the RSVD's seed).
-    public static func mlorcAdamWOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let mlorc = try MLorc(
-            learningRate: o.learningRate ?? 1e-3,
-            base: .adamW(beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8),
-            rank: o.rank ?? 4, oversampling: o.oversampling ?? 0, powerIterations: o.powerIterations ?? 1,
-            weightDecay: o.weightDecay ?? 0, variant: try choice(o.variant, default: MLorc.Variant.paper, option: "mlorc variant"),
-            seed: o.projectionSeed ?? 0)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, mlorc)], fallback: try adamW(o))
+/// MLorc's compression settings: rank, randomized-SVD oversampling and power iterations,
+/// the variant and the RSVD's seed.
+public struct MLorcCompression: Codable, Equatable, Sendable {
+    public var rank: Int
+    public var oversampling: Int
+    public var powerIterations: Int
+    /// `MLorc.Variant` (`--variant`): "paper" (default) or "reference".
+    public var variant: MLorc.Variant
+    /// Seed of the randomized SVD (`--proj-seed`).
+    public var projectionSeed: UInt64
+
+    /// The reference's: rank 4, oversampling 0, one power iteration, the paper's variant.
+    public static let defaults = MLorcCompression(rank: 4, oversampling: 0, powerIterations: 1, variant: .paper, projectionSeed: 0)
+
+    public init(rank: Int, oversampling: Int, powerIterations: Int, variant: MLorc.Variant, projectionSeed: UInt64) {
+        self.rank = rank; self.oversampling = oversampling; self.powerIterations = powerIterations
+        self.variant = variant; self.projectionSeed = projectionSeed
     }
 
-    /// `mlorc-lion`: MLorc-Lion on the attention and MLP matrices, AdamW on the rest.
-    /// Lion side: `learningRate` (1e-4, the reference README's; Lion wants a 3-10x smaller
-    /// rate than AdamW), `beta1`/`beta2` (0.95, 0.98, the reference's), `weightDecay` (0),
-    /// `rank` (4), `oversampling` (0), `powerIterations` (1), `variant`, `projectionSeed`.
-    /// AdamW side: lr `adamLearningRate` (1e-3), betas (0.9, 0.999) (`betas` are Lion's),
-    /// `eps` (1e-8) and the same weight decay.
-    public static func mlorcLionOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
+    public init(_ o: OptimizerOptions) throws {
+        let d = Self.defaults
+        self.init(
+            rank: o.rank ?? d.rank, oversampling: o.oversampling ?? d.oversampling,
+            powerIterations: o.powerIterations ?? d.powerIterations,
+            variant: try OptimizerRegistry.choice(o.variant, default: d.variant, option: "mlorc variant"),
+            projectionSeed: o.projectionSeed ?? d.projectionSeed)
+    }
+}
+
+/// `mlorc-adamw`: MLorc-AdamW on the attention and MLP matrices (`.hiddenMatrices`) and
+/// AdamW with the same lr, betas, eps and weight decay on embeddings, head and norms (the
+/// reference skips non-matrices; its NLU script passes only the 2-D target modules).
+public struct MLorcAdamWSettings: MethodSettings {
+    public var adam: AdamWSettings
+    public var compression: MLorcCompression
+
+    /// AdamW's defaults (`AdamWSettings.standard`: lr 1e-3, betas (0.9, 0.999), eps 1e-8,
+    /// weight decay 0) and `MLorcCompression.defaults`.
+    public static let defaults = try! MLorcAdamWSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        adam = AdamWSettings(o, defaults: .standard)
+        compression = try MLorcCompression(o)
+    }
+
+    /// AdamW's checks; the compression's are `MLorc`'s.
+    public func validate() throws { try adam.validate() }
+
+    public func build() throws -> RoutedOptimizer {
+        let c = compression
         let mlorc = try MLorc(
-            learningRate: o.learningRate ?? 1e-4, base: .lion(LionRule(beta1: o.beta1 ?? 0.95, beta2: o.beta2 ?? 0.98)),
-            rank: o.rank ?? 4, oversampling: o.oversampling ?? 0, powerIterations: o.powerIterations ?? 1,
-            weightDecay: o.weightDecay ?? 0, variant: try choice(o.variant, default: MLorc.Variant.paper, option: "mlorc variant"),
-            seed: o.projectionSeed ?? 0)
+            learningRate: adam.learningRate, base: .adamW(beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps),
+            rank: c.rank, oversampling: c.oversampling, powerIterations: c.powerIterations,
+            weightDecay: adam.weightDecay, variant: c.variant, seed: c.projectionSeed)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, mlorc)], fallback: try adam.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "mlorc-adamw", adam, compression),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adamw (torch)", adam)]
+    }
+}
+
+/// `mlorc-lion`: MLorc-Lion on the attention and MLP matrices, AdamW on the rest.
+public struct MLorcLionSettings: MethodSettings {
+    /// The Lion side: lr, betas, weight decay.
+    public var lion: LionSettings
+    public var compression: MLorcCompression
+    /// lr `--adam-lr`, betas (0.9, 0.999) (`--betas` are Lion's), `--eps`, the weight decay.
+    public var adamw: AdamWSettings
+
+    /// The reference's: Lion lr 1e-4 (its README's; Lion wants a 3-10x smaller rate than
+    /// AdamW), betas (0.95, 0.98), weight decay 0; `MLorcCompression.defaults`; the AdamW
+    /// side at `AdamWSettings.standard`.
+    public static let defaults = try! MLorcLionSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        lion = LionSettings(learningRate: o.learningRate ?? 1e-4, beta1: o.beta1 ?? 0.95, beta2: o.beta2 ?? 0.98, weightDecay: o.weightDecay ?? 0)
+        compression = try MLorcCompression(o)
         var side = o
-        side.learningRate = o.adamLearningRate ?? 1e-3
+        side.learningRate = o.adamLearningRate
         side.beta1 = nil; side.beta2 = nil
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, mlorc)], fallback: try adamW(side))
+        adamw = AdamWSettings(side, defaults: .standard)
+    }
+
+    /// The AdamW side's checks; the Lion side's and the compression's are `MLorc`'s.
+    public func validate() throws { try adamw.validate() }
+
+    public func build() throws -> RoutedOptimizer {
+        let c = compression
+        let mlorc = try MLorc(
+            learningRate: lion.learningRate, base: .lion(LionRule(beta1: lion.beta1, beta2: lion.beta2)),
+            rank: c.rank, oversampling: c.oversampling, powerIterations: c.powerIterations,
+            weightDecay: lion.weightDecay, variant: c.variant, seed: c.projectionSeed)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, mlorc)], fallback: try adamw.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "mlorc-lion", lion, compression),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adamw (torch)", adamw)]
     }
 }

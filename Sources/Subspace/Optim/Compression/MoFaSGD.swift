@@ -223,22 +223,61 @@ public final class MoFaSGD: ParameterwiseOptimizer<MoFaSGD.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `mofasgd`: MoFaSGD on the attention and MLP matrices (`.hiddenMatrices`) and AdamW on
-    /// embeddings, head and norms (the reference's `train_gpt.py` split).
-    /// MoFaSGD side: `learningRate` (1e-2), `momentum` = beta (0.95), `rank` (32), `eta2` (0),
-    /// `mofasgdUpdate` ("paper": U Vᵀ, or "reference": U diag(1/S) Vᵀ), `variant` ("paper":
-    /// beta-averaged momentum, or "reference"), `weightDecay` (0).
-    /// AdamW side: lr `adamLearningRate` (1e-3), `beta1`/`beta2` (0.9, 0.999), `eps` (1e-8) and
-    /// the same weight decay.
-    public static func mofasgdOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let mofasgd = try MoFaSGD(
-            learningRate: o.learningRate ?? 1e-2, beta: o.momentum ?? 0.95, rank: o.rank ?? 32, eta2: o.eta2 ?? 0,
-            update: try choice(o.mofasgdUpdate, default: MoFaSGD.Update.paper, option: "mofasgd update"),
-            variant: try choice(o.variant, default: MoFaSGD.Variant.paper, option: "mofasgd variant"),
-            weightDecay: o.weightDecay ?? 0)
+/// `mofasgd`: MoFaSGD on the attention and MLP matrices (`.hiddenMatrices`) and AdamW on
+/// embeddings, head and norms (the reference's `train_gpt.py` split).
+public struct MoFaSGDSettings: MethodSettings {
+    public var learningRate: Float
+    /// The momentum beta (`--momentum`).
+    public var momentum: Float
+    public var rank: Int
+    /// Weight of the complement term (I - UUᵀ) G (I - VVᵀ).
+    public var eta2: Float
+    /// `MoFaSGD.Update`: "paper" (U Vᵀ, default) or "reference" (U diag(1/S) Vᵀ).
+    public var update: MoFaSGD.Update
+    /// `MoFaSGD.Variant` (`--variant`): "paper" (beta-averaged momentum, default) or "reference".
+    public var variant: MoFaSGD.Variant
+    public var weightDecay: Float
+    /// lr `--adam-lr`, `--betas`, `--eps` and the same weight decay.
+    public var adamw: AdamWSettings
+
+    /// The reference's nanoGPT configuration (`mfsgd.yaml`): lr 1e-2, beta 0.95, rank 32,
+    /// eta2 0; the paper's update and momentum; weight decay 0; the AdamW side at
+    /// `AdamWSettings.standard` (lr 1e-3).
+    public static let defaults = try! MoFaSGDSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        update = try OptimizerRegistry.choice(o.mofasgdUpdate, default: MoFaSGD.Update.paper, option: "mofasgd update")
+        variant = try OptimizerRegistry.choice(o.variant, default: MoFaSGD.Variant.paper, option: "mofasgd variant")
+        learningRate = o.learningRate ?? 1e-2
+        momentum = o.momentum ?? 0.95
+        rank = o.rank ?? 32
+        eta2 = o.eta2 ?? 0
+        weightDecay = o.weightDecay ?? 0
         var side = o
-        side.learningRate = o.adamLearningRate ?? 1e-3
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, mofasgd)], fallback: try adamW(side))
+        side.learningRate = o.adamLearningRate
+        adamw = AdamWSettings(side, defaults: .standard)
+    }
+
+    /// The AdamW side's checks; MoFaSGD's own are `MoFaSGD`'s.
+    public func validate() throws { try adamw.validate() }
+
+    public func build() throws -> RoutedOptimizer {
+        let mofasgd = try MoFaSGD(
+            learningRate: learningRate, beta: momentum, rank: rank, eta2: eta2, update: update, variant: variant,
+            weightDecay: weightDecay)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, mofasgd)], fallback: try adamw.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "mofasgd", MoFaSGDView(self)),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adamw (torch)", adamw)]
+    }
+}
+
+struct MoFaSGDView: Encodable {
+    var learningRate: Float, momentum: Float, rank: Int, eta2: Float, update: MoFaSGD.Update, variant: MoFaSGD.Variant, weightDecay: Float
+    init(_ s: MoFaSGDSettings) {
+        learningRate = s.learningRate; momentum = s.momentum; rank = s.rank; eta2 = s.eta2; update = s.update
+        variant = s.variant; weightDecay = s.weightDecay
     }
 }

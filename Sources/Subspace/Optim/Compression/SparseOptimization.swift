@@ -248,18 +248,41 @@ public final class SparseOptimization: ParameterwiseOptimizer<SparseOptimization
     }
 }
 
-extension OptimizerRegistry {
-    /// `so`: Sparse Optimization on the attention and MLP matrices (`.hiddenMatrices`, the
-    /// reference's trainable set) and AdamW with the same lr, betas, eps and weight decay on
-    /// embeddings, head and norms (the reference's dense group). Options: `learningRate`
-    /// (1e-3), `beta1`/`beta2` (0.9, 0.999), `eps` (1e-8), `weightDecay` (0, coupled L2 on
-    /// the support), `density` = kappa (0.1), `updateGap` = T (5), `projectionSeed` (0, the
-    /// support's seed).
-    public static func soOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
+/// `so`: Sparse Optimization on the attention and MLP matrices (`.hiddenMatrices`, the
+/// reference's trainable set) and AdamW with the same lr, betas, eps and weight decay on
+/// embeddings, head and norms (the reference's dense group).
+public struct SOSettings: MethodSettings {
+    /// lr, betas, eps and weight decay (coupled L2 on the support).
+    public var adam: AdamWSettings
+    /// Fraction kappa of each matrix's entries in the random support.
+    public var density: Float
+    /// Steps T between support redraws.
+    public var updateGap: Int
+    /// Seed of the supports.
+    public var projectionSeed: UInt64
+
+    /// `AdamWSettings.standard`, the reference's kappa 0.1 and T 5, seed 0.
+    public static let defaults = try! SOSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        adam = AdamWSettings(o, defaults: .standard)
+        density = o.density ?? 0.1
+        updateGap = o.updateGap ?? 5
+        projectionSeed = o.projectionSeed ?? 0
+    }
+
+    /// AdamW's checks; the support's are `SparseOptimization`'s.
+    public func validate() throws { try adam.validate() }
+
+    public func build() throws -> RoutedOptimizer {
         let so = try SparseOptimization(
-            learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8,
-            weightDecay: o.weightDecay ?? 0, density: o.density ?? 0.1, updateGap: o.updateGap ?? 5,
-            seed: o.projectionSeed ?? 0)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, so)], fallback: try adamW(o))
+            learningRate: adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps,
+            weightDecay: adam.weightDecay, density: density, updateGap: updateGap, seed: projectionSeed)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, so)], fallback: try adam.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "so", self),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adamw (torch)", adam)]
     }
 }

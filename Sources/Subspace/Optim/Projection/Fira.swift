@@ -167,18 +167,43 @@ public final class Fira: ParameterwiseOptimizer<Fira.State>, StepPreparing {
     }
 }
 
-extension OptimizerRegistry {
-    /// `fira`: Fira on the attention and MLP matrices, torch-style AdamW on the rest (see
-    /// `galoreOptimizer`). `firaResidual` picks `Fira.Residual` (default "paper").
-    public static func firaOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let residual = try choice(o.firaResidual, default: Fira.Residual.paper, option: "Fira residual")
+/// `fira`: Fira on the attention and MLP matrices, AdamW on the rest (see `GaLoreSettings`):
+/// GaLore's settings plus the residual form.
+public struct FiraSettings: MethodSettings {
+    public var adam: AdamWSettings
+    public var projection: ProjectionSettings
+    /// `Fira.Residual`: "paper" (default), (I - PPᵀ)G as the paper writes it.
+    public var residual: Fira.Residual
+    public var unprojected: UnprojectedSettings
+
+    /// GaLore's defaults (`GaLoreSettings`; Fira's reference is built on galore-torch and
+    /// keeps its hyperparameters) and the paper's residual.
+    public static let defaults = try! FiraSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        residual = try OptimizerRegistry.choice(o.firaResidual, default: Fira.Residual.paper, option: "Fira residual")
+        adam = AdamWSettings(o, defaults: GaLoreSettings.adamDefaults)
+        projection = try ProjectionSettings(o, defaults: .galore)
+        unprojected = try UnprojectedSettings(o, projected: adam)
+    }
+
+    public func validate() throws {
+        try adam.validate()
+        try projection.validate()
+        try unprojected.adamw.validate()
+    }
+
+    public func build() throws -> RoutedOptimizer {
         let fira = try Fira(
-            learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999,
-            eps: o.eps ?? 1e-6, weightDecay: o.weightDecay ?? 0, rank: o.rank ?? 128,
-            updateGap: o.updateGap ?? 200, scale: o.scale ?? 0.25,
-            projection: try ProjectionType(parsing: o.projectionType ?? "std"), seed: o.projectionSeed ?? 0,
-            residual: residual)
-        fira.settings.basisAlgorithm = try basisAlgorithm(o)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, fira)], fallback: try adamW(o))
+            learningRate: adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay,
+            rank: projection.rank, updateGap: projection.updateGap, scale: projection.scale ?? 1,
+            projection: projection.projectionType, seed: projection.projectionSeed, residual: residual)
+        fira.settings.basisAlgorithm = projection.svdBasis ?? .gram
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, fira)], fallback: try unprojected.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "fira", adam, projection, ["residual": residual]),
+         unprojected.group]
     }
 }

@@ -223,22 +223,48 @@ public final class Flora: ParameterwiseOptimizer<Flora.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `flora`: Flora for every parameter, as flora-opt is used (`Flora(model.parameters())`;
-    /// embeddings, the head and vectors keep uncompressed momentum by its aspect-ratio and
-    /// shape rules). Options: `learningRate` (1e-3), `beta1` (0.9; 0 turns momentum off),
-    /// `rank` (256), `updateGap` = kappa (1000), `projectionType` (gaussian or rademacher),
-    /// `projectionSeed` (0), `variant` ("paper" or "reference"), `weightDecay` (0) and
-    /// Adafactor's `relativeStep` (off), `scaleParameter` (on), `warmupInit`,
-    /// `clipThreshold` (1), `decayRate` (-0.8) and `eps` (1e-30).
-    public static func floraOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let (rule, lr) = try adafactorRule(
+/// `flora`: Flora for every parameter, as flora-opt is used (`Flora(model.parameters())`;
+/// embeddings, the head and vectors keep uncompressed momentum by its aspect-ratio and
+/// shape rules), on an Adafactor rule.
+public struct FloraSettings: MethodSettings {
+    public var adafactor: AdafactorRuleSettings
+    /// Flora's own first moment (0 turns momentum off).
+    public var beta1: Float
+    /// rank, `updateGap` = kappa (the resampling interval), a random projection type and seed.
+    public var projection: ProjectionSettings
+    /// `Flora.Variant`: "paper" (default) or "reference".
+    public var variant: Flora.Variant
+    public var weightDecay: Float
+
+    /// flora-opt's defaults: lr 1e-3, beta1 0.9, rank 256, kappa 1000, Gaussian projections,
+    /// the paper's variant, weight decay 0; Adafactor without the relative step but with
+    /// parameter scaling (flora-opt's), transformers' eps, clip threshold and decay rate.
+    public static let defaults = try! FloraSettings(resolving: OptimizerOptions())
+
+    /// flora-opt's rank 256 and kappa 1000 with Gaussian projections (no scale, no SVD).
+    public static let projectionDefaults = ProjectionSettings(rank: 256, updateGap: 1000, scale: nil, projectionType: .gaussian, svdBasis: nil)
+
+    public init(resolving o: OptimizerOptions) throws {
+        adafactor = try AdafactorRuleSettings(
             o, method: "flora", relativeStep: false, scaleParameter: true, beta1: nil, defaultLearningRate: 1e-3)
-        let variant = try choice(o.variant, default: Flora.Variant.paper, option: "flora variant")
+        variant = try OptimizerRegistry.choice(o.variant, default: Flora.Variant.paper, option: "flora variant")
+        beta1 = o.beta1 ?? 0.9
+        projection = try ProjectionSettings(o, defaults: Self.projectionDefaults)
+        weightDecay = o.weightDecay ?? 0
+    }
+
+    /// The Adafactor rule's checks; the rest are `Flora`'s.
+    public func validate() throws { try adafactor.validate() }
+
+    public func build() throws -> RoutedOptimizer {
         let flora = try Flora(
-            learningRate: lr, rule: rule, beta1: o.beta1 ?? 0.9, rank: o.rank ?? 256, kappa: o.updateGap ?? 1000,
-            projection: try ProjectionType(parsing: o.projectionType ?? "gaussian"), seed: o.projectionSeed ?? 0,
-            variant: variant, weightDecay: o.weightDecay ?? 0)
+            learningRate: adafactor.learningRate, rule: adafactor.rule, beta1: beta1, rank: projection.rank,
+            kappa: projection.updateGap, projection: projection.projectionType, seed: projection.projectionSeed,
+            variant: variant, weightDecay: weightDecay)
         return RoutedOptimizer(fallback: flora)
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.all, rule: "flora", self)]
     }
 }

@@ -206,22 +206,55 @@ public final class GUM: ParameterwiseOptimizer<GUM.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `gum`: GUM on the attention and MLP matrices and AdamW on everything else, with the
-    /// Adam side configured as `muon`'s (lr `adamLearningRate` 3e-4, betas 0.9/0.95, eps 1e-10,
-    /// the same weight decay). GUM side: `learningRate` (0.02), `momentum` (0.95), `nesterov`
-    /// (off), `muonAdjustment` ("original"), `rank` (128), `updateGap` = period K (200),
-    /// `fullRankProbability` q (0.25), `projectionType` (left), `scale` (1), `projectionSeed`
-    /// (seed of the draws, 0), `weightDecay` (0).
-    public static func gumOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let adjustment = try muonAdjustment(o)
-        let wd = o.weightDecay ?? 0
+/// `gum`: GUM on the attention and MLP matrices and AdamW on everything else, with the Adam
+/// side configured as `muon`'s.
+public struct GUMSettings: MethodSettings {
+    public var learningRate: Float
+    public var momentum: Float
+    public var nesterov: Bool
+    public var adjustment: MuonLRAdjustment
+    /// rank, `updateGap` = the period K, an SVD projection type, scale, seed of the draws.
+    public var projection: ProjectionSettings
+    /// Probability q that a layer is full-rank in a period.
+    public var fullRankProbability: Float
+    public var weightDecay: Float
+    /// `AdamWSettings.muonAuxiliary` with `--adam-lr`, `--betas`, `--eps` and the weight decay.
+    public var adamw: AdamWSettings
+
+    /// The GUM paper's setting on Muon's defaults: lr 0.02, momentum 0.95 without Nesterov,
+    /// the original shape factor, rank 128, period 200, `left` projection, scale 1, q 0.25,
+    /// weight decay 0; the AdamW side as `muon`.
+    public static let defaults = try! GUMSettings(resolving: OptimizerOptions())
+
+    public static let projectionDefaults = ProjectionSettings(rank: 128, updateGap: 200, scale: 1, projectionType: .left, svdBasis: nil)
+
+    public init(resolving o: OptimizerOptions) throws {
+        adjustment = try OptimizerRegistry.muonAdjustment(o)
+        learningRate = o.learningRate ?? 0.02
+        momentum = o.momentum ?? 0.95
+        nesterov = o.nesterov ?? false
+        projection = try ProjectionSettings(o, defaults: Self.projectionDefaults)
+        fullRankProbability = o.fullRankProbability ?? 0.25
+        weightDecay = o.weightDecay ?? 0
+        adamw = AdamWSettings(muonSide: o)
+    }
+
+    /// The AdamW side's checks; GUM's own are `GUM`'s.
+    public func validate() throws { try adamw.validate() }
+
+    public func build() throws -> RoutedOptimizer {
         let gum = try GUM(
-            learningRate: o.learningRate ?? 0.02,
-            rule: MuonRule(momentum: o.momentum ?? 0.95, nesterov: o.nesterov ?? false, adjustment: adjustment),
-            rank: o.rank ?? 128, updateGap: o.updateGap ?? 200, fullRankProbability: o.fullRankProbability ?? 0.25,
-            projection: try ProjectionType(parsing: o.projectionType ?? "left"), scale: o.scale ?? 1,
-            seed: o.projectionSeed ?? 0, weightDecay: wd)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, gum)], fallback: try muonAuxAdam(o))
+            learningRate: learningRate, rule: MuonRule(momentum: momentum, nesterov: nesterov, adjustment: adjustment),
+            rank: projection.rank, updateGap: projection.updateGap, fullRankProbability: fullRankProbability,
+            projection: projection.projectionType, scale: projection.scale ?? 1, seed: projection.projectionSeed,
+            weightDecay: weightDecay)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, gum)], fallback: try adamw.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "gum",
+               MuonSettingsView(learningRate: learningRate, momentum: momentum, nesterov: nesterov, adjustment: adjustment, weightDecay: weightDecay),
+               projection, ["fullRankProbability": fullRankProbability]),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adamw (torch)", adamw)]
     }
 }

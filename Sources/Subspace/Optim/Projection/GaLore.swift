@@ -264,24 +264,44 @@ public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State>, StepPrep
     }
 }
 
-extension OptimizerRegistry {
-    /// `galore`: GaLore-AdamW on the attention and MLP matrices (`.hiddenMatrices`),
-    /// torch-style AdamW with the same lr, betas and weight decay on everything else
-    /// (embeddings, head, norms), the routing of galore-torch's and Fira's scripts. The
-    /// references run their unprojected group through the same Hugging Face-style AdamW
-    /// (eps 1e-6); ours keeps `AdamW`'s eps default of 1e-8 unless `eps` is given.
-    public static func galoreOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let galore = try GaLore(
-            learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999,
-            eps: o.eps ?? 1e-6, weightDecay: o.weightDecay ?? 0, rank: o.rank ?? 128,
-            updateGap: o.updateGap ?? 200, scale: o.scale ?? 0.25,
-            projection: try ProjectionType(parsing: o.projectionType ?? "std"), seed: o.projectionSeed ?? 0)
-        galore.settings.basisAlgorithm = try basisAlgorithm(o)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, galore)], fallback: try adamW(o))
+/// `galore`: GaLore-AdamW on the attention and MLP matrices (`.hiddenMatrices`) and AdamW on
+/// everything else (embeddings, head, norms), the routing of galore-torch's and Fira's
+/// scripts. The unprojected group shares lr, betas and weight decay; its rule and eps are
+/// `UnprojectedSettings`'s.
+public struct GaLoreSettings: MethodSettings {
+    /// The projected Adam: lr, betas, eps, weight decay.
+    public var adam: AdamWSettings
+    public var projection: ProjectionSettings
+    public var unprojected: UnprojectedSettings
+
+    /// galore-torch's `GaLoreAdamW`: lr 1e-3, betas (0.9, 0.999), eps 1e-6 (galore-torch's
+    /// default; the paper says 1e-8, and the reference runs 1e-6), weight decay 0 (its
+    /// scripts'); `ProjectionSettings.galore`; the unprojected group on `torch` AdamW.
+    public static let adamDefaults = AdamWSettings(learningRate: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0)
+    public static let defaults = try! GaLoreSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        adam = AdamWSettings(o, defaults: Self.adamDefaults)
+        projection = try ProjectionSettings(o, defaults: .galore)
+        unprojected = try UnprojectedSettings(o, projected: adam)
     }
 
-    /// `svdBasis` parsed (default `gram`).
-    static func basisAlgorithm(_ o: OptimizerOptions) throws -> Projector.BasisAlgorithm {
-        try o.svdBasis.map(Projector.BasisAlgorithm.init(parsing:)) ?? .gram
+    public func validate() throws {
+        try adam.validate()
+        try projection.validate()
+        try unprojected.adamw.validate()
+    }
+
+    public func build() throws -> RoutedOptimizer {
+        let galore = try GaLore(
+            learningRate: adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay,
+            rank: projection.rank, updateGap: projection.updateGap, scale: projection.scale ?? 1,
+            projection: projection.projectionType, seed: projection.projectionSeed)
+        galore.settings.basisAlgorithm = projection.svdBasis ?? .gram
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, galore)], fallback: try unprojected.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "galore", adam, projection), unprojected.group]
     }
 }

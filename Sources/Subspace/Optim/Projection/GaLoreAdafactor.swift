@@ -156,25 +156,46 @@ func isAllFinite(_ t: Tensor) -> Bool {
     return true
 }
 
-extension OptimizerRegistry {
-    /// `galore-adafactor`: GaLore-Adafactor on the attention and MLP matrices and plain
-    /// Adafactor with the same rule, rate and weight decay on everything else, as GaLore's
-    /// script puts both groups in one `GaLoreAdafactor`. Defaults: lr 1e-3, no relative step,
-    /// no parameter scaling, decay rate -0.8, clip threshold 1, beta1 off (`beta1` turns the
-    /// first moment on), eps 1e-30, weight decay 0; rank 128, gap 200, scale 0.25, `std`
-    /// projection.
-    public static func galoreAdafactorOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let (rule, lr) = try adafactorRule(
-            o, method: "galore-adafactor", relativeStep: false, scaleParameter: false, beta1: o.beta1,
-            defaultLearningRate: 1e-3)
-        let wd = o.weightDecay ?? 0
+/// `galore-adafactor`: GaLore-Adafactor on the attention and MLP matrices and plain
+/// Adafactor with the same rule, rate and weight decay on everything else, as GaLore's
+/// script puts both groups in one `GaLoreAdafactor`.
+public struct GaLoreAdafactorSettings: MethodSettings {
+    public var adafactor: AdafactorRuleSettings
+    public var weightDecay: Float
+    public var projection: ProjectionSettings
+
+    /// GaLore's script (`relative_step=False, scale_parameter=False, warmup_init=False`):
+    /// lr 1e-3, no relative step, no parameter scaling, decay rate -0.8, clip threshold 1,
+    /// beta1 off (`beta1` turns the first moment on), eps 1e-30, weight decay 0;
+    /// `ProjectionSettings.galore`.
+    public static let defaults = try! GaLoreAdafactorSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        adafactor = try AdafactorRuleSettings(
+            o, method: "galore-adafactor", relativeStep: false, scaleParameter: false, beta1: o.beta1, defaultLearningRate: 1e-3)
+        weightDecay = o.weightDecay ?? 0
+        projection = try ProjectionSettings(o, defaults: .galore)
+    }
+
+    public func validate() throws {
+        try adafactor.validate()
+        try projection.validate()
+        try checkWeightDecay(weightDecay)
+    }
+
+    public func build() throws -> RoutedOptimizer {
         let projected = try GaLoreAdafactor(
-            learningRate: lr, rule: rule, weightDecay: wd, rank: o.rank ?? 128, updateGap: o.updateGap ?? 200,
-            scale: o.scale ?? 0.25, projection: try ProjectionType(parsing: o.projectionType ?? "std"),
-            seed: o.projectionSeed ?? 0)
-        projected.basisAlgorithm = try basisAlgorithm(o)
+            learningRate: adafactor.learningRate, rule: adafactor.rule, weightDecay: weightDecay, rank: projection.rank,
+            updateGap: projection.updateGap, scale: projection.scale ?? 1, projection: projection.projectionType,
+            seed: projection.projectionSeed)
+        projected.basisAlgorithm = projection.svdBasis ?? .gram
         return RoutedOptimizer(
             routes: [.init(.hiddenMatrices, projected)],
-            fallback: Adafactor(learningRate: lr, rule: rule, weightDecay: wd))
+            fallback: Adafactor(learningRate: adafactor.learningRate, rule: adafactor.rule, weightDecay: weightDecay))
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "galore-adafactor", adafactor, projection, ["weightDecay": weightDecay]),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adafactor", adafactor, ["weightDecay": weightDecay])]
     }
 }

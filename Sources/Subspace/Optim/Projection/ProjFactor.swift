@@ -316,24 +316,48 @@ public final class ProjFactor: ParameterwiseOptimizer<ProjFactor.State>, MicroBa
     }
 }
 
-extension OptimizerRegistry {
-    /// `projfactor`: ProjFactor on the attention and MLP matrices and torch-style AdamW with the
-    /// same lr, betas, eps and weight decay on everything else, as VLoRP's `ProjFactor` wrapper
-    /// does. Options: `learningRate` (1e-3), `beta1`/`beta2` (0.9, 0.999), `eps` (1e-6),
-    /// `weightDecay` (0), `rank` (32), `updateGap` (100), `scale` (1), `granularity` c (1),
-    /// `projectionType` (gaussian or rademacher), `projectionSeed` (0), `variant` ("reference",
-    /// the default, or "paper": see `ProjFactor.Correction`).
-    public static func projFactorOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
-        let correction = try choice(o.variant, default: ProjFactor.Correction.reference, option: "projfactor variant")
-        let lr = o.learningRate ?? 1e-3, b1 = o.beta1 ?? 0.9, b2 = o.beta2 ?? 0.999, eps = o.eps ?? 1e-6
-        let wd = o.weightDecay ?? 0
+/// `projfactor`: ProjFactor on the attention and MLP matrices and torch-style AdamW with the
+/// same lr, betas, eps and weight decay on everything else, as VLoRP's `ProjFactor` wrapper
+/// does.
+public struct ProjFactorSettings: MethodSettings {
+    public var adam: AdamWSettings
+    /// rank, gap, scale, a random projection type and seed.
+    public var projection: ProjectionSettings
+    /// Projection granularity c.
+    public var granularity: Int
+    /// `ProjFactor.Correction` (`--variant`): "reference" (default) or "paper".
+    public var correction: ProjFactor.Correction
+
+    /// VLoRP's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-6, weight decay 0, rank 32,
+    /// gap 100, scale 1, c 1, Gaussian projections, the reference's correction.
+    public static let defaults = try! ProjFactorSettings(resolving: OptimizerOptions())
+
+    public static let adamDefaults = AdamWSettings(learningRate: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0)
+    public static let projectionDefaults = ProjectionSettings(rank: 32, updateGap: 100, scale: 1, projectionType: .gaussian, svdBasis: nil)
+
+    public init(resolving o: OptimizerOptions) throws {
+        correction = try OptimizerRegistry.choice(o.variant, default: ProjFactor.Correction.reference, option: "projfactor variant")
+        adam = AdamWSettings(o, defaults: Self.adamDefaults)
+        projection = try ProjectionSettings(o, defaults: Self.projectionDefaults)
+        granularity = o.granularity ?? 1
+    }
+
+    public func validate() throws {
+        try adam.validate()
+        try projection.validate()
+    }
+
+    public func build() throws -> RoutedOptimizer {
         let pf = try ProjFactor(
-            learningRate: lr, beta1: b1, beta2: b2, eps: eps, weightDecay: wd, rank: o.rank ?? 32,
-            updateGap: o.updateGap ?? 100, scale: o.scale ?? 1, granularity: o.granularity ?? 1,
-            projection: try ProjectionType(parsing: o.projectionType ?? "gaussian"), seed: o.projectionSeed ?? 0,
-            correction: correction)
-        let adam = AdamW(learningRate: lr, beta1: b1, beta2: b2, eps: eps, weightDecay: wd)
-        try check(adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, wd: adam.weightDecay)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, pf)], fallback: adam)
+            learningRate: adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay,
+            rank: projection.rank, updateGap: projection.updateGap, scale: projection.scale ?? 1, granularity: granularity,
+            projection: projection.projectionType, seed: projection.projectionSeed, correction: correction)
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, pf)], fallback: try adam.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "projfactor", adam, projection,
+               ["granularity": SettingValue.int(granularity), "correction": .string(correction.rawValue)]),
+         .init(parameters: ResolvedOptimizer.Group.others, rule: "adamw (torch)", adam)]
     }
 }

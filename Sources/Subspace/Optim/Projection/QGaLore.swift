@@ -260,25 +260,79 @@ public final class QGaLore: ParameterwiseOptimizer<QGaLore.State> {
     }
 }
 
-extension OptimizerRegistry {
-    /// `qgalore`: Q-GaLore on the attention and MLP matrices, `AdamW8bit` with the same lr,
-    /// betas, eps and weight decay (default 0, as Q-GaLore's scripts) on everything else, the
-    /// reference's single 8-bit optimizer with two parameter groups. Options: `rank`,
-    /// `updateGap`, `scale`, `projectionType` (SVD types), `projectionSeed`,
-    /// `projectionBits`, `projectionGroupSize`, `lazyThreshold`, `lazyQueueSize`,
-    /// `lazyGrowth`, `variant` ("paper" or "reference", the lazy rule), `blockSize`,
-    /// `min8bitSize`.
-    public static func qgaloreOptimizer(_ o: OptimizerOptions) throws -> RoutedOptimizer {
+/// `qgalore`: Q-GaLore on the attention and MLP matrices, `AdamW8bit` with the same lr,
+/// betas, eps and weight decay on everything else, the reference's single 8-bit optimizer
+/// with two parameter groups.
+public struct QGaLoreSettings: MethodSettings {
+    public var adam: AdamWSettings
+    public var projection: ProjectionSettings
+    /// Bits per projector entry (1, 2, 4 or 8).
+    public var projectionBits: Int
+    /// Entries per quantization group of P.
+    public var projectionGroupSize: Int
+    /// Cosine similarity of successive first singular vectors at which the gap grows.
+    public var lazyThreshold: Float
+    /// Similarities looked at.
+    public var lazyQueueSize: Int
+    /// Factor the gap grows by.
+    public var lazyGrowth: Int
+    /// `QGaLore.LazyRule` (`--variant`): "paper" (every similarity passes, default) or
+    /// "reference" (their mean).
+    public var lazyRule: QGaLore.LazyRule
+    public var quantization: QuantizationSettings
+    /// `AdamW8bit` with the same values.
+    public var unprojected: AdamW8bitSettings
+
+    /// Q-GaLore's `run_pretrain.py`: lr 1e-3, betas (0.9, 0.999), eps 1e-8 (bitsandbytes'),
+    /// weight decay 0 (its scripts'); `ProjectionSettings.galore`; INT4 projectors in groups
+    /// of 256 (the paper's INT4 with the group size of its quantizer); lazy refresh at
+    /// threshold 0.4 over a window of 5, doubling the gap (`cos_threshold`, `queue_size`,
+    /// `gamma_proj`); the paper's all-similarities rule; bitsandbytes' 8-bit layout.
+    public static let defaults = try! QGaLoreSettings(resolving: OptimizerOptions())
+
+    public init(resolving o: OptimizerOptions) throws {
+        unprojected = AdamW8bitSettings(o, weightDecay: 0)
+        adam = unprojected.adamw
+        quantization = unprojected.quantization
+        projection = try ProjectionSettings(o, defaults: .galore)
+        projectionBits = o.projectionBits ?? 4
+        projectionGroupSize = o.projectionGroupSize ?? 256
+        lazyThreshold = o.lazyThreshold ?? 0.4
+        lazyQueueSize = o.lazyQueueSize ?? 5
+        lazyGrowth = o.lazyGrowth ?? 2
+        lazyRule = try OptimizerRegistry.choice(o.variant, default: QGaLore.LazyRule.paper, option: "--variant")
+    }
+
+    /// Shared checks here; the bits, group size and lazy-refresh limits are `QGaLore`'s.
+    public func validate() throws {
+        try adam.validate()
+        try projection.validate()
+        try quantization.validate()
+    }
+
+    public func build() throws -> RoutedOptimizer {
         let q = try QGaLore(
-            learningRate: o.learningRate ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999,
-            eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0, rank: o.rank ?? 128,
-            updateGap: o.updateGap ?? 200, scale: o.scale ?? 0.25,
-            projection: try ProjectionType(parsing: o.projectionType ?? "std"), seed: o.projectionSeed ?? 0,
-            bits: o.projectionBits ?? 4, groupSize: o.projectionGroupSize ?? 256,
-            threshold: o.lazyThreshold ?? 0.4, queueSize: o.lazyQueueSize ?? 5, growth: o.lazyGrowth ?? 2,
-            rule: try choice(o.variant, default: QGaLore.LazyRule.paper, option: "--variant"),
-            quantization: try stateQuantization(o))
-        q.settings.basisAlgorithm = try basisAlgorithm(o)
-        return RoutedOptimizer(routes: [.init(.hiddenMatrices, q)], fallback: try adamW8bit(o, weightDecay: 0))
+            learningRate: adam.learningRate, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay,
+            rank: projection.rank, updateGap: projection.updateGap, scale: projection.scale ?? 1,
+            projection: projection.projectionType, seed: projection.projectionSeed,
+            bits: projectionBits, groupSize: projectionGroupSize, threshold: lazyThreshold, queueSize: lazyQueueSize,
+            growth: lazyGrowth, rule: lazyRule, quantization: try quantization.make())
+        q.settings.basisAlgorithm = projection.svdBasis ?? .gram
+        return RoutedOptimizer(routes: [.init(.hiddenMatrices, q)], fallback: try unprojected.make())
+    }
+
+    public var groups: [ResolvedOptimizer.Group] {
+        [.init(parameters: ResolvedOptimizer.Group.matrices, rule: "qgalore", adam, projection, quantization, QGaLoreView(self)),
+         unprojected.group(ResolvedOptimizer.Group.others)]
+    }
+}
+
+/// Q-GaLore's own values, for descriptions.
+struct QGaLoreView: Encodable {
+    var projectionBits: Int, projectionGroupSize: Int, lazyThreshold: Float, lazyQueueSize: Int, lazyGrowth: Int
+    var lazyRule: QGaLore.LazyRule
+    init(_ s: QGaLoreSettings) {
+        projectionBits = s.projectionBits; projectionGroupSize = s.projectionGroupSize; lazyThreshold = s.lazyThreshold
+        lazyQueueSize = s.lazyQueueSize; lazyGrowth = s.lazyGrowth; lazyRule = s.lazyRule
     }
 }
