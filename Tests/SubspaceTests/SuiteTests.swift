@@ -90,7 +90,7 @@ import Testing
         func value(_ flag: String) -> String? { cell.arguments.firstIndex(of: flag).map { cell.arguments[$0 + 1] } }
         #expect(value("--init-from") == "/tmp/x/ft/base/checkpoint")
         #expect(value("--tokenizer") == "/tmp/x/ft/base/checkpoint/tokenizer.json")
-        #expect(value("--data") == "../shared/data/milton")
+        #expect(value("--data") == DefaultCorpus.path("milton"))
         #expect(value("--warmup") == "4")
         // A given base: no base job; a run directory resolves to nothing else when it has no checkpoint/.
         let given = try plan("finetune", out) { $0.base = "/tmp/x/elsewhere" }
