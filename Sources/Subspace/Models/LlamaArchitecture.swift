@@ -178,6 +178,7 @@ public struct LlamaArchitecture: Sendable {
     /// Float32 bytes of activations for a pass in `mode`: the arena plus what each slot's
     /// operator kind keeps (0 for dense).
     public func activationBytes(batch: Int, seq: Int, mode: ForwardMode) -> Int {
+        if operators.allDense { return arenaBytes(batch: batch, seq: seq, mode: mode) }
         let n = batch * seq
         let operatorBytes = allSlots.reduce(0) { $0 + operators.kind($1).activationBytes(for: $1, rows: n, mode: mode) }
         return arenaBytes(batch: batch, seq: seq, mode: mode) + operatorBytes

@@ -125,11 +125,19 @@ extension LinearOperatorKind {
 public struct LinearOperators: Sendable {
     /// The kind of a slot.
     public let kind: @Sendable (LinearSlotSpec) -> any LinearOperatorKind
+    /// True when every slot is dense: shape-only figures then need not visit each slot (the
+    /// planner prices absurd shapes, with millions of layers, before validating them).
+    public let allDense: Bool
 
-    public init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind) { self.kind = kind }
+    public init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind) { self.init(kind, allDense: false) }
+
+    private init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind, allDense: Bool) {
+        self.kind = kind
+        self.allDense = allDense
+    }
 
     /// Dense weights in every slot: the model as Hugging Face's `LlamaForCausalLM`.
-    public static let dense = LinearOperators { _ in DenseLinear.Kind() }
+    public static let dense = LinearOperators({ _ in DenseLinear.Kind() }, allDense: true)
 
     /// These choices, except that slots matching `predicate` get `kind`.
     public func replacing(where predicate: @escaping @Sendable (LinearSlotSpec) -> Bool, with kind: any LinearOperatorKind) -> LinearOperators {
