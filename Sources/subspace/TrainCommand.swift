@@ -27,6 +27,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Replace the run already in --out (its metrics, checkpoint and run files are deleted).") var overwrite = false
     @Option(name: .customLong("stop-after"), help: "Pause after this step (checkpoint saved); continue later with --resume.") var stopAfter: Int?
     @Option(name: .customLong("sample-tokens"), help: "Tokens to sample at the end (0: none).") var sampleTokens: Int = 120
+    @Option(name: .customLong("step-rule"), help: "How each step is taken: \(StepRuleName.allCases.map(\.rawValue).joined(separator: ", ")) (default backprop).")
+    var stepRule: String?
     @OptionGroup var opt: OptimizerFlags
 
     func run() throws {
@@ -148,6 +150,7 @@ struct Train: ParsableCommand {
         if let evalBatches { c.evalBatches = evalBatches }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let seed { c.seed = seed }
+        if let stepRule { c.stepRule = try StepRuleName(parsing: stepRule) }
         if let shuffle { c.shuffle = shuffle }
         try opt.apply(to: &c)
     }

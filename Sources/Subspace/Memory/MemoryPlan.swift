@@ -4,14 +4,15 @@
 /// - **Weights**: every parameter once (a tied head is the embedding), in `dtype`.
 /// - **Gradients**: the full set, or with the per-layer update the largest single gradient
 ///   (the trainer steps and frees each gradient as soon as it is complete, so at most one is
-///   resident; GaLore's layer-wise trick).
+///   resident; GaLore's layer-wise trick); none for a forward-only step rule.
 /// - **Optimizer states** and **projectors**: the optimizer is built through
 ///   `OptimizerRegistry` with the given options, each parameter is routed by the real
 ///   `RoutedOptimizer` and its rule's `stateFootprint(for:)` gives the tensors it keeps after
 ///   a step. Float states are priced by `stateStorage` (dtype, or bitsandbytes' 8-bit
 ///   blocks), float projectors in `dtype` (GaLore's 8-bit runs keep P in bf16); tensors the
 ///   rule itself stores quantized keep their size.
-/// - **Activations**: `ActivationMemory` (the engine's allocation formula), in `dtype`.
+/// - **Activations**: `ActivationMemory` (the engine's allocation formula), in `dtype`, by
+///   step rule: the training arena for backprop, the inference arena for forward-only rules.
 ///
 /// - **Runtime**: the resident set of the process before any of the above exists (Swift
 ///   runtime, Foundation, OpenBLAS and its thread buffers), given by the caller:
@@ -34,18 +35,22 @@ public struct MemoryPlan: Equatable, Sendable {
         public var batch: Int
         public var seq: Int
         public var activationCheckpointing: Bool
+        /// The step rule's memory regime: backprop (training arena, gradients) or forward
+        /// only (inference arena, no gradients).
+        public var rule: StepRuleMemory
         /// Resident bytes of the process itself, added to the total (see the type's notes).
         public var runtimeBytes: Int
 
         public init(
             config: LlamaConfig, optimizer: String, options: OptimizerOptions = OptimizerOptions(),
             dtype: MemoryDType = .fp32, stateStorage: StateStorage = .full, perLayerUpdate: Bool = false,
-            batch: Int = 8, seq: Int? = nil, activationCheckpointing: Bool = false, runtimeBytes: Int = 0
+            batch: Int = 8, seq: Int? = nil, activationCheckpointing: Bool = false, rule: StepRuleMemory = .backprop,
+            runtimeBytes: Int = 0
         ) {
             self.config = config; self.optimizer = optimizer; self.options = options; self.dtype = dtype
             self.stateStorage = stateStorage; self.perLayerUpdate = perLayerUpdate; self.batch = batch
             self.seq = seq ?? min(256, config.maxSeq); self.activationCheckpointing = activationCheckpointing
-            self.runtimeBytes = runtimeBytes
+            self.rule = rule; self.runtimeBytes = runtimeBytes
         }
     }
 
@@ -117,13 +122,18 @@ public struct MemoryPlan: Equatable, Sendable {
         self.request = request
         parameters = specs.reduce(0) { $0 + $1.count }
         weightsBytes = parameters * dtype.bytesPerElement
-        gradientsBytes = request.perLayerUpdate
-            ? (specs.map(\.count).max() ?? 0) * dtype.bytesPerElement
-            : weightsBytes
+        switch request.rule {
+        case .forwardOnly: gradientsBytes = 0
+        case .backprop:
+            gradientsBytes = request.perLayerUpdate
+                ? (specs.map(\.count).max() ?? 0) * dtype.bytesPerElement
+                : weightsBytes
+        }
         optimizerStateBytes = shares.reduce(0) { $0 + $1.stateBytes }
         projectorBytes = shares.reduce(0) { $0 + $1.projectorBytes }
         activationsBytes = ActivationMemory.bytes(
-            config: c, batch: request.batch, seq: request.seq, checkpointing: request.activationCheckpointing, dtype: dtype)
+            config: c, batch: request.batch, seq: request.seq, checkpointing: request.activationCheckpointing, dtype: dtype,
+            rule: request.rule)
         rules = shares
     }
 }

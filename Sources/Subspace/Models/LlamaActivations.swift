@@ -1,81 +1,85 @@
-/// Every buffer one forward/backward pass of `LlamaModel` needs, for a fixed batch shape.
+/// Every buffer one pass of `LlamaModel` needs, for a fixed batch shape: an arena allocated
+/// once per (batch, seq, mode) and reused across steps, so a step touches no fresh pages.
 ///
-/// Allocated once per (batch, seq) and reused across steps, so a training step touches no
-/// fresh pages. What backward needs is kept per layer; scratch is shared by all layers.
+/// The buffers are `LlamaArchitecture.activationBuffers(batch:seq:)`; this type only
+/// allocates them, in one of two layouts:
+/// - **training**: what backward needs is kept per layer (one set of per-layer buffers for
+///   each layer), plus backward scratch shared by all layers;
+/// - **inference** (forward only: eval, sampling, forward-only step rules): a single set of
+///   per-layer buffers that every layer reuses in turn (the residual stream is updated in
+///   place) and no backward scratch, so the arena does not grow with depth.
 ///
-/// Bytes (N = batch * seq tokens, D = dim, K = kvHeads * headDim, F = ffn, H = heads,
-/// T = seq, V = vocab), all float32:
-/// - per layer: residual input x, q, attention output, residual after attention (4ND); k, v
-///   (2NK); gate and up (2NF); two reciprocal-RMS vectors (2N); attention probabilities
-///   (B*H*T^2). The two normalised inputs are not kept: backward recomputes them from the
-///   residual and its reciprocal RMS (`RMSNorm.normalize`) into the shared `xn`;
-/// - once: final residual and its norm (2ND), final reciprocal RMS (N), one chunk of logits
-///   (R x V with R = `logitRows`, at most 2^24 / V rows: the head and the loss run chunk by
-///   chunk, so the N x V logits are never held at once);
-/// - scratch: the normalised input xn and three N x D gradients (4ND), dk and dv (2NK) and one
-///   N x F buffer.
-/// `LlamaActivations.bytes(config:batch:seq:)` is that sum; the memory test checks it against
-/// the allocations.
+/// `LlamaActivations.bytes(config:batch:seq:)` is the training arena's size and
+/// `LlamaArchitecture.arenaBytes(batch:seq:mode:)` either's; the memory tests check them
+/// against `allocatedBytes`.
 public final class LlamaActivations {
     public let batch: Int, seq: Int
+    public let mode: ForwardMode
     var tokenIds: [Int32]
     var targets: [Int32]
 
     final class Layer {
         let x, rstd1, q, k, v, probs, att, x2, rstd2, g, u: Tensor
-        init(n: Int, d: Int, kv: Int, f: Int, probs p: Int) {
-            x = Tensor(zeros: [n, d]); rstd1 = Tensor(zeros: [n])
-            q = Tensor(zeros: [n, d]); k = Tensor(zeros: [n, kv]); v = Tensor(zeros: [n, kv])
-            probs = Tensor(zeros: [p]); att = Tensor(zeros: [n, d]); x2 = Tensor(zeros: [n, d])
-            rstd2 = Tensor(zeros: [n])
-            g = Tensor(zeros: [n, f]); u = Tensor(zeros: [n, f])
+        init(_ t: (String) -> Tensor) {
+            x = t("x"); rstd1 = t("rstd1"); q = t("q"); k = t("k"); v = t("v"); probs = t("probs")
+            att = t("att"); x2 = t("x2"); rstd2 = t("rstd2"); g = t("g"); u = t("u")
         }
+        var tensors: [Tensor] { [x, rstd1, q, k, v, probs, att, x2, rstd2, g, u] }
     }
+
+    /// Backward scratch (training layout only).
+    final class Scratch {
+        let dX, dA, dq, dk, dv: Tensor
+        init(_ t: (String) -> Tensor) { dX = t("dX"); dA = t("dA"); dq = t("dq"); dk = t("dk"); dv = t("dv") }
+        var tensors: [Tensor] { [dX, dA, dq, dk, dv] }
+    }
+
+    /// One per layer when training; one in all in inference.
     let layers: [Layer]
-    let xL, xf, rstdf, logits: Tensor
+    /// The final residual: its own buffer when training, the single layer's `x` in inference.
+    let xL: Tensor
+    let xf, rstdf, logits, xn, hbuf: Tensor
+    let scratch: Scratch?
     /// Rows of the logits chunk.
     let logitRows: Int
-
-    /// Rows per logits chunk: at most `logitChunkElements` logits, at least one row.
-    static func logitRows(config c: LlamaConfig, tokens n: Int) -> Int { max(1, min(n, logitChunkElements / c.vocab)) }
-    /// 2^24 floats (64 MiB). Smaller chunks re-pack the head weight and re-read and re-write
-    /// its whole gradient once per chunk: at 2^22 (131 rows of llama60m's 32,000-word
-    /// vocabulary) that cost 8% of llama60m's step (`bench/compare.sh --preset llama60m`).
-    static let logitChunkElements = 1 << 24
-    // scratch
-    let xn, dX, dA, dq, dk, dv, hbuf: Tensor
     let attention: CausalAttention
 
-    init(config c: LlamaConfig, batch: Int, seq: Int) {
-        self.batch = batch; self.seq = seq
-        let n = batch * seq, d = c.dim, kv = c.kvHeads * c.headDim, f = c.ffnDim
+    init(config c: LlamaConfig, batch: Int, seq: Int, mode: ForwardMode) {
+        self.batch = batch; self.seq = seq; self.mode = mode
+        let n = batch * seq
+        var shapes: [String: [Int]] = [:]
+        for b in LlamaArchitecture(config: c).activationBuffers(batch: batch, seq: seq) { shapes[b.name] = b.shape }
+        func t(_ name: String) -> Tensor { Tensor(zeros: shapes[name]!) }
         attention = CausalAttention(batch: batch, seq: seq, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
-        layers = (0..<c.layers).map { _ in Layer(n: n, d: d, kv: kv, f: f, probs: batch * c.heads * seq * seq) }
-        xL = Tensor(zeros: [n, d]); xf = Tensor(zeros: [n, d]); rstdf = Tensor(zeros: [n])
-        logitRows = LlamaActivations.logitRows(config: c, tokens: n)
-        logits = Tensor(zeros: [logitRows, c.vocab])
-        xn = Tensor(zeros: [n, d]); dX = Tensor(zeros: [n, d]); dA = Tensor(zeros: [n, d]); dq = Tensor(zeros: [n, d])
-        dk = Tensor(zeros: [n, kv]); dv = Tensor(zeros: [n, kv]); hbuf = Tensor(zeros: [n, f])
+        layers = (0..<(mode == .training ? c.layers : 1)).map { _ in Layer(t) }
+        xL = mode == .training ? t("xL") : layers[0].x
+        xf = t("xf"); rstdf = t("rstdf"); logits = t("logits"); xn = t("xn"); hbuf = t("hbuf")
+        scratch = mode == .training ? Scratch(t) : nil
+        logitRows = shapes["logits"]![0]
         tokenIds = [Int32](repeating: 0, count: n)
         targets = [Int32](repeating: -1, count: n)
     }
 
-    /// Bytes of float32 activations and scratch for a batch shape (see the type's comment).
+    /// The buffers layer `l` works in.
+    @inline(__always) func layer(_ l: Int) -> Layer { mode == .training ? layers[l] : layers[0] }
+
+    /// Where layer `l` writes its output residual: the next layer's input (training), or in
+    /// place over its own input (inference: `x` is dead once `x2` holds x + attention).
+    @inline(__always) func residualOut(_ l: Int, layers count: Int) -> Tensor {
+        if mode == .inference { return layers[0].x }
+        return l + 1 < count ? layers[l + 1].x : xL
+    }
+
+    /// Bytes of the training arena for a batch shape (`LlamaArchitecture.arenaBytes`).
     public static func bytes(config c: LlamaConfig, batch: Int, seq: Int) -> Int {
-        let n = batch * seq, d = c.dim, kv = c.kvHeads * c.headDim, f = c.ffnDim
-        let perLayer = 4 * n * d + 2 * n * kv + 2 * n * f + 2 * n + batch * c.heads * seq * seq
-        let once = 2 * n * d + n + logitRows(config: c, tokens: n) * c.vocab
-        let scratch = 4 * n * d + 2 * n * kv + n * f
-        return 4 * (c.layers * perLayer + once + scratch)
+        LlamaArchitecture(config: c).arenaBytes(batch: batch, seq: seq, mode: .training)
     }
 
     /// Bytes actually allocated by this instance (float buffers only).
     public var allocatedBytes: Int {
-        var total = [xL, xf, rstdf, logits, xn, dX, dA, dq, dk, dv, hbuf].reduce(0) { $0 + $1.byteCount }
-        for l in layers {
-            total += [l.x, l.rstd1, l.q, l.k, l.v, l.probs, l.att, l.x2, l.rstd2, l.g, l.u]
-                .reduce(0) { $0 + $1.byteCount }
-        }
-        return total
+        var all = [xf, rstdf, logits, xn, hbuf] + (scratch?.tensors ?? [])
+        if mode == .training { all.append(xL) }
+        for l in layers { all += l.tensors }
+        return all.reduce(0) { $0 + $1.byteCount }
     }
 }

@@ -34,7 +34,7 @@ public enum Benchmark {
     /// does (projector refreshes); forward/backward/optimizer figures are means per step.
     public static func run(
         preset: String, config: LlamaConfig, optimizerName: String, options: OptimizerOptions,
-        stepOptions: StepOptions, batch: Int, seq: Int, steps: Int, warmup: Int = 2, seed: UInt64 = 0,
+        stepOptions: StepOptions, rule: StepRuleName = .backprop, batch: Int, seq: Int, steps: Int, warmup: Int = 2, seed: UInt64 = 0,
         progress: ((Int, StepReport) -> Void)? = nil
     ) throws -> BenchmarkResult {
         try config.validate(batch: batch, seq: seq)
@@ -42,10 +42,10 @@ public enum Benchmark {
         guard warmup >= 0 else { throw ConfigurationError("warmup steps must be non-negative, got \(warmup)") }
         try ResourceCheck.training(
             model: config, optimizer: optimizerName, options: options, perLayerUpdate: stepOptions.perLayerUpdate,
-            batch: batch, seq: seq, gradAccum: stepOptions.gradAccum)
+            batch: batch, seq: seq, gradAccum: stepOptions.gradAccum, rule: rule.memory)
         let model = try LlamaModel(config: config, seed: seed)
         let optimizer = try OptimizerRegistry.make(optimizerName, options: options)
-        let trainer = try Trainer(model: model, optimizer: optimizer, options: stepOptions)
+        let trainer = try rule.make(model: model, optimizer: optimizer, options: stepOptions)
         var rng = RandomStream(seed: seed).split("bench-data")
         func randomBatch() -> TokenBatch {
             let n = batch * (seq + 1)

@@ -48,20 +48,20 @@ public enum ResourceCheck {
     /// token batches of one step.
     public static func training(_ c: RunConfig) throws {
         try training(model: c.model, optimizer: c.optimizer, options: c.optimizerOptions, perLayerUpdate: c.perLayerUpdate,
-                     batch: c.batch, seq: c.seq, gradAccum: c.gradAccum)
+                     batch: c.batch, seq: c.seq, gradAccum: c.gradAccum, rule: c.resolvedStepRule.memory)
     }
 
     /// Checks training `model` with an `OptimizerRegistry` method on `batch` x `seq` tokens
     /// in `gradAccum` micro-batches per step.
     public static func training(
         model: LlamaConfig, optimizer: String, options: OptimizerOptions, perLayerUpdate: Bool,
-        batch: Int, seq: Int, gradAccum: Int
+        batch: Int, seq: Int, gradAccum: Int, rule: StepRuleMemory = .backprop
     ) throws {
         guard gradAccum > 0 else { throw ConfigurationError("grad accumulation must be at least 1, got \(gradAccum)") }
         try modelFits(model, copies: 2, for: "training")
         let plan = try MemoryPlan(MemoryPlan.Request(
             config: model, optimizer: optimizer, options: options,
-            perLayerUpdate: perLayerUpdate, batch: batch, seq: seq, runtimeBytes: ProcessMemory.currentRSS))
+            perLayerUpdate: perLayerUpdate, batch: batch, seq: seq, rule: rule, runtimeBytes: ProcessMemory.currentRSS))
         let (tokens, o1) = (batch * seq).multipliedReportingOverflow(by: gradAccum)
         let (batchBytes, o2) = tokens.multipliedReportingOverflow(by: 8)
         if o1 || o2 {
@@ -74,14 +74,15 @@ public enum ResourceCheck {
             + "activations \(format(plan.activationsBytes)), token batches \(format(batchBytes))")
     }
 
-    /// Checks a forward pass (eval, sample) of `config` on `batch` x `seq` tokens.
+    /// Checks a forward pass (eval, sample) of `config` on `batch` x `seq` tokens, priced
+    /// with the inference arena those passes run in.
     public static func inference(_ config: LlamaConfig, batch: Int, seq: Int) throws {
         try modelFits(config)
         try config.validate()
         try config.validate(batch: batch, seq: seq)
         let weights = config.parameterCount * 4
         let rotary = config.maxSeq * config.headDim * 4
-        let activations = LlamaActivations.bytes(config: config, batch: batch, seq: seq)
+        let activations = ActivationMemory.bytes(config: config, batch: batch, seq: seq, rule: .forwardOnly)
         try require(weights + rotary + activations + ProcessMemory.currentRSS, for: "the model", detail:
             "weights \(format(weights)), activations \(format(activations))")
     }

@@ -24,6 +24,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var minLRRatio: Float = 0.1
     public var clip: Float = 1.0
     public var perLayerUpdate: Bool = false
+    /// How each step is taken (`StepRuleName`); nil is backprop. Optional so that run
+    /// configs written before rules existed decode, and omitted from the JSON when unset.
+    public var stepRule: StepRuleName?
     /// Evaluate every this many steps (and at the end); 0 evaluates only at the end.
     public var evalEvery: Int = 100
     /// Validation batches per periodic evaluation (0 = the whole validation split). The final
@@ -59,6 +62,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
         schedule == "cosine" ? .cosine(warmup: warmup, total: steps, minRatio: minLRRatio) : .constant(warmup: warmup)
     }
 
+    /// The step rule, resolved (`stepRule`, or backprop).
+    public var resolvedStepRule: StepRuleName { stepRule ?? .backprop }
+
     public var stepOptions: StepOptions {
         var s = StepOptions()
         s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate; s.schedule = learningRateSchedule
@@ -79,6 +85,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if schedule != other.schedule || warmup != other.warmup || minLRRatio != other.minLRRatio { diff.append("schedule") }
         if clip != other.clip { diff.append("clip") }
         if perLayerUpdate != other.perLayerUpdate { diff.append("per-layer-update") }
+        if (stepRule ?? .backprop) != (other.stepRule ?? .backprop) { diff.append("step rule") }
         if seed != other.seed { diff.append("seed") }
         if shuffle != other.shuffle { diff.append("shuffle") }
         return diff

@@ -39,10 +39,16 @@ public struct StepReport: Sendable {
     public var totalSeconds: Double { forwardSeconds + backwardSeconds + optimizerSeconds }
 }
 
-/// Runs optimizer steps: forward, backward, clipping, update, in normal or per-layer mode.
+/// The backpropagation step rule: forward, backward, clipping, update, in normal or
+/// per-layer mode, with gradient accumulation. `StepRuleName.backprop`; the rule every
+/// optimizer in `OptimizerRegistry` is written for.
 ///
-/// The trainer never prints; callers receive a `StepReport` per step.
-public final class Trainer {
+/// Memory: the training arena (every layer's activations) and the gradients, all of them,
+/// or (per-layer mode) one at a time (`StepRuleMemory.backprop`).
+///
+/// It never prints; callers receive a `StepReport` per step.
+public final class BackpropStep: StepRule {
+    public var memory: StepRuleMemory { .backprop }
     public let model: LlamaModel
     public let optimizer: RoutedOptimizer
     public var options: StepOptions
@@ -120,6 +126,9 @@ public final class Trainer {
         return StepReport(step: step, loss: lossSum * scale, lrScale: lrScale, forwardSeconds: fwd, backwardSeconds: bwd, optimizerSeconds: opt)
     }
 }
+
+/// The backprop rule under its original name (callers that build a step directly).
+public typealias Trainer = BackpropStep
 
 /// Monotonic wall clock.
 public enum Clock {

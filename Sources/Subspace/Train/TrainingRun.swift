@@ -62,7 +62,8 @@ public final class TrainingRun {
 
     public var checkpointDir: URL { outDir.appendingPathComponent("checkpoint") }
 
-    /// Mean loss over evaluation batches, weighted by tokens.
+    /// Mean loss over evaluation batches, weighted by tokens. Forward only (`LlamaModel.loss`):
+    /// the inference arena, or the training arena when a run already holds one of the shape.
     public static func evaluate(model: LlamaModel, batches: [TokenBatch]) throws -> (loss: Double, tokens: Int) {
         var sum = 0.0, n = 0
         for b in batches {
@@ -143,7 +144,7 @@ public final class TrainingRun {
         } else {
             model = try LlamaModel(config: c.model, seed: c.seed)
         }
-        let trainer = try Trainer(model: model, optimizer: optimizer, options: c.stepOptions)
+        let trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
         trainer.setStep(state.step)
         try AtomicFile.write(c.jsonString() + "\n", to: outDir.appendingPathComponent("run_config.json"))
         if let tokenizerData {
