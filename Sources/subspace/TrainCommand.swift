@@ -27,6 +27,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Replace the run already in --out (its metrics, checkpoint and run files are deleted).") var overwrite = false
     @Option(name: .customLong("stop-after"), help: "Pause after this step (checkpoint saved); continue later with --resume.") var stopAfter: Int?
     @Option(name: .customLong("sample-tokens"), help: "Tokens to sample at the end (0: none).") var sampleTokens: Int = 120
+    @Option(name: .customLong("sample-prompt"), help: "Prompt of the sample at the end.") var samplePrompt: String = RunConfig.defaultSamplePrompt
     @Option(name: .customLong("step-rule"), help: "How each step is taken: \(StepRuleName.allCases.map(\.rawValue).joined(separator: ", ")) (default backprop).")
     var stepRule: String?
     @OptionGroup var opt: OptimizerFlags
@@ -78,7 +79,7 @@ struct Train: ParsableCommand {
                 fflush(stdout)
                 let stream = TextStream()
                 do {
-                    try sampleText(checkpoint: ck, prompt: "ROMEO:", tokens: min(sampleTokens, cfg.model.maxSeq - 8), temperature: 0.8,
+                    try sampleText(checkpoint: ck, prompt: samplePrompt, tokens: min(sampleTokens, cfg.model.maxSeq - 8), temperature: 0.8,
                                    topK: 40, seed: 0, output: stream)
                     stream.finish()
                 } catch {
@@ -125,7 +126,7 @@ struct Train: ParsableCommand {
         try apply(to: &cfg)
         // The default run's AdamW rate (tuned for `tiny` on Shakespeare); every other optimizer
         // keeps its own documented default unless --lr is given.
-        if cfg.optimizerOptions.learningRate == nil, cfg.optimizer == "adamw" { cfg.optimizerOptions.learningRate = RunConfig.defaultAdamWLearningRate }
+        cfg.applyTrainDefaults()
         let dir = URL(fileURLWithPath: out ?? "runs/\(presetName ?? "model")-\(cfg.optimizer)-\(Int(Date().timeIntervalSince1970))")
         return (cfg, dir, false)
     }

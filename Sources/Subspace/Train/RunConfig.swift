@@ -44,6 +44,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// method keeps its own documented default.
     public static let defaultAdamWLearningRate: Float = 3e-3
 
+    /// Fills in what `train` decides for a new run that the method's own settings do not:
+    /// `defaultAdamWLearningRate` for `adamw` without `--lr`.
+    public mutating func applyTrainDefaults() {
+        if optimizerOptions.learningRate == nil, optimizer == "adamw" { optimizerOptions.learningRate = Self.defaultAdamWLearningRate }
+    }
+
+    /// The prompt of the sample `train` prints at the end: a speaker tag of the default corpus
+    /// (Shakespeare's plays), so the sample shows at a glance whether the model learned the
+    /// play format.
+    public static let defaultSamplePrompt = "ROMEO:"
+
     /// Rejects impossible settings with a one-line reason.
     public func validate() throws {
         try model.validate()
