@@ -1,12 +1,5 @@
 import Foundation
 
-/// Errors reading training data. Each message names the file and says what is wrong.
-public struct DataError: Error, CustomStringConvertible, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// A named piece of text: one work of a corpus (one file).
 public struct Work: Sendable, Equatable {
     public let name: String

@@ -519,23 +519,7 @@ public enum Checkpoint {
 
     // MARK: Files
 
-    enum FileKind { case regular, directory, other }
-
-    static func fileKind(_ url: URL) -> FileKind? {
-        var st = stat()
-        let r = url.withUnsafeFileSystemRepresentation { lstat($0!, &st) }
-        guard r == 0 else { return nil }
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: return .regular
-        case S_IFDIR: return .directory
-        case S_IFLNK:
-            // Follow a link to see what it points at.
-            let r2 = url.withUnsafeFileSystemRepresentation { stat($0!, &st) }
-            guard r2 == 0 else { return .other }
-            return (st.st_mode & S_IFMT) == S_IFDIR ? .directory : (st.st_mode & S_IFMT) == S_IFREG ? .regular : .other
-        default: return .other
-        }
-    }
+    static func fileKind(_ url: URL) -> FileKind? { FileKind.of(url) }
 
     /// Whether `dir` may be replaced by a save: empty, or holding a configuration or weights.
     static func looksLikeCheckpoint(_ dir: URL) -> Bool {

@@ -1,12 +1,5 @@
 import Foundation
 
-/// Errors for impossible model or run configurations. Each carries a message fit for a user.
-public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// The shape of a LLaMA-style decoder.
 ///
 /// Field names follow our Swift style; `LlamaConfig+HuggingFace` maps them to and from the

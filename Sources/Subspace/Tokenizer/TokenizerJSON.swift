@@ -31,7 +31,7 @@ public enum TokenizerJSON {
         }
         if isDir.boolValue { throw TokenizerError.io(path, "is a directory") }
         // Only regular files: a device such as /dev/zero would be read forever.
-        guard Checkpoint.fileKind(URL(fileURLWithPath: path)) == .regular else { throw TokenizerError.io(path, "is not a regular file") }
+        guard FileKind.of(URL(fileURLWithPath: path)) == .regular else { throw TokenizerError.io(path, "is not a regular file") }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))

@@ -140,7 +140,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
     }
 
     public static func load(url: URL) throws -> RunConfig {
-        guard Checkpoint.fileKind(url) == .regular, let d = FileManager.default.contents(atPath: url.path) else {
+        guard FileKind.of(url) == .regular, let d = FileManager.default.contents(atPath: url.path) else {
             throw DataError("cannot read '\(url.path)': not a readable file (is this a run directory?)")
         }
         do { return try JSONDecoder().decode(RunConfig.self, from: d) } catch {
