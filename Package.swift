@@ -1,6 +1,17 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// The targets are the layers of the engine, each depending only on those above it in this
+// list (no cycles; SwiftPM refuses them):
+//
+//   SubspaceCore      tensors, BLAS/LAPACK, random streams, errors, durable files, safetensors
+//   SubspaceModels    layers with forward/backward, linear-slot operators, the LLaMA model
+//   SubspaceData      tokenizers, corpora, token files, batches
+//   SubspaceOptim     the per-parameter optimizer interface and every method's rule and settings
+//   SubspaceTraining  memory planning, checkpoints, the step rules, the training run, metrics
+//   SubspaceBench     the method-comparison suite and its figures (used by the tool only)
+//   SubspaceExperimental  methods on probation, apart from the mainline
+//   Subspace          the library users import: re-exports the mainline layers
 let package = Package(
     name: "Subspace",
     platforms: [.macOS(.v14)],
@@ -22,28 +33,39 @@ let package = Package(
         // cpuid / xgetbv and Linux's AMX permission request: what Swift cannot say itself.
         .target(name: "CSupport"),
 
-        // MARK: - Public API: tensors, layers, models, optimizers, training.
+        // MARK: - The layers
         .target(
-            name: "Subspace",
+            name: "SubspaceCore",
             dependencies: [
                 "CSupport",
                 .target(name: "CBLAS", condition: .when(platforms: [.linux])),
                 .target(name: "CLAPACKE", condition: .when(platforms: [.linux])),
             ],
             linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]),
+        .target(name: "SubspaceModels", dependencies: ["SubspaceCore"]),
+        .target(name: "SubspaceData", dependencies: ["SubspaceCore", "SubspaceModels"]),
+        .target(name: "SubspaceOptim", dependencies: ["SubspaceCore", "SubspaceModels"]),
+        .target(name: "SubspaceTraining", dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim"]),
+        .target(name: "SubspaceBench", dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim", "SubspaceTraining"]),
+        .target(name: "SubspaceExperimental", dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim", "SubspaceTraining"]),
+
+        // MARK: - Public API: the mainline layers under one import.
+        .target(
+            name: "Subspace",
+            dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim", "SubspaceTraining"]),
 
         // MARK: - Tools
         .executableTarget(
             name: "subspace",
             dependencies: [
-                "Subspace",
+                "Subspace", "SubspaceBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // MARK: - Unit test bundles
         .testTarget(
             name: "SubspaceTests",
-            dependencies: ["Subspace"],
+            dependencies: ["Subspace", "SubspaceBench", "SubspaceExperimental"],
             resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Subspace
+import SubspaceBench
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Subspace
+import SubspaceBench
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Mean loss and perplexity of a checkpoint on some data.")

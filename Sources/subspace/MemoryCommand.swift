@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Subspace
+import SubspaceBench
 
 /// `subspace memory`: the memory a training run needs, from `MemoryPlan`, without building
 /// the model or the optimizer's state.

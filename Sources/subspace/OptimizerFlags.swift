@@ -1,5 +1,6 @@
 import ArgumentParser
 import Subspace
+import SubspaceBench
 
 /// A default as help text: 0.001, 1e-8, 200.
 private func d(_ x: Float) -> String { SettingText.number(x) }

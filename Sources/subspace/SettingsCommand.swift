@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Subspace
+import SubspaceBench
 
 /// `subspace settings`: the optimizer settings a run with these flags would use, every
 /// default filled in, per parameter group (what `run_config.json` records as

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Subspace
+import SubspaceBench
 
 @main
 struct SubspaceCLI: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Subspace
+import SubspaceBench
 
 /// Suite options shared by `subspace bench --suite` and `subspace suite`.
 struct SuiteOptions: ParsableArguments {

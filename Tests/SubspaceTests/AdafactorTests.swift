@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// `Fixtures/base_rules.safetensors`, written by `scripts/make_base_rule_fixtures.py`:
 /// reference weights after each of five steps of transformers' Adafactor and

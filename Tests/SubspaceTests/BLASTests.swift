@@ -1,5 +1,11 @@
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// `BLAS.gemm` splits large products over the workers in three ways (rows of C, columns of
 /// C, the inner dimension with summed partials); each must equal the plain product.

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// Checkpoints: weights and config round trips, bit-for-bit resumption of training, every
 /// failure mode as a typed error, crash safety of saving, and compatibility with

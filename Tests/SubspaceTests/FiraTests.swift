@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 @Suite("Fira") struct FiraTests {
     static func fira(

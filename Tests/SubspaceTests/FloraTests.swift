@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// Least squares 0.5/N ||W X - Y||² with Y = W* X: a small problem with coupled coordinates for
 /// the convergence smoke tests of the projection methods. Returns (initial loss, final loss).

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 @Suite struct GaLore8bitTests {
     /// galore-torch 1.0's `GaLoreAdamW8bit` on bitsandbytes' CPU update (rank 8, gap 2, scale

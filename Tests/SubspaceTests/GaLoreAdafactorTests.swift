@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// `scripts/make_galore_adafactor_fixtures.py`: galore-torch 1.0's `GaLoreAdafactor` on the
 /// gradients of `galore_steps.safetensors` (rank 8, gap 3, scale 0.25, lr 0.01, weight decay

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// The fixtures written by `scripts/make_galore_fixtures.py`: galore-torch 1.0 and fira 1.0.2
 /// run on fixed gradient sequences (rank 8, gap 3, scale 0.25, lr 0.01, weight decay 0.1,

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// A run's checkpoint carries what transformers needs to load it whole: `AutoTokenizer` reads
 /// `tokenizer.json` with `tokenizer_config.json`, and `generate()` reads its stopping and

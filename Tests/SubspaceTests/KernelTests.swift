@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// The products run the widest kernel the CPU has: CPU features decode correctly from cpuid,
 /// the BLAS never runs a generic kernel on a CPU with AVX2, and the switch away from a generic

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// Finite-difference checks of every layer's backward pass against its forward pass.
 /// Each layer's output is probed with a random weighting R, so the scalar is sum(out * R)

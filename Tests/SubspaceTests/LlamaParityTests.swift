@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// Checks `LlamaModel` against transformers' `LlamaForCausalLM` (float32, eager attention)
 /// on the fixtures written by `scripts/make_llama_fixtures.py`: logits, mean loss and the

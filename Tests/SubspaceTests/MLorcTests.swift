@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// Checkpoint hooks of a single-matrix rule: `steps` updates, export, import into a fresh
 /// rule, then `steps` more on both must give bit-identical weights. Returns the exported state.

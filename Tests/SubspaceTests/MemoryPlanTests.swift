@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// The memory planner against the engine's real allocations, and against GaLore's published
 /// estimates (Zhao et al., ICML 2024, Tables 2, 3 and 6b).

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 func smallConfig(kvHeads: Int = 2, tied: Bool = false, std: Float = 0.3) -> LlamaConfig {
     LlamaConfig(dim: 16, layers: 2, heads: 4, kvHeads: kvHeads, ffnDim: 24, vocab: 20, maxSeq: 8, tiedEmbeddings: tied, initStd: std)

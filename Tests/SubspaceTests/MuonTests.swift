@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// Muon against `torch.optim.Muon` (torch 2.15), whose step is KellerJordan/Muon's: the same
 /// lerp momentum (its docstring writes B <- mu B + g, but the code is B.lerp_(G, 1 - mu),

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// A test operator: a frozen dense base plus trainable factors, y = x W^T + (x A^T) B^T
 /// (LoRA without scaling, with B drawn at random so that both factors get gradients).

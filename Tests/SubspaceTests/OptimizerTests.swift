@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 func param(_ values: [Float], name: String = "w", role: ParameterRole = .mlp) -> Parameter {
     Parameter(name: name, role: role, value: Tensor(shape: [values.count], values: values))

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// The projection methods of `GaLoreAdafactorTests`, `FloraTests`, `GUMTests` and
 /// `ProjFactorTests`, and the compression methods of `MLorcTests`, `MoFaSGDTests` and

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// The fixtures written by `scripts/make_bnb_fixtures.py` (bitsandbytes 0.50 on the CPU,
 /// galore-torch 1.0, q-galore-torch 1.0).

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// The reference's SO step written naively with dictionaries (its overlap / moment-only /
 /// new-entry cases and top-k of |m|, ties to the lower index), for comparison.

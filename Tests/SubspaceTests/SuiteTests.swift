@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// The method-comparison suite: the cell matrix, directories and commands, skipping finished
 /// cells, results, report and figures. No cell is trained here: finished cells are faked with
@@ -34,25 +40,25 @@ import Testing
     }
 
     @Test func cellMatrixOfEverySuite() throws {
-        for name in Subspace.Suite.names {
-            let cells = try Subspace.Suite.cells(suite: name)
+        for name in SubspaceBench.Suite.names {
+            let cells = try SubspaceBench.Suite.cells(suite: name)
             #expect(!cells.isEmpty)
             #expect(Set(cells.map(\.name)).count == cells.count, "cell names repeat in \(name)")
             for c in cells {
-                #expect(OptimizerRegistry.names.contains(Subspace.Suite.method(flags: c.flags)), "\(name)/\(c.name)")
+                #expect(OptimizerRegistry.names.contains(SubspaceBench.Suite.method(flags: c.flags)), "\(name)/\(c.name)")
             }
         }
-        #expect(try Subspace.Suite.cells(suite: "pretrain").first?.name == "adamw")
-        #expect(throws: ConfigurationError.self) { try Subspace.Suite.cells(suite: "nope") }
+        #expect(try SubspaceBench.Suite.cells(suite: "pretrain").first?.name == "adamw")
+        #expect(throws: ConfigurationError.self) { try SubspaceBench.Suite.cells(suite: "nope") }
         #expect(throws: ConfigurationError.self) { try SuiteSpec.defaults(suite: "nope", out: "x") }
     }
 
     @Test func settingsFromFlags() {
         let f = ["--optimizer", "galore", "--lr", "1e-2", "--decay-rate", "-0.8", "--per-layer-update", "--rank", "64"]
-        let s = Subspace.Suite.settings(flags: f)
+        let s = SubspaceBench.Suite.settings(flags: f)
         #expect(s == ["optimizer": "galore", "lr": "1e-2", "decay-rate": "-0.8", "per-layer-update": "true", "rank": "64"])
-        #expect(Subspace.Suite.method(flags: f) == "galore")
-        #expect(Subspace.Suite.method(flags: ["--lr", "1"]) == "adamw")
+        #expect(SubspaceBench.Suite.method(flags: f) == "galore")
+        #expect(SubspaceBench.Suite.method(flags: ["--lr", "1"]) == "adamw")
         #expect(SuiteSpec.list(" tiny, llama20m ,,") == ["tiny", "llama20m"])
     }
 
@@ -60,7 +66,7 @@ import Testing
         let out = URL(fileURLWithPath: "/tmp/x/suite")
         let p = try plan("pretrain", out) { $0.presets = ["tiny", "llama9m"]; $0.steps = 20 }
         let jobs = p.jobs()
-        let cells = try Subspace.Suite.cells(suite: "pretrain")
+        let cells = try SubspaceBench.Suite.cells(suite: "pretrain")
         #expect(jobs.count == 2 * cells.count)
         let first = jobs[0]
         #expect(first.directory.path == "/tmp/x/suite/adamw")
@@ -154,7 +160,7 @@ import Testing
         #expect(outcome.results.map(\.cell) == ["adamw"] && outcome.failed == ["muon"])
         #expect(FileManager.default.fileExists(atPath: jobs[0].directory.appendingPathComponent("sentinel").path))
         #expect(!FileManager.default.fileExists(atPath: jobs[1].directory.appendingPathComponent("stale").path))
-        let lines = Subspace.Suite.Result.read(url: out.appendingPathComponent("results.jsonl"))
+        let lines = SubspaceBench.Suite.Result.read(url: out.appendingPathComponent("results.jsonl"))
         #expect(lines.count == 1 && lines[0].final_val_loss == 5.0)
         let spec = try JSONDecoder().decode(SuiteSpec.self, from: Data(contentsOf: out.appendingPathComponent("suite.json")))
         #expect(spec == p.spec)
@@ -218,7 +224,7 @@ import Testing
     }
 
     @Test func resultJSONSchema() throws {
-        var r = Subspace.Suite.Result(
+        var r = SubspaceBench.Suite.Result(
             cell: "galore-r64-T200", preset: "tiny", steps: 300, tokens: 614_400, final_val_loss: 4.6, best_val_loss: 4.55,
             val_ppl: 99.5, tokens_per_s: 4100, step_ms: 497, optimizer_state_bytes: 1000, peak_rss_bytes: 2000,
             flags: ["--optimizer", "galore", "--lr", "1e-2", "--rank", "64"])
@@ -235,17 +241,17 @@ import Testing
         #expect((obj["settings"] as? [String: String])?["rank"] == "64")
         let keys = line.split(separator: "\"").enumerated().filter { $0.offset % 2 == 1 }.map(String.init(describing:))
         #expect(keys.first?.contains("activations_bytes") == true, "keys are sorted")
-        #expect(try JSONDecoder().decode(Subspace.Suite.Result.self, from: Data(line.utf8)) == r)
+        #expect(try JSONDecoder().decode(SubspaceBench.Suite.Result.self, from: Data(line.utf8)) == r)
         // A line of the first `subspace suite` (no method, settings or memory fields) still reads.
         let old = #"{"best_val_loss":5.16,"cell":"adamw","final_val_loss":5.16,"flags":["--optimizer","adamw"],"optimizer_state_bytes":42,"peak_rss_bytes":3,"preset":"tiny","step_ms":487.2,"steps":300,"tokens":614400,"tokens_per_s":4203,"val_ppl":174.2}"#
-        let o = try JSONDecoder().decode(Subspace.Suite.Result.self, from: Data(old.utf8))
+        let o = try JSONDecoder().decode(SubspaceBench.Suite.Result.self, from: Data(old.utf8))
         #expect(o.cell == "adamw" && o.weights_bytes == nil && o.impl == nil)
     }
 
-    func fakeResults() -> (SuitePlan, [Subspace.Suite.Result], [Subspace.Suite.Result]) {
+    func fakeResults() -> (SuitePlan, [SubspaceBench.Suite.Result], [SubspaceBench.Suite.Result]) {
         let p = try! plan("pretrain", URL(fileURLWithPath: "/nonexistent/suite")) { $0.steps = 300 }
-        func make(_ cell: String, _ flags: [String], _ loss: Double, _ tps: Double, _ ms: Double, impl: String) -> Subspace.Suite.Result {
-            var r = Subspace.Suite.Result(
+        func make(_ cell: String, _ flags: [String], _ loss: Double, _ tps: Double, _ ms: Double, impl: String) -> SubspaceBench.Suite.Result {
+            var r = SubspaceBench.Suite.Result(
                 cell: cell, preset: "tiny", steps: 300, tokens: 614_400, final_val_loss: loss, best_val_loss: loss - 0.01,
                 val_ppl: exp(loss), tokens_per_s: tps, step_ms: ms, optimizer_state_bytes: 40 << 20,
                 peak_rss_bytes: impl == "subspace" ? 300 << 20 : 1200 << 20, flags: flags)

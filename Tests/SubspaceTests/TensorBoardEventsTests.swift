@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// TensorBoard event files: the encoding equals the `tensorboard` package's own writer byte
 /// for byte (`scripts/make_tensorboard_fixture.py`), and a training run's file reads back.

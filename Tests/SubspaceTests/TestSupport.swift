@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// A tensor of N(0, std^2) values from a fixed stream.
 func randomTensor(_ shape: [Int], seed: UInt64, std: Float = 1) -> Tensor {

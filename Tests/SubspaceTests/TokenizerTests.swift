@@ -2,6 +2,12 @@ import Foundation
 import Testing
 
 @testable import Subspace
+@testable import SubspaceCore
+@testable import SubspaceModels
+@testable import SubspaceData
+@testable import SubspaceOptim
+@testable import SubspaceTraining
+@testable import SubspaceBench
 
 /// Tests of the byte-level BPE tokenizer: the GPT-2 split, training, tokenizer.json, and
 /// agreement with Hugging Face `tokenizers` on a committed fixture

@@ -1,0 +1,37 @@
+import SubspaceCore
+
+/// Bias-free linear layer `y = x W^T`, with W stored `[out, in]` as in PyTorch and
+/// Hugging Face. Rows of x are tokens (N = batch * sequence).
+///
+/// Activations kept for backward: the input x (N * in floats), needed for dW.
+public enum Linear {
+    /// y[N, out] = x[N, in] W[out, in]^T, or y += ... when `accumulate`.
+    public static func forward(
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+        rows n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
+    ) {
+        BLAS.gemm(
+            transB: true, m: n, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
+            b: weight, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+    }
+
+    /// dx[N, in] (+)= dy[N, out] W[out, in]. Pass `accumulateInput` to add into dx.
+    public static func backwardInput(
+        dy: UnsafePointer<Float>, weight: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+        rows n: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false
+    ) {
+        BLAS.gemm(
+            m: n, n: inFeatures, k: outFeatures, a: dy, lda: outFeatures,
+            b: weight, ldb: inFeatures, beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
+    }
+
+    /// dW[out, in] += dy[N, out]^T x[N, in] (gradients accumulate across micro-batches).
+    public static func backwardWeight(
+        dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
+        rows n: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        BLAS.gemm(
+            transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, lda: outFeatures,
+            b: x, ldb: inFeatures, beta: 1, c: dWeight, ldc: inFeatures)
+    }
+}

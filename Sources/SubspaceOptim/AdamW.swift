@@ -1,0 +1,223 @@
+/// AdamW (Loshchilov & Hutter, 2019) with exactly `torch.optim.AdamW`'s semantics:
+///
+///     p <- p * (1 - lr * wd)                       (decoupled weight decay, first)
+///     m <- m + (1 - beta1) * (g - m)
+///     v <- beta2 * v + (1 - beta2) * g^2
+///     p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+///
+/// with t counted per parameter from 1. Defaults are PyTorch's: lr 1e-3, betas (0.9, 0.999),
+/// eps 1e-8, weight decay 0.01. `amsgrad` keeps the running maximum of v (one more m x n
+/// buffer) as PyTorch does. State: 2 floats per element (3 with amsgrad) plus a step count.
+///
+/// `style: .huggingFace` runs transformers' `AdamW` instead (the rule galore-torch's
+/// `GaLoreAdamW` applies to the parameters it does not project; `UnprojectedAdamW`):
+///
+///     m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
+///     p <- p - lr·sqrt(1 - b2^t)/(1 - b1^t) · m / (sqrt(v) + eps)
+///     p <- p · (1 - lr·wd)                        (decoupled weight decay, after the update)
+///
+/// eps is added to sqrt(v) before the bias correction, so it weighs sqrt(1 - b2^t) times
+/// less than in the torch form early on. Checkpoint keys are the same.
+public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
+    public struct State {
+        public var step: Int = 0
+        public var m: Tensor
+        public var v: Tensor
+        public var vMax: Tensor?
+    }
+    public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float, amsgrad: Bool
+    /// `.torch` (`torch.optim.AdamW`, the default) or `.huggingFace` (transformers' `AdamW`).
+    public var style: AdamMoments.Style
+    public override var name: String { "adamw" }
+
+    public init(
+        learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+        weightDecay: Float = 0.01, amsgrad: Bool = false, style: AdamMoments.Style = .torch
+    ) {
+        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay; self.amsgrad = amsgrad
+        self.style = style
+        super.init(learningRate: learningRate)
+    }
+
+    public override func makeState(for p: Parameter) -> State {
+        State(m: Tensor(zeros: p.shape), v: Tensor(zeros: p.shape), vMax: amsgrad ? Tensor(zeros: p.shape) : nil)
+    }
+
+    public override func bytes(of s: State) -> Int { s.m.byteCount + s.v.byteCount + (s.vMax?.byteCount ?? 0) }
+
+    /// m and v (and the running maximum with amsgrad), each shaped like the parameter.
+    public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
+        StateFootprint(states: Array(repeating: p.shape, count: amsgrad ? 3 : 2))
+    }
+
+    /// PyTorch's state keys: `step` (a 1-element tensor, exact up to 2^24 steps),
+    /// `exp_avg` (m), `exp_avg_sq` (v) and, with amsgrad, `max_exp_avg_sq`.
+    public override func encode(_ s: State) -> [String: Tensor] {
+        var out = ["step": Tensor(shape: [1], values: [Float(s.step)]), "exp_avg": s.m, "exp_avg_sq": s.v]
+        if let vMax = s.vMax { out["max_exp_avg_sq"] = vMax }
+        return out
+    }
+
+    /// Requires `max_exp_avg_sq` exactly when `amsgrad` is on: a state saved under the other
+    /// setting cannot continue the same run.
+    public override func decode(_ t: [String: Tensor], for p: Parameter) throws -> State {
+        let keys = ["step", "exp_avg", "exp_avg_sq"] + (amsgrad ? ["max_exp_avg_sq"] : [])
+        try OptimizerStateError.checkKeys(t, required: keys, parameter: p)
+        let stepTensor = try OptimizerStateError.tensor(t, "step", shape: [1], parameter: p)
+        let step = stepTensor[0]
+        guard step >= 0, step <= 16_777_216, step == step.rounded() else {
+            throw OptimizerStateError.invalidValue(parameter: p.name, key: "step", reason: "\(step) is not a step count")
+        }
+        return State(
+            step: Int(step),
+            m: try OptimizerStateError.tensor(t, "exp_avg", shape: p.shape, parameter: p),
+            v: try OptimizerStateError.tensor(t, "exp_avg_sq", shape: p.shape, parameter: p),
+            vMax: amsgrad ? try OptimizerStateError.tensor(t, "max_exp_avg_sq", shape: p.shape, parameter: p) : nil)
+    }
+
+    public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout State, lr: Float) {
+        s.step += 1
+        if style == .huggingFace {
+            AdamW.huggingFaceKernel(
+                p: p.value.data, g: g.data, m: s.m.data, v: s.v.data, vMax: s.vMax?.data, count: p.count,
+                lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, step: s.step)
+            return
+        }
+        let t = Float(s.step)
+        let bc1 = 1 - pow(beta1, t), bc2 = 1 - pow(beta2, t)
+        AdamW.kernel(
+            p: p.value.data, g: g.data, m: s.m.data, v: s.v.data, vMax: s.vMax?.data, count: p.count,
+            lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
+            stepSize: lr / bc1, bc2Sqrt: bc2.squareRoot())
+    }
+
+    /// transformers' `AdamW` step over `count` elements: advances m and v (Hugging Face
+    /// style), takes the step lr·sqrt(1 - b2^t)/(1 - b1^t) · m / (sqrt(v) + eps), then decays
+    /// `p` by 1 - lr·wd.
+    public static func huggingFaceKernel(
+        p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>?, count: Int,
+        lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, step t: Int
+    ) {
+        let stepSize = AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: t, style: .huggingFace)
+        let decay = 1 - lr * weightDecay
+        Parallel.ranges(count, grain: 1 << 15) { r in
+            for i in r {
+                let (mi, denom) = AdamMoments.advance(
+                    g[i], m: &m[i], v: &v[i], vMax: vMax.map { $0 + i },
+                    beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: 1, style: .huggingFace)
+                p[i] -= stepSize * mi / denom
+                if weightDecay > 0 { p[i] *= decay }
+            }
+        }
+    }
+
+    /// The element loop: decays `p`, advances m and v with `AdamMoments` (torch style) and
+    /// writes the step into `p`.
+    public static func kernel(
+        p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>?, count: Int,
+        lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, stepSize: Float, bc2Sqrt: Float
+    ) {
+        let decay = 1 - lr * weightDecay
+        if vMax == nil {
+            // Eight lanes at a time; the same operations in the same order as the scalar
+            // path, so results are bit-identical to it.
+            typealias V8 = SIMD8<Float>
+            let c1 = 1 - beta1, c2 = 1 - beta2
+            Parallel.ranges(count, grain: 1 << 15) { r in
+                var i = r.lowerBound
+                while i + 8 <= r.upperBound {
+                    var pv = UnsafeRawPointer(p + i).loadUnaligned(as: V8.self)
+                    let gv = UnsafeRawPointer(g + i).loadUnaligned(as: V8.self)
+                    var mv = UnsafeRawPointer(m + i).loadUnaligned(as: V8.self)
+                    var vv = UnsafeRawPointer(v + i).loadUnaligned(as: V8.self)
+                    pv *= decay
+                    mv = mv + c1 * (gv - mv)
+                    vv = beta2 * vv + c2 * gv * gv
+                    pv -= stepSize * mv / (vv.squareRoot() / bc2Sqrt + eps)
+                    UnsafeMutableRawPointer(m + i).storeBytes(of: mv, as: V8.self)
+                    UnsafeMutableRawPointer(v + i).storeBytes(of: vv, as: V8.self)
+                    UnsafeMutableRawPointer(p + i).storeBytes(of: pv, as: V8.self)
+                    i += 8
+                }
+                while i < r.upperBound {
+                    p[i] *= decay
+                    let (mi, denom) = AdamMoments.advance(
+                        g[i], m: &m[i], v: &v[i], vMax: nil,
+                        beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, style: .torch)
+                    p[i] -= stepSize * mi / denom
+                    i += 1
+                }
+            }
+            return
+        }
+        Parallel.ranges(count, grain: 1 << 15) { r in
+            for i in r {
+                p[i] *= decay
+                let (mi, denom) = AdamMoments.advance(
+                    g[i], m: &m[i], v: &v[i], vMax: vMax.map { $0 + i },
+                    beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, style: .torch)
+                p[i] -= stepSize * mi / denom
+            }
+        }
+    }
+}
+
+/// Adam's moment update, shared by `AdamW` (PyTorch style) and the rules that run Adam on
+/// other buffers (GaLore's and Fira's projected moments, Hugging Face style).
+///
+/// With t counted from 1, bc1 = 1 - beta1^t and bc2 = 1 - beta2^t, the two styles take the
+/// same step up to where eps sits:
+///
+///     torch:        m <- m + (1 - b1)(g - m)    step lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+///     huggingFace:  m <- b1 m + (1 - b1) g      step lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)
+///
+/// and both update v <- b2 v + (1 - b2) g^2 (keeping its running maximum with amsgrad).
+/// `huggingFace` is `transformers.AdamW`, which galore-torch and fira copy.
+public enum AdamMoments {
+    public enum Style: Sendable { case torch, huggingFace }
+
+    /// The step size multiplying m / denominator at step `t` (1-based).
+    public static func stepSize(lr: Float, beta1: Float, beta2: Float, step t: Int, style: Style) -> Float {
+        let bc1 = 1 - pow(beta1, Float(t)), bc2 = 1 - pow(beta2, Float(t))
+        return style == .torch ? lr / bc1 : lr * bc2.squareRoot() / bc1
+    }
+
+    /// Advances one element's moments with gradient `g`; returns the new m and the
+    /// denominator (`bc2Sqrt` = sqrt(1 - beta2^t), used by the torch style only).
+    @inline(__always)
+    public static func advance(
+        _ g: Float, m: inout Float, v: inout Float, vMax: UnsafeMutablePointer<Float>?,
+        beta1: Float, beta2: Float, eps: Float, bc2Sqrt: Float, style: Style
+    ) -> (m: Float, denom: Float) {
+        let mi = style == .torch ? m + (1 - beta1) * (g - m) : beta1 * m + (1 - beta1) * g
+        let vi = beta2 * v + (1 - beta2) * g * g
+        m = mi; v = vi
+        var vv = vi
+        if let vMax { vv = max(vMax.pointee, vi); vMax.pointee = vv }
+        return (mi, style == .torch ? vv.squareRoot() / bc2Sqrt + eps : vv.squareRoot() + eps)
+    }
+
+    /// Advances `count` moments with `g` and writes the normalized direction m / denominator
+    /// into `out` (which may be `g` itself).
+    public static func direction(
+        g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+        out: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, eps: Float,
+        step t: Int, style: Style
+    ) {
+        let bc2Sqrt = (1 - pow(beta2, Float(t))).squareRoot()
+        Parallel.ranges(count, grain: 1 << 15) { r in
+            for i in r {
+                let (mi, denom) = advance(
+                    g[i], m: &m[i], v: &v[i], vMax: nil, beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, style: style)
+                out[i] = mi / denom
+            }
+        }
+    }
+}
+
+@inline(__always) func pow(_ x: Float, _ y: Float) -> Float { Float(Foundation.pow(Double(x), Double(y))) }
+import Foundation
+import SubspaceCore
+import SubspaceModels

@@ -1,0 +1,95 @@
+import Foundation
+import SubspaceCore
+import SubspaceModels
+import SubspaceData
+import SubspaceOptim
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Optimizer state in `optimizer.safetensors`: `<parameter name>/<state key>` tensors and the
+/// owners metadata that keeps a restore from mixing states of different rules.
+extension Checkpoint {
+    static func writeOptimizer(_ optimizer: RoutedOptimizer, model: LlamaModel, to url: URL) throws {
+        var tensors: [(String, Tensor)] = []
+        var owners: [String: String] = [:]
+        for p in model.parameters {
+            let rule = optimizer.optimizer(for: p)
+            owners[p.name] = rule.name
+            let state = rule.exportState(for: p)
+            for key in state.keys.sorted() {
+                guard !key.contains("/") else {
+                    throw CheckpointError(.io, url, "optimizer state key '\(key)' of \(p.name) contains '/'")
+                }
+                tensors.append(("\(p.name)/\(key)", state[key]!))
+            }
+        }
+        let ownersJSON: String
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            ownersJSON = String(decoding: try encoder.encode(owners), as: UTF8.self)
+        } catch {
+            throw CheckpointError(.io, url, "cannot encode optimizer owners (\(error))")
+        }
+        let metadata = ["format": optimizerFormat, "format_version": optimizerFormatVersion, "owners": ownersJSON]
+        do {
+            try SafeTensorsFile.write(tensors, metadata: metadata, to: url)
+        } catch {
+            throw CheckpointError(.io, url, "cannot write optimizer state (\(error))")
+        }
+    }
+
+    static func restoreOptimizer(_ optimizer: RoutedOptimizer, model: LlamaModel, from url: URL) throws {
+        let file = try loadSafeTensors(url, kind: "optimizer state")
+        guard file.metadata["format"] == optimizerFormat else {
+            throw CheckpointError(.corruptFile, url, "metadata 'format' is not '\(optimizerFormat)'")
+        }
+        guard file.metadata["format_version"] == optimizerFormatVersion else {
+            throw CheckpointError(.corruptFile, url, "unsupported format_version '\(file.metadata["format_version"] ?? "none")'")
+        }
+        let owners: [String: String]
+        do { owners = try JSONDecoder().decode([String: String].self, from: Data((file.metadata["owners"] ?? "").utf8)) } catch {
+            throw CheckpointError(.corruptFile, url, "metadata 'owners' is not a JSON object of strings")
+        }
+        let names = Set(model.parameters.map(\.name))
+        for name in owners.keys.sorted() where !names.contains(name) {
+            throw CheckpointError(.optimizerMismatch, url, "has state for '\(name)', which the model does not have")
+        }
+        var grouped: [String: [String: Tensor]] = [:]
+        for (full, t) in file.tensors {
+            guard let slash = full.firstIndex(of: "/") else {
+                throw CheckpointError(.corruptFile, url, "tensor name '\(full)' is not '<parameter>/<state key>'")
+            }
+            let pname = String(full[..<slash]), key = String(full[full.index(after: slash)...])
+            guard names.contains(pname) else {
+                throw CheckpointError(.optimizerMismatch, url, "has state for '\(pname)', which the model does not have")
+            }
+            grouped[pname, default: [:]][key] = t
+        }
+        for p in model.parameters {
+            let rule = optimizer.optimizer(for: p)
+            guard let saved = owners[p.name] else {
+                throw CheckpointError(.optimizerMismatch, url, "records no optimizer for '\(p.name)'")
+            }
+            guard saved == rule.name else {
+                throw CheckpointError(.optimizerMismatch, url, "'\(p.name)' was optimized by '\(saved)', now routed to '\(rule.name)'")
+            }
+        }
+        // Import, remembering the current states so that a failure part way leaves all as it was.
+        var previous: [(Parameter, ParameterOptimizer, [String: Tensor])] = []
+        for p in model.parameters {
+            let rule = optimizer.optimizer(for: p)
+            let before = rule.exportState(for: p)
+            do {
+                try rule.importState(grouped[p.name] ?? [:], for: p)
+            } catch {
+                for (q, r, s) in previous.reversed() { try? r.importState(s, for: q) }
+                throw CheckpointError(.optimizerMismatch, url, "\(error)")
+            }
+            previous.append((p, rule, before))
+        }
+    }
+}

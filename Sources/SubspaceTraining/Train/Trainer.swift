@@ -1,0 +1,141 @@
+import Foundation
+import SubspaceCore
+import SubspaceModels
+import SubspaceData
+import SubspaceOptim
+
+/// How one run steps the model.
+public struct StepOptions: Codable, Equatable, Sendable {
+    /// Micro-batches per optimizer step (gradient accumulation). The loss of each is scaled
+    /// by 1 / gradAccum so the accumulated gradient is the mean.
+    public var gradAccum: Int = 1
+    /// Clip gradients to this norm (0 disables). Global norm normally; the per-parameter form
+    /// of `GradientClipping.clipParameter` in per-layer mode.
+    public var clipNorm: Float = 0
+    /// Step each parameter during backward as soon as its gradient is complete, then free the
+    /// gradient (GaLore's layer-wise update). Only on the last micro-batch of a step; on the
+    /// earlier ones, parameters whose rule accumulates in compressed form
+    /// (`MicroBatchAccumulating`, e.g. ProjFactor) hand each gradient over and free it, unless
+    /// clipping is on (the clip needs the whole accumulated gradient).
+    public var perLayerUpdate: Bool = false
+    public var schedule: LearningRateSchedule = .constant(warmup: 0)
+    public init() {}
+}
+
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    case nonFiniteLoss(step: Int, loss: Float)
+    public var description: String {
+        switch self {
+        case .nonFiniteLoss(let step, let loss):
+            return "loss became \(loss) at step \(step); stopping before the weights are touched (lower the learning rate or enable clipping)"
+        }
+    }
+}
+
+/// What one optimizer step measured.
+public struct StepReport: Sendable {
+    public var step: Int
+    public var loss: Float
+    public var lrScale: Float
+    public var forwardSeconds: Double
+    public var backwardSeconds: Double
+    public var optimizerSeconds: Double
+    public var totalSeconds: Double { forwardSeconds + backwardSeconds + optimizerSeconds }
+}
+
+/// The backpropagation step rule: forward, backward, clipping, update, in normal or
+/// per-layer mode, with gradient accumulation. `StepRuleName.backprop`; the rule every
+/// optimizer in `OptimizerRegistry` is written for.
+///
+/// Memory: the training arena (every layer's activations) and the gradients, all of them,
+/// or (per-layer mode) one at a time (`StepRuleMemory.backprop`).
+///
+/// It never prints; callers receive a `StepReport` per step.
+public final class BackpropStep: StepRule {
+    public var memory: StepRuleMemory { .backprop }
+    public let model: LlamaModel
+    public let optimizer: RoutedOptimizer
+    public var options: StepOptions
+    /// Optimizer steps completed.
+    public private(set) var step: Int = 0
+    private let totalCount: Int
+
+    public init(model: LlamaModel, optimizer: RoutedOptimizer, options: StepOptions) throws {
+        guard options.gradAccum >= 1 else { throw ConfigurationError("grad accumulation must be at least 1, got \(options.gradAccum)") }
+        guard options.clipNorm >= 0, options.clipNorm.isFinite else { throw ConfigurationError("clip norm must be non-negative") }
+        self.model = model
+        self.optimizer = optimizer
+        self.options = options
+        totalCount = model.parameters.filter(\.requiresGrad).reduce(0) { $0 + $1.count }
+    }
+
+    /// Resumes the step counter (checkpoint restore).
+    public func setStep(_ s: Int) { step = s }
+
+    /// One optimizer step over `microBatches` (exactly `gradAccum` of them).
+    public func trainStep(_ microBatches: [TokenBatch]) throws -> StepReport {
+        precondition(microBatches.count == options.gradAccum, "expected \(options.gradAccum) micro-batches")
+        let lrScale = options.schedule.multiplier(step: step)
+        var fwd = 0.0, bwd = 0.0, opt = 0.0
+        var lossSum: Float = 0
+        let scale = 1 / Float(microBatches.count)
+        for (i, mb) in microBatches.enumerated() {
+            let last = i == microBatches.count - 1
+            var t0 = Clock.now()
+            let loss = try model.forward(mb, lossScale: scale)
+            fwd += Clock.since(t0)
+            guard loss.isFinite else {
+                model.zeroGradients()
+                optimizer.discardCompressedAccumulation()
+                throw TrainingError.nonFiniteLoss(step: step + 1, loss: loss)
+            }
+            lossSum += loss
+            t0 = Clock.now()
+            if last && options.perLayerUpdate {
+                var inHook = 0.0
+                model.backward { p in
+                    let h0 = Clock.now()
+                    if self.options.clipNorm > 0 {
+                        GradientClipping.clipParameter(p, maxNorm: self.options.clipNorm, totalCount: self.totalCount)
+                    }
+                    self.optimizer.update(p, lrScale: lrScale)
+                    p.releaseGradient()
+                    inHook += Clock.since(h0)
+                }
+                let total = Clock.since(t0)
+                bwd += total - inHook
+                opt += inHook
+            } else if options.perLayerUpdate && options.clipNorm == 0 && optimizer.hasCompressedAccumulation {
+                // Earlier micro-batches: rules that accumulate in compressed form (ProjFactor)
+                // take each gradient as soon as it is complete and it is freed at once.
+                model.backward { p in
+                    guard let acc = self.optimizer.compressedAccumulator(for: p), let g = p.grad else { return }
+                    acc.accumulate(p, gradient: g)
+                    p.releaseGradient()
+                }
+                bwd += Clock.since(t0)
+            } else {
+                model.backward()
+                bwd += Clock.since(t0)
+            }
+        }
+        if !options.perLayerUpdate {
+            let t0 = Clock.now()
+            if options.clipNorm > 0 { GradientClipping.clipGlobalNorm(model.parameters, maxNorm: options.clipNorm) }
+            optimizer.step(model.parameters, lrScale: lrScale)
+            model.zeroGradients()
+            opt += Clock.since(t0)
+        }
+        step += 1
+        return StepReport(step: step, loss: lossSum * scale, lrScale: lrScale, forwardSeconds: fwd, backwardSeconds: bwd, optimizerSeconds: opt)
+    }
+}
+
+/// The backprop rule under its original name (callers that build a step directly).
+public typealias Trainer = BackpropStep
+
+/// Monotonic wall clock.
+public enum Clock {
+    @inline(__always) public static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    @inline(__always) public static func since(_ t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) * 1e-9 }
+}

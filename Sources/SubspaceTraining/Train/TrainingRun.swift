@@ -1,0 +1,298 @@
+import Foundation
+import SubspaceCore
+import SubspaceModels
+import SubspaceData
+import SubspaceOptim
+
+/// What a training run reports while it works. Only the command line prints these.
+public enum RunEvent {
+    case status(String)
+    case step(StepMetrics, totalSteps: Int)
+    case evaluation(step: Int, loss: Double, perplexity: Double)
+    case checkpoint(step: Int, path: String)
+}
+
+/// The outcome of a run.
+public struct RunSummary: Codable, Sendable {
+    public var steps: Int
+    public var tokens: Int
+    public var trainLoss: Double
+    public var valLoss: Double?
+    public var valPerplexity: Double?
+    public var bestValLoss: Double?
+    public var unigramPerplexity: Double?
+    public var tokensPerSecond: Double
+    /// Mean wall time of the optimizer steps of this invocation (evaluation excluded).
+    public var stepMsMean: Double
+    public var seconds: Double
+    public var peakRSSBytes: Int
+    public var optimizerStateBytes: Int
+    public var checkpoint: String
+    /// True when the run stopped early because `shouldStop` asked it to (an interrupt); the
+    /// checkpoint holds step `steps`.
+    public var interrupted: Bool?
+}
+
+/// A whole training run: data, tokenizer, model, optimizer, the step loop, evaluation,
+/// metrics, checkpoints and the loss plot, in the run directory `outDir`:
+///
+/// - `run_config.json`: the resolved `RunConfig`;
+/// - `metrics.jsonl`: one `StepMetrics` line per optimizer step;
+/// - `checkpoint/`: weights, Hugging Face `config.json`, `tokenizer.json`, optimizer state
+///   and trainer state (see `Checkpoint`), replaced atomically;
+/// - `loss.svg`: training and validation loss against tokens;
+/// - `summary.json`: the `RunSummary`, written when the run reaches its last step.
+///
+/// Resuming (`resume: true`) restores weights, optimizer state, step, data position and
+/// random streams from `checkpoint/`, so a run of 40 steps equals a run of 20 steps resumed
+/// to 40, bit for bit.
+public final class TrainingRun {
+    public let config: RunConfig
+    public let outDir: URL
+    public let resume: Bool
+    /// Pause after this step: checkpoint and return, as if interrupted (the schedule still
+    /// spans `config.steps`); `resume` continues from there.
+    public let stopAfter: Int?
+    /// Replace a run already in `outDir` (its run files are removed first).
+    public let overwrite: Bool
+    /// Asked after every step; when it returns true the run saves a checkpoint and returns
+    /// with `RunSummary.interrupted` set (how the command line turns SIGINT and SIGTERM into
+    /// a clean stop).
+    public var shouldStop: () -> Bool = { false }
+
+    public init(config: RunConfig, outDir: URL, resume: Bool = false, stopAfter: Int? = nil, overwrite: Bool = false) {
+        self.config = config; self.outDir = outDir; self.resume = resume; self.stopAfter = stopAfter; self.overwrite = overwrite
+    }
+
+    public var checkpointDir: URL { outDir.appendingPathComponent("checkpoint") }
+
+    /// Mean loss over evaluation batches, weighted by tokens. Forward only (`LlamaModel.loss`):
+    /// the inference arena, or the training arena when a run already holds one of the shape.
+    public static func evaluate(model: LlamaModel, batches: [TokenBatch]) throws -> (loss: Double, tokens: Int) {
+        var sum = 0.0, n = 0
+        for b in batches {
+            let r = try model.loss(b)
+            sum += r.loss * Double(r.tokens); n += r.tokens
+        }
+        return (n > 0 ? sum / Double(n) : .nan, n)
+    }
+
+    public func run(events: (RunEvent) -> Void = { _ in }) throws -> RunSummary {
+        let c = config
+        try ResourceCheck.modelFits(c.model, copies: 2, for: "training")
+        try c.validate()
+        if let stopAfter, stopAfter <= 0 || stopAfter >= c.steps {
+            throw ConfigurationError("--stop-after \(stopAfter) must be between 1 and \(c.steps - 1), a step before the last (\(c.steps))")
+        }
+        try ResourceCheck.training(c)
+        // Claim the directory (refusals, the lock) before any work.
+        let claim = try RunDirectory(outDir, mode: resume ? .resume : .fresh(overwrite: overwrite))
+        defer { withExtendedLifetime(claim) {} }
+        let started = Date()
+
+        // Where a resumed run stands, read before anything heavy so that a wrong request
+        // fails at once.
+        var saved: TrainerState? = nil
+        if resume {
+            guard let s = try Checkpoint.loadTrainerState(from: checkpointDir) else {
+                throw ConfigurationError("'\(checkpointDir.path)' has no trainer state to resume from")
+            }
+            try Self.checkResumable(s, config: c)
+            if let stopAfter, stopAfter <= s.step {
+                throw ConfigurationError("--stop-after \(stopAfter) is not after the run's current step \(s.step)")
+            }
+            saved = s
+        }
+
+        // Data and tokenizer. A resumed run reads with its own tokenizer, the copy in its
+        // checkpoint, whatever has happened to the file it was first given.
+        let runTokenizer = resume ? Self.runTokenizer(in: outDir) : nil
+        let data = try PreparedData.prepare(
+            data: c.data, tokenizer: runTokenizer?.path ?? c.tokenizer, vocab: c.model.vocab, status: { events(.status($0)) })
+        let tokenizerData: Data? = try data.tokenizerPath.map { path in
+            do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+                throw DataError("cannot read the tokenizer \(FileErrorText.describe(error))")
+            }
+        }
+        var batches = try SequenceBatches(tokens: data.train, batch: c.batch, seq: c.seq, shuffle: c.shuffle, seed: c.seed)
+        // Periodic evaluations read the first `evalBatches` validation batches; the final one
+        // reads the whole validation split.
+        let allEvalBatches: [TokenBatch] = data.validation.count > c.seq
+            ? try SequenceBatches(tokens: data.validation, batch: c.batch, seq: c.seq, shuffle: false, seed: 0).evaluationBatches()
+            : []
+        let evalBatches = c.evalBatches > 0 ? Array(allEvalBatches.prefix(c.evalBatches)) : allEvalBatches
+        if evalBatches.isEmpty { events(.status("the validation split is shorter than one sequence: no evaluation")) }
+        let unigram = data.validation.isEmpty ? nil
+            : PreparedData.unigramPerplexity(train: data.train, validation: data.validation, vocab: c.model.vocab)
+        events(.status("\(data.train.count) training tokens, \(data.validation.count) validation tokens"))
+
+        // Model, optimizer, trainer.
+        let model: LlamaModel
+        let optimizer = try OptimizerRegistry.make(c.optimizer, options: c.optimizerOptions)
+        var state = TrainerState(step: 0)
+        if resume {
+            model = try Checkpoint.loadModel(from: checkpointDir)
+            guard model.config == c.model else {
+                throw ConfigurationError("the checkpoint's model does not match the run config")
+            }
+            guard let s = try Checkpoint.restore(from: checkpointDir, into: model, optimizer: optimizer), s == saved else {
+                throw ConfigurationError("'\(checkpointDir.path)' changed while the run was starting")
+            }
+            state = s
+            batches.position = s.dataPosition
+        } else if let from = c.initFrom {
+            model = try Checkpoint.loadModel(from: URL(fileURLWithPath: from))
+            guard model.config == c.model else {
+                throw ConfigurationError("--init-from model does not match the run's model config")
+            }
+        } else {
+            model = try LlamaModel(config: c.model, seed: c.seed)
+        }
+        let trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        trainer.setStep(state.step)
+        try AtomicFile.write(c.jsonString() + "\n", to: outDir.appendingPathComponent("run_config.json"))
+        if let tokenizerData {
+            try AtomicFile.write(tokenizerData, to: outDir.appendingPathComponent("tokenizer.json"))
+        }
+        let metricsURL = outDir.appendingPathComponent("metrics.jsonl")
+        let log = try MetricsLog(url: metricsURL, truncateAfterStep: resume ? state.step : nil)
+
+        // What transformers needs besides weights and config.json to load the checkpoint as a
+        // whole (`AutoTokenizer`, `generate()` without arguments): the tokenizer, its config
+        // and the generation config, with the end-of-text token as bos, eos and pad.
+        let special = data.tokenizer?.endOfTextID.map { SpecialTokenIds(bos: $0, eos: [$0]) } ?? SpecialTokenIds()
+        var hubFiles: [(name: String, data: Data)] = [("generation_config.json", try special.generationConfigJSON())]
+        if let tokenizerData, let tok = data.tokenizer {
+            hubFiles.append(("tokenizer.json", tokenizerData))
+            hubFiles.append(("tokenizer_config.json", try tok.huggingFaceTokenizerConfig(modelMaxLength: c.model.maxSeq)))
+        }
+        var savedStep = resume ? state.step : -1
+        func saveCheckpoint() throws {
+            state.dataPosition = batches.position
+            state.runConfig = c.jsonString()
+            try Checkpoint.save(
+                to: checkpointDir, model: model, optimizer: optimizer, state: state,
+                specialTokens: special, files: hubFiles)
+            savedStep = state.step
+            events(.checkpoint(step: state.step, path: checkpointDir.path))
+        }
+
+        var lastLoss = Double.nan, lastVal: Double? = nil
+        var interrupted = false
+        var trainSeconds = 0.0, trainTokens = 0
+        let tokensPerStep = c.batch * c.seq * c.gradAccum
+        let end = min(c.steps, stopAfter ?? c.steps)
+        while trainer.step < end {
+            let t0 = Clock.now()
+            let mbs = (0..<c.gradAccum).map { _ in batches.next() }
+            let report = try trainer.trainStep(mbs)
+            let dt = Clock.since(t0)
+            trainSeconds += dt; trainTokens += tokensPerStep
+            state.step = trainer.step
+            state.tokensSeen += tokensPerStep
+            lastLoss = Double(report.loss)
+            var m = StepMetrics(
+                step: trainer.step, tokens: state.tokensSeen, loss: lastLoss,
+                lr: Double((optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
+                tokens_per_s: Double(tokensPerStep) / dt, rss_bytes: ProcessMemory.currentRSS, step_ms: dt * 1000)
+            let last = trainer.step == c.steps
+            if !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
+                let e = try Self.evaluate(model: model, batches: last ? allEvalBatches : evalBatches)
+                guard e.loss.isFinite else { throw TrainingError.nonFiniteLoss(step: trainer.step, loss: Float(e.loss)) }
+                m.val_loss = e.loss; m.val_ppl = exp(e.loss)
+                lastVal = e.loss
+                state.bestValLoss = min(state.bestValLoss ?? .infinity, e.loss)
+                events(.evaluation(step: trainer.step, loss: e.loss, perplexity: exp(e.loss)))
+            }
+            try log.append(m)
+            events(.step(m, totalSteps: c.steps))
+            if trainer.step == end || (c.checkpointEvery > 0 && trainer.step % c.checkpointEvery == 0) { try saveCheckpoint() }
+            if trainer.step < end && shouldStop() {
+                if savedStep != trainer.step { try saveCheckpoint() }
+                interrupted = true
+                break
+            }
+        }
+        if let all = try? MetricsLog.read(url: metricsURL) {
+            try? AtomicFile.write(MetricsLog.lossPlot(runs: [(outDir.lastPathComponent, all)]), to: outDir.appendingPathComponent("loss.svg"))
+        }
+        let summary = RunSummary(
+            steps: trainer.step, tokens: state.tokensSeen, trainLoss: lastLoss, valLoss: lastVal,
+            valPerplexity: lastVal.map { exp($0) }, bestValLoss: state.bestValLoss, unigramPerplexity: unigram,
+            tokensPerSecond: trainTokens > 0 ? Double(trainTokens) / trainSeconds : 0,
+            stepMsMean: trainTokens > 0 ? trainSeconds * 1000 / Double(trainTokens / tokensPerStep) : 0,
+            seconds: Date().timeIntervalSince(started), peakRSSBytes: ProcessMemory.peakRSS,
+            optimizerStateBytes: optimizer.stateBytes(model.parameters), checkpoint: checkpointDir.path,
+            interrupted: interrupted ? true : nil)
+        if trainer.step == c.steps {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            if let d = try? enc.encode(summary) { try AtomicFile.write(d, to: outDir.appendingPathComponent("summary.json")) }
+        }
+        return summary
+    }
+
+    /// The tokenizer a run was trained with: its checkpoint's copy (or, for checkpoints
+    /// written before the copy moved inside, the run directory's).
+    static func runTokenizer(in dir: URL) -> URL? {
+        let inside = Checkpoint.resolve(dir.appendingPathComponent("checkpoint")).appendingPathComponent("tokenizer.json")
+        if Checkpoint.fileKind(inside) == .regular { return inside }
+        let beside = dir.appendingPathComponent("tokenizer.json")
+        return Checkpoint.fileKind(beside) == .regular ? beside : nil
+    }
+
+    /// Refuses a trainer state that this run cannot continue: one that has already reached
+    /// the requested step budget, or whose counters do not fit the run (every step consumes
+    /// `gradAccum` micro-batches of `batch * seq` tokens, so both counters follow from the
+    /// step; anything else is a damaged or foreign file, and values like 2^63 - 1 would
+    /// overflow the data cursor).
+    static func checkResumable(_ s: TrainerState, config c: RunConfig) throws {
+        let file = "trainer_state.json"
+        if s.step >= c.steps {
+            throw ConfigurationError("the run has already done \(s.step) steps; pass --steps greater than \(s.step) to train further")
+        }
+        let (position, o1) = s.step.multipliedReportingOverflow(by: c.gradAccum)
+        let (perStep, o2) = (c.batch * c.seq).multipliedReportingOverflow(by: c.gradAccum)
+        let (tokens, o3) = s.step.multipliedReportingOverflow(by: perStep)
+        if o1 || o2 || o3 || s.dataPosition != position || s.tokensSeen != tokens {
+            throw ConfigurationError(
+                "\(file) does not fit the run: step \(s.step), data position \(s.dataPosition), tokens \(s.tokensSeen) "
+                + "(expected data position \(o1 ? "overflow" : String(position)) and tokens \(o3 || o2 ? "overflow" : String(tokens)))")
+        }
+    }
+
+    /// Checks what a resume request names against the run it resumes: a preset, model
+    /// config, `--init-from` or tokenizer given again must be the run's own (the tokenizer by
+    /// content, since a path can be edited or moved). Each mismatch is refused with both
+    /// values named.
+    public static func checkResumeRequest(
+        saved: RunConfig, runDir: URL, preset: String?, model: LlamaConfig?, initFrom: String?, tokenizer: String?
+    ) throws {
+        if let preset, preset != saved.preset {
+            throw ConfigurationError("--preset \(preset) does not match the run being resumed (\(saved.preset.map { "preset \($0)" } ?? "no preset"))")
+        }
+        if let model, model != saved.model {
+            throw ConfigurationError("--config describes a different model from the run being resumed (\(model.summary) against \(saved.model.summary))")
+        }
+        if let initFrom {
+            let a = URL(fileURLWithPath: initFrom).standardizedFileURL.path
+            let b = saved.initFrom.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            if a != b {
+                throw ConfigurationError("--init-from \(initFrom) does not match the run being resumed (\(saved.initFrom ?? "no --init-from"))")
+            }
+        }
+        if let tokenizer {
+            let given: Data
+            do { given = try Data(contentsOf: URL(fileURLWithPath: tokenizer)) } catch {
+                throw DataError("cannot read the tokenizer \(FileErrorText.describe(error))")
+            }
+            guard let own = runTokenizer(in: runDir) else {
+                throw ConfigurationError("--tokenizer \(tokenizer): the run being resumed has no tokenizer of its own")
+            }
+            let ownData = (try? Data(contentsOf: own)) ?? Data()
+            if given != ownData {
+                throw ConfigurationError("--tokenizer \(tokenizer) differs from the run's own tokenizer (\(own.path))")
+            }
+        }
+    }
+}
