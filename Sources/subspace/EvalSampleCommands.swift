@@ -61,24 +61,38 @@ struct Eval: ParsableCommand {
 }
 
 struct Sample: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint, printing tokens as they come.")
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a checkpoint, printing tokens as they come.",
+        discussion: """
+            The prompt is prefilled once into a key/value cache, then each token is one position. \
+            A last line on stderr gives tokens/s (prefill and decode). Draws apply temperature, then \
+            top-k, then top-p, as transformers' generate does.
+            """)
     @Option(help: "Checkpoint directory with a tokenizer.json (or the run directory holding it).") var checkpoint: String
     @Option(help: "Text to continue.") var prompt: String = "\n"
-    @Option(help: "Tokens to generate (prompt plus tokens at most the model's context, unless --sliding-window).") var tokens: Int = 200
+    @Option(help: "Tokens to generate per sample (prompt plus tokens at most the model's context, unless --sliding-window).") var tokens: Int = 200
     @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).") var topK: Int = 40
-    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling: the fewest most likely tokens whose probability sums to at least p (1 = off).")
+    var topP: Float = 1
+    @Option(name: .customLong("stop"), help: "Stop a sample when its text contains this string (printed; repeatable).")
+    var stops: [String] = []
+    @Option(name: .customLong("num-samples"), help: "Samples of the prompt, printed one after another; sample i uses seed + i.")
+    var numSamples: Int = 1
+    @Option(help: "Random seed (of the first sample).") var seed: UInt64 = 0
     @Flag(name: .customLong("sliding-window"), help: "Allow more tokens than the model's context: each new token sees the last context-length tokens.")
     var slidingWindow = false
+    @Flag(name: .customLong("no-cache"), help: "Recompute the whole context for every token (the reference path, for comparison).")
+    var noCache = false
 
     func run() throws {
-        let stream = TextStream()
-        guarded {
+        let stats = guarded {
             try sampleText(
                 checkpoint: checkpointDirectory(checkpoint), prompt: prompt, tokens: tokens, temperature: temperature,
-                topK: topK, seed: seed, slidingWindow: slidingWindow, output: stream)
+                topK: topK, topP: topP, seed: seed, slidingWindow: slidingWindow, stops: stops, numSamples: numSamples,
+                useCache: !noCache)
         }
-        stream.finish()
+        writeStderr(samplingRateLine(stats, samples: numSamples, cached: !noCache) + "\n")
     }
 }
 

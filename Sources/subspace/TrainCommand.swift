@@ -78,13 +78,12 @@ struct Train: ParsableCommand {
             if FileManager.default.fileExists(atPath: ck.appendingPathComponent("tokenizer.json").path) {
                 print("sample:")
                 fflush(stdout)
-                let stream = TextStream()
+                var stream: TextStream?
                 do {
                     try sampleText(checkpoint: ck, prompt: samplePrompt, tokens: min(sampleTokens, cfg.model.maxSeq - 8), temperature: 0.8,
-                                   topK: 40, seed: 0, output: stream)
-                    stream.finish()
+                                   topK: 40, seed: 0) { stream = TextStream(); return stream! }
                 } catch {
-                    stream.finish()
+                    stream?.finish()
                     writeStderr("warning: no sample: \(describe(error))\n")
                 }
             }
@@ -162,14 +161,30 @@ struct Train: ParsableCommand {
 func defaultData() -> String { DefaultCorpus.path("shakespeare") }
 
 /// Samples text from a checkpoint directory that holds a tokenizer.json, writing the prompt
-/// and then each token to `output` as it is produced.
+/// and then each token to a `TextStream` as it is produced; returns the timings.
+///
+/// - `numSamples` continuations of the prompt are printed one after another; with more than
+///   one, each starts with a `=== sample i of N (seed s) ===` line. Sample i (from 0) draws
+///   from `RandomStream(seed: seed + i)`, so it can be reproduced alone with `--seed s`.
+/// - A sample ends at `tokens`, at the tokenizer's end-of-text token, or at the first
+///   occurrence of one of `stops` in its generated text (not the prompt). The stop string is
+///   printed, as transformers' `stop_strings` leaves it in the output; whatever the last
+///   token carried past it is not.
+/// - `useCache` false runs `Sampler.generate`, the reference path that recomputes the whole
+///   context per token, instead of `Sampler.generateCached`.
+@discardableResult
 func sampleText(
-    checkpoint: URL, prompt: String, tokens: Int, temperature: Float, topK: Int, seed: UInt64,
-    slidingWindow: Bool = false, output: TextStream
-) throws {
+    checkpoint: URL, prompt: String, tokens: Int, temperature: Float, topK: Int, topP: Float = 1, seed: UInt64,
+    slidingWindow: Bool = false, stops: [String] = [], numSamples: Int = 1, useCache: Bool = true,
+    newStream: () -> TextStream = { TextStream() }
+) throws -> GenerationStats {
     guard tokens >= 0 else { throw ConfigurationError("--tokens must be non-negative, got \(tokens)") }
     guard temperature >= 0, temperature.isFinite else { throw ConfigurationError("--temperature must be non-negative, got \(temperature)") }
     guard topK >= 0 else { throw ConfigurationError("--top-k must be non-negative, got \(topK)") }
+    guard topP > 0, topP <= 1 else { throw ConfigurationError("--top-p must be in (0, 1], got \(topP)") }
+    guard numSamples >= 1 else { throw ConfigurationError("--num-samples must be at least 1, got \(numSamples)") }
+    if stops.contains("") { throw ConfigurationError("--stop must not be empty") }
+    let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP)
     // The published checkpoint, or its `.old` twin when a save was cut between renames.
     let checkpoint = Checkpoint.resolve(checkpoint)
     _ = try Checkpoint.loadConfig(from: checkpoint)
@@ -194,16 +209,82 @@ func sampleText(
     if let bad = model.nonFiniteParameter {
         throw ConfigurationError("'\(checkpoint.path)': weight '\(bad)' holds NaN or infinite values; nothing can be sampled")
     }
-    var rng = RandomStream(seed: seed)
-    output.write(prompt)
-    var produced: [Int32] = []
-    _ = try Sampler.generate(
-        model: model, prompt: ids, count: tokens, temperature: temperature, topK: topK, rng: &rng,
-        stop: tok.endOfTextID.map(Int32.init)
-    ) { next in
-        produced.append(next)
-        output.write(bytes: tok.decodeBytes(produced))
+    let stopBytes = stops.map { Array($0.utf8) }
+    let cache = useCache ? model.makeKVCache() : nil
+    var total = GenerationStats()
+    for i in 0..<numSamples {
+        let sampleSeed = seed &+ UInt64(i)
+        if numSamples > 1 { writeAll(STDOUT_FILENO, Array("=== sample \(i + 1) of \(numSamples) (seed \(sampleSeed)) ===\n".utf8)) }
+        let output = newStream()
+        var rng = RandomStream(seed: sampleSeed)
+        output.write(prompt)
+        var produced: [UInt8] = []
+        // Streams the token; false once a stop string has appeared (printed up to its end).
+        func emit(_ next: Int32) -> Bool {
+            let before = produced.count
+            produced += tok.decodeBytes([next])
+            if let end = firstStopEnd(produced, after: before, stops: stopBytes) {
+                output.write(bytes: Array(produced[..<end]))
+                return false
+            }
+            output.write(bytes: produced)
+            return true
+        }
+        if let cache {
+            let g = try Sampler.generateCached(
+                model: model, prompt: ids, count: tokens, options: options, cache: cache, rng: &rng,
+                stop: tok.endOfTextID.map(Int32.init), onToken: emit)
+            total.add(g.stats)
+        } else {
+            var more = true
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var reference = GenerationStats()
+            reference.generatedTokens = try Sampler.generate(
+                model: model, prompt: ids, count: tokens, temperature: temperature, topK: topK, topP: topP, rng: &rng,
+                stop: tok.endOfTextID.map(Int32.init), shouldStop: { _ in !more }
+            ) { next in more = emit(next) }.count
+            reference.decodeSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            total.add(reference)
+        }
+        output.finish()
     }
+    return total
+}
+
+/// The end (exclusive byte offset) of the earliest stop string occurrence in `text` that
+/// ends after `after` (the bytes that were already checked), or nil.
+func firstStopEnd(_ text: [UInt8], after: Int, stops: [[UInt8]]) -> Int? {
+    var best: Int?
+    for s in stops {
+        var start = max(0, after - s.count + 1)
+        while start + s.count <= text.count {
+            if text[start..<(start + s.count)].elementsEqual(s) {
+                let end = start + s.count
+                if best.map({ end < $0 }) ?? true { best = end }
+                break
+            }
+            start += 1
+        }
+    }
+    return best
+}
+
+/// One line for stderr: tokens/s of the prefill and of decoding.
+func samplingRateLine(_ s: GenerationStats, samples: Int, cached: Bool) -> String {
+    let seconds = s.prefillSeconds + s.decodeSeconds
+    var line = String(format: "%d tokens in %.2f s, %.1f tokens/s", s.generatedTokens, seconds, seconds > 0 ? Double(s.generatedTokens) / seconds : 0)
+    if samples > 1 { line += " (\(samples) samples)" }
+    if cached {
+        // The first token of each sample comes from the prefill's logits.
+        let steps = s.generatedTokens - samples
+        line += String(format: "; prefill %d tokens at %.0f tokens/s, decode %.1f tokens/s",
+                       s.prefillTokens, s.prefillSeconds > 0 ? Double(s.prefillTokens) / s.prefillSeconds : 0,
+                       s.decodeSeconds > 0 ? Double(max(steps, 0)) / s.decodeSeconds : 0)
+        if s.windowRefills > 0 { line += "; \(s.windowRefills) steps past the context re-ran it whole" }
+    } else {
+        line += " (no key/value cache)"
+    }
+    return line
 }
 
 /// Writes text to standard output as it grows, holding back an incomplete UTF-8 sequence at

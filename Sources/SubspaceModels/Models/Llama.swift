@@ -106,6 +106,11 @@ public final class LlamaModel {
         rope = RotaryEmbedding(headDim: config.headDim, maxPositions: config.maxSeq, theta: config.ropeTheta)
     }
 
+    /// Forgets a forward pass that `backward()` would otherwise continue (a forward-only
+    /// pass, such as `extend(_:cache:)`, overwrites nothing backward reads, but the rule is
+    /// the same as for `logits`).
+    func cancelPendingBackward() { hasForward = false }
+
     /// Looks a parameter up by its Hugging Face name.
     public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
 

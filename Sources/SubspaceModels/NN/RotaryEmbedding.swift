@@ -33,14 +33,19 @@ public final class RotaryEmbedding: @unchecked Sendable {
         }
     }
 
-    /// Rotates, in place, `x[N, heads * headDim]` whose row r holds position `r % seq`.
-    /// `inverse` applies the transpose rotation (the backward pass).
-    public func apply(_ x: UnsafeMutablePointer<Float>, rows n: Int, heads: Int, seq: Int, inverse: Bool = false) {
+    /// Rotates, in place, `x[N, heads * headDim]` whose row r holds position
+    /// `firstPosition + r % seq`. `inverse` applies the transpose rotation (the backward
+    /// pass). `firstPosition` is where a key/value cache's new rows start (`KVCache`):
+    /// each row is rotated at its absolute position, as transformers' `position_ids` do.
+    public func apply(
+        _ x: UnsafeMutablePointer<Float>, rows n: Int, heads: Int, seq: Int, firstPosition: Int = 0, inverse: Bool = false
+    ) {
+        precondition(firstPosition >= 0 && firstPosition + min(n, seq) <= maxPositions, "rotary position beyond the table")
         let half = headDim / 2, width = heads * headDim
         let sign: Float = inverse ? -1 : 1
         Parallel.ranges(n, grain: 32) { r in
             for row in r {
-                let pos = row % seq
+                let pos = firstPosition + row % seq
                 let c = cosTable.data + pos * half, s = sinTable.data + pos * half
                 for h in 0..<heads {
                     let v = x + row * width + h * headDim
