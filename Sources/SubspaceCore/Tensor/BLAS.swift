@@ -109,6 +109,30 @@ public enum BLAS {
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// `y = alpha * A x + beta * y` with A `m x n` row-major (row stride `lda`): one token
+    /// through a `[out, in]` weight, the decoding step of `LlamaModel.extend`. `sgemm` with
+    /// one row packs the whole weight before using it once; `sgemv` streams it once, which
+    /// is what a memory-bound single-token product needs. Large products split the rows of
+    /// A across `Parallel.workers` (at least 128 KiB of A each).
+    public static func gemv(
+        m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>,
+        beta: Float = 0, y: UnsafeMutablePointer<Float>, parallel: Bool = true
+    ) {
+        if m == 0 { return }
+        configure()
+        let chunks = parallel ? min(Parallel.workers, max(1, m * n / (1 << 15))) : 1
+        if chunks <= 1 {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
+            return
+        }
+        let per = (m + chunks - 1) / chunks
+        Parallel.perform(chunks) { w in
+            let lo = w * per, hi = min(m, lo + per)
+            if lo >= hi { return }
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hi - lo), Int32(n), alpha, a + lo * lda, Int32(lda), x, 1, beta, y + lo, 1)
+        }
+    }
+
     /// `y = alpha * x + y` over `n` elements.
     public static func axpy(_ n: Int, _ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         configure()

@@ -5,11 +5,16 @@ import SubspaceCore
 ///
 /// Activations kept for backward: the input x (N * in floats), needed for dW.
 public enum Linear {
-    /// y[N, out] = x[N, in] W[out, in]^T, or y += ... when `accumulate`.
+    /// y[N, out] = x[N, in] W[out, in]^T, or y += ... when `accumulate`. One row (a
+    /// decoding step) is a matrix-vector product (`BLAS.gemv`): same sums, other rounding.
     public static func forward(
         x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
         rows n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
     ) {
+        if n == 1 {
+            BLAS.gemv(m: outFeatures, n: inFeatures, a: weight, lda: inFeatures, x: x, beta: accumulate ? 1 : 0, y: y)
+            return
+        }
         BLAS.gemm(
             transB: true, m: n, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
             b: weight, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
