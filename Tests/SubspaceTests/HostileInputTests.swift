@@ -606,6 +606,16 @@ extension Reliability {
         Case("sample --top-k -3") { m, _ in Plan(args: sample(ck(m.baseRun), ["--top-k=-3"])) },
         Case("sample --tokens -5") { m, _ in Plan(args: sample(ck(m.baseRun), ["--tokens=-5"])) },
         Case("sample --tokens abc", usage: true) { m, _ in Plan(args: sample(ck(m.baseRun), ["--tokens", "abc"])) },
+        Case("sample --top-p 0") { m, _ in Plan(args: sample(ck(m.baseRun), ["--top-p", "0"])) },
+        Case("sample --top-p 1.5") { m, _ in Plan(args: sample(ck(m.baseRun), ["--top-p", "1.5"])) },
+        Case("sample --top-p nan") { m, _ in Plan(args: sample(ck(m.baseRun), ["--top-p", "nan"])) },
+        Case("sample --top-p -0.5") { m, _ in Plan(args: sample(ck(m.baseRun), ["--top-p=-0.5"])) },
+        Case("sample --top-p abc", usage: true) { m, _ in Plan(args: sample(ck(m.baseRun), ["--top-p", "abc"])) },
+        Case("sample --num-samples 0") { m, _ in Plan(args: sample(ck(m.baseRun), ["--num-samples", "0"])) },
+        Case("sample --num-samples -2") { m, _ in Plan(args: sample(ck(m.baseRun), ["--num-samples=-2"])) },
+        Case("sample --num-samples abc", usage: true) { m, _ in Plan(args: sample(ck(m.baseRun), ["--num-samples", "abc"])) },
+        Case("sample --stop (empty)") { m, _ in Plan(args: sample(ck(m.baseRun), ["--stop", ""])) },
+        Case("sample --stop (value missing)", usage: true) { m, _ in Plan(args: sample(ck(m.baseRun), ["--stop"])) },
         Case("eval --batch 0") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--batch", "0"])) },
         Case("eval --seq 0") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--seq", "0"])) },
         Case("eval --split foo") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--split", "foo"])) },
@@ -635,6 +645,35 @@ extension Reliability {
         Promise.expectSuccess(try CLI.run(["sample", "--checkpoint", Self.ck(run).path, "--prompt", "the ", "--tokens", "100", "--sliding-window"]))
         Promise.expectSuccess(try CLI.run(["sample", "--checkpoint", Self.ck(run).path, "--prompt", "the ", "--tokens", "10"]))
         #expect(Files.snapshot(Self.ck(run)) == before)
+    }
+
+    /// The sampling options work together: several samples with their headers, a stop
+    /// string that ends each sample (and is printed), the tokens/s line last on stderr, and
+    /// the reference path (`--no-cache`) printing exactly what the cached path prints.
+    @Test func sampleOptions() throws {
+        let m = try Micro.shared()
+        let base = Self.sample(Self.ck(m.baseRun))
+        let r = try CLI.run(base + ["--num-samples", "3", "--seed", "5", "--top-p", "0.9", "--stop", "e"])
+        guard Promise.expectSuccess(r) else { return }
+        for i in 1...3 { #expect(r.stdout.contains("=== sample \(i) of 3 (seed \(4 + i)) ===")) }
+        #expect(r.stderrLines.last?.contains("tokens/s") == true, "\(r.stderr)")
+        // Each sample's generated text ends at its first "e" (or runs out of tokens).
+        for part in r.stdout.components(separatedBy: "===\n").dropFirst() {
+            let text = part.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+            let generated = String(text.joined(separator: "\n").dropFirst("the ".count)).components(separatedBy: "=== sample")[0]
+            if let e = generated.firstIndex(of: "e") {
+                #expect(generated[generated.index(after: e)...].trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(generated)")
+            }
+        }
+        // Sample 2 of --seed 5 is --seed 6 alone.
+        let alone = try CLI.run(base + ["--seed", "6", "--top-p", "0.9", "--stop", "e"])
+        #expect(r.stdout.contains(alone.stdout))
+        for extra in [["--temperature", "0"], ["--temperature", "0.9", "--top-k", "5", "--top-p", "0.8", "--sliding-window", "--tokens", "40"]] {
+            let cached = try CLI.run(base + extra), reference = try CLI.run(base + extra + ["--no-cache"])
+            Promise.expectSuccess(cached)
+            Promise.expectSuccess(reference)
+            #expect(cached.stdout == reference.stdout, "\(extra)")
+        }
     }
 
     // MARK: Corrupt, truncated, empty and misplaced files
