@@ -46,12 +46,12 @@ public struct SVGScatter {
     /// avoiding `obstacles` and each other inside `bounds`; each with the anchor's text
     /// position (x, baseline y, text-anchor) and whether it needs a leader line.
     static func placeLabels(anchors: [(Double, Double)], texts: [String], priority: [Int], bounds: SVG.Rect,
-                            obstacles: [SVG.Rect]) -> [(box: SVG.Rect, x: Double, y: Double, anchor: String, leader: Bool)?] {
+                            obstacles: [SVG.Rect], bold: Set<Int> = []) -> [(box: SVG.Rect, x: Double, y: Double, anchor: String, leader: Bool)?] {
         var out = [(box: SVG.Rect, x: Double, y: Double, anchor: String, leader: Bool)?](repeating: nil, count: anchors.count)
         var taken = obstacles
         let h = labelSize + 2
         for i in priority {
-            let (px, py) = anchors[i], w = SVG.textWidth(texts[i], size: labelSize)
+            let (px, py) = anchors[i], w = SVG.textWidth(texts[i], size: labelSize, bold: bold.contains(i))
             var candidates: [(SVG.Rect, Double, Double, String, Bool)] = []
             for (dist, leader) in [(9.0, false), (24.0, true), (40.0, true)] {
                 let d = dist
@@ -114,7 +114,7 @@ public struct SVGScatter {
             obstacles.append(SVG.Rect(x: bx - 1.5, y: min(ay, by), width: 3, height: abs(by - ay)))
         }
         let placed = Self.placeLabels(anchors: screen, texts: points.map(\.label), priority: priority,
-                                      bounds: axes.plot.insetBy(-2), obstacles: obstacles)
+                                      bounds: axes.plot.insetBy(-2), obstacles: obstacles, bold: Set(front))
         for (i, pl) in placed.enumerated() {
             guard let pl else { continue }
             if pl.leader {

@@ -178,7 +178,7 @@ import Testing
         let size = Double(attr("font-size") ?? "12") ?? 12
         let text = e.stringValue ?? ""
         guard !text.isEmpty else { return nil }
-        let w = SVG.textWidth(text, size: size)
+        let w = SVG.textWidth(text, size: size, bold: attr("font-weight") == "bold")
         var x = Double(attr("x") ?? "0") ?? 0, y = Double(attr("y") ?? "0") ?? 0, angle = 0.0
         if let t = attr("transform") {
             let nums = t.split(whereSeparator: { !"0123456789.-".contains($0) }).compactMap { Double($0) }

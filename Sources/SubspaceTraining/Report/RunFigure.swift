@@ -82,7 +82,8 @@ public enum RunFigure {
         let step: (StepMetrics) -> Double = { Double($0.step) }
         let perStep = tokensPerStep(runs)
         var loss = smoothedPanel(runs, x: step, y: { $0.loss }, validation: true,
-                                 title: "Loss: training (smoothed over raw) and validation (markers)", xLabel: "step", yLabel: "loss (nats)")
+                                 title: perStep == nil ? "Loss against steps" : "Loss: training (smoothed over raw) and validation (markers)",
+                                 xLabel: "step", yLabel: "loss (nats)")
         if let k = perStep { loss.top = ("tokens", k) }
         var lossTokens: SVGPlot?
         if perStep == nil {

@@ -47,9 +47,9 @@ public struct SVGAxes {
     /// The clip path id of this panel's plot area (defined by `render`).
     public func clipID(_ id: String) -> String { "clip-\(id)" }
 
-    /// Ticks along the bottom: about one per 90 px, fewer when the labels are wide.
+    /// Ticks along the bottom: about one per 70 px, fewer when the labels are wide.
     func xTickValues() -> ([Double], [String]) {
-        var target = max(2, Int(plot.width / 90))
+        var target = max(3, Int(plot.width / 70))
         while true {
             let v = Ticks.values(x.lo, x.hi, target: target), l = Ticks.labels(v, si: xSI)
             let widest = l.map { SVG.textWidth($0, size: 11) }.max() ?? 0
@@ -63,7 +63,10 @@ public struct SVGAxes {
         let f = SVG.f
         var s = "<g class=\"panel\">\n<defs><clipPath id=\"\(clipID(id))\"><rect x=\"\(f(plot.x))\" y=\"\(f(plot.y))\" width=\"\(f(plot.width))\" height=\"\(f(plot.height))\"/></clipPath></defs>\n"
         if !title.isEmpty {
-            s += SVG.text(title, x: plot.midX, y: frame.y + 16, anchor: "middle", size: Self.titleSize, weight: "bold") + "\n"
+            // Centred over the plot, but kept inside the panel when it is wider than the plot.
+            let w = SVG.textWidth(title, size: Self.titleSize, bold: true)
+            let cx = min(max(plot.midX, frame.x + w / 2 + 2), frame.maxX - w / 2 - 2)
+            s += SVG.text(title, x: cx, y: frame.y + 16, anchor: "middle", size: Self.titleSize, weight: "bold") + "\n"
         }
         for (t, l) in zip(yTickValues, yTickLabels) {
             let yy = sy(t)
@@ -81,7 +84,7 @@ public struct SVGAxes {
         }
         if let top {
             let lo = x.lo * top.factor, hi = x.hi * top.factor
-            var target = max(2, Int(plot.width / 90))
+            var target = max(3, Int(plot.width / 70))
             var v = Ticks.values(lo, hi, target: target), l = Ticks.labels(v, si: true)
             while target > 2 && Double(v.count) * ((l.map { SVG.textWidth($0, size: 11) }.max() ?? 0) + 12) > plot.width {
                 target -= 1; v = Ticks.values(lo, hi, target: target); l = Ticks.labels(v, si: true)
@@ -130,7 +133,7 @@ public struct SVGLegend {
     var rows: Int { entries.count + (title == nil ? 0 : 1) }
     public var width: Double {
         let w = entries.map { SVG.textWidth($0.label) }.max() ?? 0
-        let t = title.map { SVG.textWidth($0) } ?? 0
+        let t = title.map { SVG.textWidth($0, bold: true) } ?? 0
         return 2 * Self.pad + max(Self.swatch + 6 + w, t)
     }
     public var height: Double { 2 * Self.pad + Double(rows) * Self.row - 2 }
