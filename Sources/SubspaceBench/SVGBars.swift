@@ -7,8 +7,11 @@ import SubspaceTraining
 
 /// Bar charts as standalone SVG: one bar per category, either stacked (segments of one total,
 /// e.g. memory by kind) or grouped (one bar per series side by side, e.g. Subspace next to
-/// PyTorch), with an optional marker per category (a short black line, e.g. measured peak RSS).
-/// Shares `SVGPlot`'s palette, ticks and escaping.
+/// PyTorch), with an optional marker per category (a short black line, e.g. measured peak
+/// RSS) and optional error bars per bar (e.g. the spread of per-step throughput). Category
+/// labels are slanted at 35 degrees; the bottom and left margins are sized from the longest
+/// one, and the legend (right of the plot) from its labels, so nothing clips. Uses
+/// `SVGAxes`, `SVGLegend`, `Palette` and `Ticks` from the training layer.
 public struct SVGBars {
     public var title: String
     public var yLabel: String
@@ -22,53 +25,59 @@ public struct SVGBars {
     /// One marker per category (nil: none), named `markerLabel` in the legend.
     public var markers: [Double?]
     public var markerLabel: String?
+    /// Grouped bars only: `errors[category][series]` is the (low, high) whisker of that
+    /// bar, nil for none; named `errorLabel` in the legend.
+    public var errors: [[(lo: Double, hi: Double)?]]
+    public var errorLabel: String?
 
     public init(title: String, yLabel: String, categories: [String], series: [String], values: [[Double]],
-                stacked: Bool, markers: [Double?] = [], markerLabel: String? = nil) {
+                stacked: Bool, markers: [Double?] = [], markerLabel: String? = nil,
+                errors: [[(lo: Double, hi: Double)?]] = [], errorLabel: String? = nil) {
         self.title = title; self.yLabel = yLabel; self.categories = categories; self.series = series
         self.values = values; self.stacked = stacked; self.markers = markers; self.markerLabel = markerLabel
+        self.errors = errors; self.errorLabel = errorLabel
     }
 
     func value(_ c: Int, _ s: Int) -> Double {
         guard c < values.count, s < values[c].count, values[c][s].isFinite else { return 0 }
         return max(0, values[c][s])
     }
+    func error(_ c: Int, _ s: Int) -> (lo: Double, hi: Double)? {
+        guard !stacked, c < errors.count, s < errors[c].count, let e = errors[c][s], e.lo.isFinite, e.hi.isFinite else { return nil }
+        return e
+    }
+
+    static let slant = 35.0 * Double.pi / 180
 
     public func render() -> String {
-        let left = 70.0, right = 190.0, top = 40.0, bottom = 120.0, height = 460.0
-        let slot = stacked ? 44.0 : max(44.0, 22.0 * Double(series.count) + 14)
-        let width = max(720.0, left + right + slot * Double(categories.count))
-        let pw = width - left - right, ph = height - top - bottom
+        let f = SVG.f
         var hi = 0.0
         for c in categories.indices {
             let bar = stacked ? series.indices.reduce(0) { $0 + value(c, $1) } : (series.indices.map { value(c, $0) }.max() ?? 0)
-            hi = max(hi, bar, (c < markers.count ? markers[c] ?? 0 : 0))
+            let whisker = series.indices.compactMap { error(c, $0)?.hi }.max() ?? 0
+            hi = max(hi, bar, whisker, (c < markers.count ? markers[c] ?? 0 : 0))
         }
-        hi = hi > 0 ? hi * 1.08 : 1
-        let ticks = SVGPlot.ticks(0, hi)
-        let yhi = max(hi, ticks.last ?? hi)
-        func sy(_ y: Double) -> Double { top + (1 - y / yhi) * ph }
-        func f(_ v: Double) -> String { String(format: "%.1f", v) }
-        func label(_ v: Double) -> String { abs(v) >= 1e4 ? String(format: "%.3g", v) : String(format: "%g", (v * 1000).rounded() / 1000) }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
-        s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        s += "<text x=\"\(f(left + pw / 2))\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(SVGPlot.escape(title))</text>\n"
-        for t in ticks where t <= yhi {
-            s += "<line x1=\"\(f(left))\" x2=\"\(f(left + pw))\" y1=\"\(f(sy(t)))\" y2=\"\(f(sy(t)))\" stroke=\"#e5e5e5\"/>"
-            s += "<text x=\"\(f(left - 6))\" y=\"\(f(sy(t) + 4))\" text-anchor=\"end\">\(label(t))</text>\n"
-        }
-        s += "<text transform=\"translate(16,\(f(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">\(SVGPlot.escape(yLabel))</text>\n"
-        let step = pw / Double(max(categories.count, 1))
+        hi = hi > 0 ? hi * 1.05 : 1
+        // A slanted label of width w reaches w cos(35) left of its bar and w sin(35) below.
+        let longest = categories.map { SVG.textWidth($0, size: 11) }.max() ?? 0
+        let slot = stacked ? 48.0 : max(48.0, 24.0 * Double(series.count) + 16)
+        let panelW = max(560.0, 110 + slot * Double(categories.count))
+        let leftRoom = max(0, longest * cos(Self.slant) - slot / 2 - 60)
+        let frame = SVG.Rect(x: leftRoom, y: 0, width: panelW, height: 300 + longest * sin(Self.slant) + 20)
+        let axes = SVGAxes(frame: frame, title: title, xLabel: "", yLabel: yLabel, x: (0, 1), y: (0, hi),
+                           xTicks: false, bottomExtra: longest * sin(Self.slant) + 6)
+        let p = axes.plot
+        var s = axes.render(id: "bars")
+        let step = p.width / Double(max(categories.count, 1))
         for (c, name) in categories.enumerated() {
-            let x0 = left + step * Double(c)
+            let x0 = p.x + step * Double(c)
             if stacked {
                 let bw = min(step * 0.7, 60), bx = x0 + (step - bw) / 2
                 var acc = 0.0
                 for k in series.indices {
                     let v = value(c, k)
                     guard v > 0 else { continue }
-                    let color = SVGPlot.palette[k % SVGPlot.palette.count]
-                    s += "<rect x=\"\(f(bx))\" y=\"\(f(sy(acc + v)))\" width=\"\(f(bw))\" height=\"\(f(sy(acc) - sy(acc + v)))\" fill=\"\(color)\"/>"
+                    s += "<rect x=\"\(f(bx))\" y=\"\(f(axes.sy(acc + v)))\" width=\"\(f(bw))\" height=\"\(f(axes.sy(acc) - axes.sy(acc + v)))\" fill=\"\(Palette.color(k))\"/>"
                     acc += v
                 }
                 s += "\n"
@@ -78,29 +87,27 @@ public struct SVGBars {
                 for k in series.indices {
                     let v = value(c, k)
                     guard v > 0 else { continue }
-                    let color = SVGPlot.palette[k % SVGPlot.palette.count]
-                    s += "<rect x=\"\(f(start + bw * Double(k)))\" y=\"\(f(sy(v)))\" width=\"\(f(bw * 0.92))\" height=\"\(f(sy(0) - sy(v)))\" fill=\"\(color)\"/>"
+                    let bx = start + bw * Double(k)
+                    s += "<rect x=\"\(f(bx))\" y=\"\(f(axes.sy(v)))\" width=\"\(f(bw * 0.92))\" height=\"\(f(axes.sy(0) - axes.sy(v)))\" fill=\"\(Palette.color(k))\"/>"
+                    if let e = error(c, k) {
+                        let cx = bx + bw * 0.46, cap = min(5, bw * 0.3)
+                        s += "<path class=\"error-bar\" d=\"M\(f(cx)),\(f(axes.sy(e.lo)))V\(f(axes.sy(e.hi)))M\(f(cx - cap)),\(f(axes.sy(e.lo)))H\(f(cx + cap))M\(f(cx - cap)),\(f(axes.sy(e.hi)))H\(f(cx + cap))\" stroke=\"#222\" stroke-width=\"1.3\" fill=\"none\"/>"
+                    }
                 }
                 s += "\n"
             }
             if c < markers.count, let m = markers[c], m.isFinite {
-                s += "<line x1=\"\(f(x0 + step * 0.1))\" x2=\"\(f(x0 + step * 0.9))\" y1=\"\(f(sy(m)))\" y2=\"\(f(sy(m)))\" stroke=\"black\" stroke-width=\"2\"/>\n"
+                s += "<line x1=\"\(f(x0 + step * 0.1))\" x2=\"\(f(x0 + step * 0.9))\" y1=\"\(f(axes.sy(m)))\" y2=\"\(f(axes.sy(m)))\" stroke=\"black\" stroke-width=\"2\"/>\n"
             }
-            let lx = x0 + step / 2, ly = top + ph + 14
-            s += "<text transform=\"translate(\(f(lx)),\(f(ly))) rotate(-35)\" text-anchor=\"end\">\(SVGPlot.escape(name))</text>\n"
+            s += SVG.text(name, x: x0 + step / 2 + 4, y: p.maxY + 12, anchor: "end", size: 11, rotate: -35) + "\n"
         }
-        s += "<line x1=\"\(f(left))\" x2=\"\(f(left + pw))\" y1=\"\(f(sy(0)))\" y2=\"\(f(sy(0)))\" stroke=\"#333\"/>\n"
-        var legend = series.enumerated().map { (SVGPlot.palette[$0.offset % SVGPlot.palette.count], $0.element, false) }
-        if let markerLabel, markers.contains(where: { $0 != nil }) { legend.append(("black", markerLabel, true)) }
-        for (i, (color, name, line)) in legend.enumerated() {
-            let ly = top + 14 + Double(i) * 18, lx = left + pw + 14
-            if line {
-                s += "<line x1=\"\(f(lx))\" x2=\"\(f(lx + 14))\" y1=\"\(f(ly - 4))\" y2=\"\(f(ly - 4))\" stroke=\"black\" stroke-width=\"2\"/>"
-            } else {
-                s += "<rect x=\"\(f(lx))\" y=\"\(f(ly - 10))\" width=\"14\" height=\"10\" fill=\"\(color)\"/>"
-            }
-            s += "<text x=\"\(f(lx + 20))\" y=\"\(f(ly))\">\(SVGPlot.escape(name))</text>\n"
-        }
-        return s + "</svg>\n"
+        s += "<line x1=\"\(f(p.x))\" x2=\"\(f(p.maxX))\" y1=\"\(f(axes.sy(0)))\" y2=\"\(f(axes.sy(0)))\" stroke=\"#333\"/>\n"
+        var entries = series.indices.map { SVGLegend.Entry(.box(color: Palette.color($0)), series[$0]) }
+        if let markerLabel, markers.contains(where: { $0 != nil }) { entries.append(.init(.line(color: "black"), markerLabel)) }
+        if let errorLabel, errors.contains(where: { $0.contains { $0 != nil } }) { entries.append(.init(.errorBar(color: "#222"), errorLabel)) }
+        let legend = SVGLegend(entries: entries)
+        let lx = frame.maxX + 4
+        let width = lx + legend.width + 10, height = max(frame.maxY, p.y + legend.height + 10)
+        return SVG.document(width: width, height: height, body: s + legend.render(x: lx, y: p.y))
     }
 }

@@ -8,7 +8,8 @@ import SubspaceTraining
 /// The suite's written output in its directory: `results.jsonl` (one `Suite.Result` line per
 /// finished cell), `peers.jsonl` (the PyTorch peers, same keys), `report.md` (tables, the
 /// command that reproduces them, links to the figures) and the SVG figures (`SuiteFigures`):
-/// `val_loss.svg`, `loss.svg` (training and validation), `memory.svg` and `throughput.svg`
+/// `val_loss.svg`, `loss.svg` (`RunFigure` of every cell), `pareto.svg` (validation loss
+/// against memory), `memory.svg` and `throughput.svg` (with per-step spread)
 /// for the training suites; `memory-<preset>.svg` and `throughput-<preset>.svg` for `speed`
 /// (and for training suites on several presets).
 public enum SuiteReport {
@@ -41,14 +42,19 @@ public enum SuiteReport {
         for p in presets {
             let rs = results.filter { $0.preset == p }, ps = peers.filter { $0.preset == p }
             let suffix = perPreset ? "-\(p)" : ""
+            var spread: [String: Double] = [:], peerSpread: [String: Double] = [:]
             if plan.spec.suite != "speed" {
                 let runs = rs.compactMap { r in metrics(plan.directory(cell: r.cell, preset: p).appendingPathComponent("metrics.jsonl")).map { (r.cell, $0) } }
                 let peerRuns = ps.compactMap { r in metrics(plan.directory(cell: r.cell, preset: p).appendingPathComponent(SuitePlan.peerMetricsFile)).map { (r.cell, $0) } }
                 out.append(("val_loss\(suffix).svg", SuiteFigures.validationLoss(title: "Validation loss, \(plan.spec.suite), \(p)", runs: runs, peers: peerRuns)))
-                out.append(("loss\(suffix).svg", MetricsLog.lossPlot(runs: runs)))
+                out.append(("loss\(suffix).svg", RunFigure.render(runs: runs, title: "Training, \(plan.spec.suite), \(p): \(runs.count) cells")))
+                out.append(("pareto\(suffix).svg", SuiteFigures.pareto(title: "Validation loss against memory, \(plan.spec.suite), \(p)", results: rs)))
+                spread = Dictionary(runs.compactMap { r in SuiteFigures.throughputSpread(r.1).map { (r.0, $0) } }, uniquingKeysWith: { a, _ in a })
+                peerSpread = Dictionary(peerRuns.compactMap { r in SuiteFigures.throughputSpread(r.1).map { (r.0, $0) } }, uniquingKeysWith: { a, _ in a })
             }
             out.append(("memory\(suffix).svg", SuiteFigures.memory(title: "Memory by kind, \(p)", results: rs)))
-            out.append(("throughput\(suffix).svg", SuiteFigures.throughput(title: "Training throughput, \(p)", results: rs, peers: ps)))
+            out.append(("throughput\(suffix).svg", SuiteFigures.throughput(title: "Training throughput, \(p)", results: rs, peers: ps,
+                                                                            spread: spread, peerSpread: peerSpread)))
         }
         return out
     }
@@ -92,7 +98,10 @@ public enum SuiteReport {
                 : ", \(r0.steps) steps of batch \(r0.batch ?? 8) x \(r0.seq ?? 256) tokens\n\n"
             s += spec.suite == "speed" ? speedTable(rs) : trainingTable(rs)
             s += "\n"
-            if spec.suite != "speed" { s += "![validation loss](val_loss\(suffix).svg)\n" }
+            if spec.suite != "speed" {
+                s += "![validation loss](val_loss\(suffix).svg)\n![validation loss against memory](pareto\(suffix).svg)\n"
+                s += "![training curves](loss\(suffix).svg)\n"
+            }
             s += "![memory by kind](memory\(suffix).svg)\n![throughput](throughput\(suffix).svg)\n"
             if !ps.isEmpty { s += "\n" + peerTable(rs, ps) }
         }

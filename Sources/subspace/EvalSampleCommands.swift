@@ -97,7 +97,7 @@ struct Sample: ParsableCommand {
 }
 
 struct Plot: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Overlay the loss curves of several runs in one SVG.")
+    static let configuration = CommandConfiguration(abstract: "Draw one or more runs in one SVG: loss against steps and tokens (raw, smoothed, validation), learning rate, tokens/s and RSS.")
     @Argument(help: "Run directories (each with metrics.jsonl), or their checkpoint/ folders.") var runs: [String]
     @Option(help: "Output SVG path.") var out: String = "loss.svg"
 

@@ -288,23 +288,25 @@ import Testing
         for name in ["weights", "gradients", "optimizer state", "activations", "peak RSS", "adamw", "galore-r64-T200"] {
             #expect(mem.contains(">\(name)<"), "memory figure lacks \(name)")
         }
-        // Two stacks of four segments, four legend swatches.
-        #expect(mem.components(separatedBy: "<rect").count - 1 == 1 + 2 * 4 + 4)
+        // Two stacks of four segments, four legend swatches (besides the background, the
+        // clip path, the plot area and the legend box).
+        #expect(mem.components(separatedBy: "<rect").count - 1 == 4 + 2 * 4 + 4)
         // Stack heights are proportional: 160 MiB of segments under a 300 MiB marker.
         let tp = SuiteFigures.throughput(title: "Throughput", results: results, peers: peers)
         #expect(tp.contains(">PyTorch<") && tp.contains(">Subspace<"))
-        #expect(tp.components(separatedBy: "<rect").count - 1 == 1 + 3 + 2, "three bars: galore has no peer")
+        #expect(tp.components(separatedBy: "<rect").count - 1 == 4 + 3 + 2, "three bars: galore has no peer")
         let m = [StepMetrics(step: 1, tokens: 100, loss: 6, lr: 1, tokens_per_s: 1, rss_bytes: 1, val_loss: 5.5, step_ms: 1),
                  StepMetrics(step: 2, tokens: 200, loss: 5, lr: 1, tokens_per_s: 1, rss_bytes: 1, step_ms: 1)]
         let vl = SuiteFigures.validationLoss(title: "V", runs: [("adamw", m)], peers: [("adamw", m)])
-        #expect(vl.contains(">adamw<") && vl.contains(">adamw (PyTorch)<") && vl.contains("stroke-dasharray"))
+        // The legend ranks by final validation loss and shows it: "5.500  adamw".
+        #expect(vl.contains("adamw<") && vl.contains("adamw (PyTorch)<") && vl.contains("stroke-dasharray"))
     }
 
     @Test func barHeightsScale() {
         let svg = SVGBars(title: "t", yLabel: "y", categories: ["a", "b"], series: ["s"], values: [[1], [2]], stacked: false).render()
-        let heights = svg.components(separatedBy: "height=\"").dropFirst().compactMap { Double($0.prefix { $0 != "\"" }) }
-        // [svg height, bar a, bar b, ...]: b is twice a.
-        let bars = Array(heights.dropFirst().prefix(2))
+        // The bars are the rects filled with the first series' colour: b is twice a.
+        let bars = svg.components(separatedBy: "<rect").filter { $0.contains("fill=\"\(Palette.color(0))\"") && !$0.contains("width=\"14\"") }
+            .compactMap { r in r.components(separatedBy: "height=\"").dropFirst().first.flatMap { Double($0.prefix { $0 != "\"" }) } }
         #expect(bars.count == 2 && abs(bars[1] / bars[0] - 2) < 0.02)
     }
 

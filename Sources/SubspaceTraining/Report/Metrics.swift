@@ -79,14 +79,9 @@ public final class MetricsLog {
         return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(StepMetrics.self, from: Data($0.utf8)) }
     }
 
-    /// An SVG of training and validation loss against tokens for one or more runs.
+    /// The figure of one or more runs (`RunFigure`): loss against steps and tokens (raw,
+    /// smoothed, validation), learning rate, tokens/s and RSS.
     public static func lossPlot(runs: [(name: String, metrics: [StepMetrics])]) -> String {
-        var series: [SVGPlot.Series] = []
-        for r in runs {
-            series.append(.init(name: "\(r.name) train", points: r.metrics.map { (Double($0.tokens), $0.loss) }))
-            let val = r.metrics.compactMap { m in m.val_loss.map { (x: Double(m.tokens), y: $0) } }
-            if !val.isEmpty { series.append(.init(name: "\(r.name) val", points: val, dashed: true)) }
-        }
-        return SVGPlot(title: "Loss", xLabel: "tokens", yLabel: "cross-entropy (nats)", series: series).render()
+        RunFigure.render(runs: runs)
     }
 }

@@ -40,7 +40,7 @@ public struct RunSummary: Codable, Sendable {
 /// - `metrics.jsonl`: one `StepMetrics` line per optimizer step;
 /// - `checkpoint/`: weights, Hugging Face `config.json`, `tokenizer.json`, optimizer state
 ///   and trainer state (see `Checkpoint`), replaced atomically;
-/// - `loss.svg`: training and validation loss against tokens;
+/// - `loss.svg`: `RunFigure` (loss against steps and tokens, learning rate, tokens/s, RSS);
 /// - `summary.json`: the `RunSummary`, written when the run reaches its last step.
 ///
 /// Resuming (`resume: true`) restores weights, optimizer state, step, data position and
