@@ -96,18 +96,21 @@ public struct RunConfig: Codable, Equatable, Sendable {
         }
         guard let initFrom, tokenizer == nil, newTokenizer != true, !TokenFile.isTokenFile(data) else { return }
         let url = Self.initTokenizerURL(initFrom)
-        let way = "pass --tokenizer FILE (the tokenizer the model was trained with) or --new-tokenizer to train a new one"
+        let way = "pass --tokenizer FILE (the model's own) or --new-tokenizer"
         guard FileKind.of(url) == .regular else {
             throw ConfigurationError(
-                "--init-from \(initFrom) has no tokenizer.json, and its embeddings only make sense with the ids they were trained on; \(way)")
+                "--init-from \(initFrom) has no tokenizer.json (its embeddings only make sense with the ids they were trained on); \(way)")
         }
         let tok: BPETokenizer
         do { tok = try TokenizerJSON.load(path: url.path) } catch {
-            throw ConfigurationError("'\(url.path)' is a tokenizer this tool cannot read (\(FileErrorText.describe(error))); \(way)")
+            // The reason without the path, which the message names once.
+            let why: String
+            if case TokenizerError.invalidJSON(_, let w) = error { why = w } else { why = FileErrorText.describe(error) }
+            throw ConfigurationError("cannot read the --init-from model's tokenizer (\(why)); \(way) (file '\(url.path)')")
         }
         if tok.vocabSize > model.vocab {
             throw ConfigurationError(
-                "'\(url.path)' has \(tok.vocabSize) tokens but the model's vocabulary is \(model.vocab); \(way)")
+                "the --init-from model's tokenizer has \(tok.vocabSize) tokens but its vocabulary is \(model.vocab); \(way) (file '\(url.path)')")
         }
         tokenizer = url.path
     }

@@ -77,8 +77,8 @@ public struct RunPlan: Codable, Equatable, Sendable {
             out += optimizer.lines.map { "  \($0)" }
         }
         let sched = schedule == "cosine"
-            ? "cosine, warm-up \(warmup) steps, decaying to \(SettingText.number(minLRRatio ?? 0)) of the peak at step \(steps)"
-            : "constant after a warm-up of \(warmup) steps"
+            ? "cosine, warm-up \(warmup) step\(warmup == 1 ? "" : "s"), decaying to \(SettingText.number(minLRRatio ?? 0)) of the peak at step \(steps)"
+            : "constant after a warm-up of \(warmup) step\(warmup == 1 ? "" : "s")"
         out.append("schedule: \(sched); gradient clipping \(clip > 0 ? SettingText.number(clip) : "off")")
         out.append("steps: \(steps) of \(batch) x \(seq) tokens\(gradAccum > 1 ? " x \(gradAccum) micro-batches" : ""), "
                    + "\(Self.grouped(tokensPerStep)) tokens per step, \(Self.grouped(steps * tokensPerStep)) in all")
