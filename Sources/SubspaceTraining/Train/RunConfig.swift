@@ -187,7 +187,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// reader; loading ignores it (and tolerates its absence in older files), since it
     /// follows from `optimizer` and `optimizerOptions`.
     /// With `plan`, the record also holds `resolvedRun`: what the run resolved to at start
-    /// (parameters, tokens per step, steps per epoch, ...; see `RunPlan`).
+    /// beyond the config's own keys (parameters, tokens per step, steps per epoch, ...; see
+    /// `RunPlan`).
     public func jsonString(plan: RunPlan? = nil) -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]

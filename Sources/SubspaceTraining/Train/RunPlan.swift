@@ -7,8 +7,10 @@ import SubspaceOptim
 /// optimizer of each parameter group with its hyperparameters, the schedule, tokens per step
 /// and steps per epoch. `train` prints it (`lines`) before the first step, and
 /// `run_config.json` records it as `resolvedRun` (beside `resolvedOptimizer`), so what was
-/// printed and what was saved are the same values.
-public struct RunPlan: Codable, Equatable, Sendable {
+/// printed and what was saved are the same values. The record holds what the config's own
+/// keys do not (parameters, tokens per step, steps per epoch, ...), under names no config key
+/// has, so a reader (or a script editing `"steps"`) finds each value once.
+public struct RunPlan: Encodable, Equatable, Sendable {
     /// Trainable parameters (`LlamaConfig.parameterCount`).
     public var parameters: Int
     /// `LlamaConfig.summary`, with the preset's name when there is one.
@@ -41,6 +43,27 @@ public struct RunPlan: Codable, Equatable, Sendable {
     public var clip: Float
     /// "every N steps (M batches) and on the whole validation split at the end", or "at the end".
     public var evaluation: String
+
+    /// What `run_config.json`'s `resolvedRun` holds; the rest is the config's own keys (and
+    /// `resolvedOptimizer`).
+    enum CodingKeys: String, CodingKey {
+        case parameters, modelSummary = "modelSummary", initialWeights, tokenizerSource = "tokenizerSource", tokensPerStep,
+             stepsPerEpoch, epochs, trainTokens, validationTokens, evaluationPlan = "evaluationPlan"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var k = encoder.container(keyedBy: CodingKeys.self)
+        try k.encode(parameters, forKey: .parameters)
+        try k.encode(model, forKey: .modelSummary)
+        try k.encode(initialWeights, forKey: .initialWeights)
+        try k.encode(tokenizer, forKey: .tokenizerSource)
+        try k.encode(tokensPerStep, forKey: .tokensPerStep)
+        try k.encode((stepsPerEpoch * 100).rounded() / 100, forKey: .stepsPerEpoch)
+        try k.encode((epochs * 1000).rounded() / 1000, forKey: .epochs)
+        try k.encode(trainTokens, forKey: .trainTokens)
+        try k.encode(validationTokens, forKey: .validationTokens)
+        try k.encode(evaluation, forKey: .evaluationPlan)
+    }
 
     public init(config c: RunConfig, trainTokens: Int, validationTokens: Int, tokenizer: String?) {
         parameters = c.model.parameterCount
