@@ -157,6 +157,63 @@ public enum OptimizerRegistry {
         ResolvedOptimizer(optimizer: name, groups: try settings(name, options: options).groups)
     }
 
+    /// The options given in `options` that method `name` does not use, by flag
+    /// (`--rank` for `adamw`, `--momentum` for `galore`, ...), in flag order; empty when
+    /// `options` does not resolve (`settings` then says why).
+    ///
+    /// An option counts as used when changing it changes the resolved settings or makes them
+    /// invalid: each given option in turn is replaced by a different value (a number by NaN or
+    /// by itself plus one, a choice by a name no method knows, a switch by its opposite), so
+    /// the rule follows the settings types and needs no list per method.
+    public static func ignoredOptions(_ name: String, options: OptimizerOptions) -> [String] {
+        guard let base = try? resolvedSettings(name, options: options) else { return [] }
+        var given: [String] = [], used: Set<String> = []
+        for probe in OptionProbe.all {
+            guard let changed = probe.change(options) else { continue }
+            if !given.contains(probe.flag) { given.append(probe.flag) }
+            if (try? resolvedSettings(name, options: changed)) != base { used.insert(probe.flag) }
+        }
+        return given.filter { !used.contains($0) }
+    }
+
+    /// One option of `OptimizerOptions`, its flag and a change of its value (nil when unset).
+    struct OptionProbe {
+        let flag: String
+        let change: (OptimizerOptions) -> OptimizerOptions?
+
+        static func float(_ k: WritableKeyPath<OptimizerOptions, Float?>, _ flag: String) -> OptionProbe {
+            OptionProbe(flag: flag) { o in o[keyPath: k] == nil ? nil : { var c = o; c[keyPath: k] = .nan; return c }() }
+        }
+        static func int(_ k: WritableKeyPath<OptimizerOptions, Int?>, _ flag: String) -> OptionProbe {
+            OptionProbe(flag: flag) { o in o[keyPath: k].map { v in var c = o; c[keyPath: k] = v &+ 1; return c } }
+        }
+        static func seed(_ k: WritableKeyPath<OptimizerOptions, UInt64?>, _ flag: String) -> OptionProbe {
+            OptionProbe(flag: flag) { o in o[keyPath: k].map { v in var c = o; c[keyPath: k] = v &+ 1; return c } }
+        }
+        static func bool(_ k: WritableKeyPath<OptimizerOptions, Bool?>, _ flag: String) -> OptionProbe {
+            OptionProbe(flag: flag) { o in o[keyPath: k].map { v in var c = o; c[keyPath: k] = !v; return c } }
+        }
+        static func choice(_ k: WritableKeyPath<OptimizerOptions, String?>, _ flag: String) -> OptionProbe {
+            OptionProbe(flag: flag) { o in o[keyPath: k] == nil ? nil : { var c = o; c[keyPath: k] = "\u{1}none"; return c }() }
+        }
+
+        static let all: [OptionProbe] = [
+            float(\.learningRate, "--lr"), float(\.beta1, "--betas"), float(\.beta2, "--betas"), float(\.eps, "--eps"),
+            float(\.weightDecay, "--weight-decay"), float(\.momentum, "--momentum"), bool(\.nesterov, "--nesterov"),
+            int(\.rank, "--rank"), int(\.updateGap, "--update-gap"), float(\.scale, "--scale"),
+            choice(\.projectionType, "--proj-type"), choice(\.svdBasis, "--svd-basis"), seed(\.projectionSeed, "--proj-seed"),
+            choice(\.firaResidual, "--fira-residual"), choice(\.unprojectedAdamW, "--unprojected-adamw"),
+            float(\.fullRankProbability, "--full-rank-prob"), int(\.granularity, "--granularity"), choice(\.variant, "--variant"),
+            float(\.density, "--density"), int(\.oversampling, "--oversampling"), int(\.powerIterations, "--power-iters"),
+            float(\.eta2, "--eta2"), choice(\.mofasgdUpdate, "--mofasgd-update"), bool(\.relativeStep, "--relative-step"),
+            bool(\.scaleParameter, "--scale-parameter"), bool(\.warmupInit, "--warmup-init"), float(\.clipThreshold, "--clip-threshold"),
+            float(\.decayRate, "--decay-rate"), float(\.adamLearningRate, "--adam-lr"), choice(\.muonAdjustment, "--muon-adjust-lr"),
+            int(\.blockSize, "--block-size"), int(\.min8bitSize, "--min-8bit-size"), int(\.projectionBits, "--proj-bits"),
+            int(\.projectionGroupSize, "--proj-group-size"), float(\.lazyThreshold, "--qgalore-threshold"),
+            int(\.lazyQueueSize, "--qgalore-queue"), int(\.lazyGrowth, "--qgalore-gamma"),
+        ]
+    }
+
     /// Methods whose `--betas` is beta1 alone.
     static let singleBetaMethods: Set<String> = ["adafactor", "galore-adafactor"]
 

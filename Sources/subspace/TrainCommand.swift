@@ -7,23 +7,28 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model (defaults: the tiny preset on the Shakespeare corpus, about 5 minutes on 2 cores).")
 
-    @Option(help: "Model preset: \(LlamaConfig.presetNames.joined(separator: ", ")).") var preset: String?
+    /// `RunConfig`'s defaults, quoted in the help.
+    static let d = RunConfig(model: LlamaConfig(dim: 8, layers: 1, heads: 1, ffnDim: 8, vocab: 8, maxSeq: 8), data: "")
+
+    @Option(help: "Model preset: \(LlamaConfig.presetNames.joined(separator: ", ")) (default tiny).") var preset: String?
     @Option(help: "A model config.json (Hugging Face LLaMA keys) instead of a preset.") var config: String?
-    @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file.") var data: String?
-    @Option(help: "A tokenizer.json to use instead of training one.") var tokenizer: String?
-    @Option(help: "Optimizer steps.") var steps: Int?
-    @Option(help: "Sequences per micro-batch.") var batch: Int?
-    @Option(help: "Sequence length (at most the model's maximum).") var seq: Int?
-    @Option(help: "constant or cosine (linear warmup, cosine decay to --min-lr-ratio).") var schedule: String?
-    @Option(help: "Warmup steps.") var warmup: Int?
-    @Option(name: .customLong("min-lr-ratio"), help: "Final learning rate / peak for cosine.") var minLRRatio: Float?
-    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: only at the end).") var evalEvery: Int?
-    @Option(name: .customLong("eval-batches"), help: "Validation batches per evaluation (0: all).") var evalBatches: Int?
-    @Option(name: .customLong("checkpoint-every"), help: "Checkpoint every N steps (0: only at the end).") var checkpointEvery: Int?
-    @Option(help: "Random seed.") var seed: UInt64?
-    @Option(help: "Shuffle sequences (true) or read the file in order (false).") var shuffle: Bool?
-    @Option(name: .customLong("init-from"), help: "Start from a Hugging Face LLaMA directory or Subspace checkpoint.") var initFrom: String?
-    @Option(help: "Run directory.") var out: String?
+    @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file (default: the Shakespeare corpus, \(defaultData())).") var data: String?
+    @Option(help: "A tokenizer.json to use (default: the --init-from model's own; for a new model, one trained on the training split with the model's vocabulary).") var tokenizer: String?
+    @Flag(name: .customLong("new-tokenizer"), help: "With --init-from: train a new tokenizer on the data instead of using the model's own (its embeddings then read ids they were not trained on).") var newTokenizer = false
+    @Option(help: "Replay a run: its run_config.json (or its run directory); flags given override the recipe's values.") var recipe: String?
+    @Option(help: "Optimizer steps (default \(d.steps)).") var steps: Int?
+    @Option(help: "Sequences per micro-batch (default \(d.batch)).") var batch: Int?
+    @Option(help: "Sequence length (default \(d.seq), at most the model's maximum).") var seq: Int?
+    @Option(help: "constant or cosine (linear warm-up, cosine decay to --min-lr-ratio) (default \(d.schedule)).") var schedule: String?
+    @Option(help: "Warm-up steps (default \(d.warmup)); at most --steps - 1: a longer warm-up is clamped, with a note.") var warmup: Int?
+    @Option(name: .customLong("min-lr-ratio"), help: "Final learning rate / peak for cosine (default \(SettingText.number(d.minLRRatio))).") var minLRRatio: Float?
+    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: only at the end) (default \(d.evalEvery)).") var evalEvery: Int?
+    @Option(name: .customLong("eval-batches"), help: "Validation batches per periodic evaluation (0: all; the final one reads all) (default \(d.evalBatches)).") var evalBatches: Int?
+    @Option(name: .customLong("checkpoint-every"), help: "Checkpoint every N steps (0: only at the end) (default \(d.checkpointEvery)).") var checkpointEvery: Int?
+    @Option(help: "Random seed (default \(d.seed)).") var seed: UInt64?
+    @Option(help: "Shuffle sequences (true) or read the file in order (false) (default \(d.shuffle)).") var shuffle: Bool?
+    @Option(name: .customLong("init-from"), help: "Start from a Hugging Face LLaMA directory, a Subspace checkpoint or run directory (weights only; its tokenizer.json is used unless --tokenizer or --new-tokenizer).") var initFrom: String?
+    @Option(help: "Run directory (default runs/PRESET-OPTIMIZER-TIME).") var out: String?
     @Option(help: "Resume the run in this directory.") var resume: String?
     @Flag(help: "Replace the run already in --out (its metrics, checkpoint and run files are deleted).") var overwrite = false
     @Option(name: .customLong("stop-after"), help: "Pause after this step (checkpoint saved); continue later with --resume.") var stopAfter: Int?
@@ -38,6 +43,13 @@ struct Train: ParsableCommand {
         if let stopAfter, stopAfter <= 0 { fail("--stop-after must be a positive step, got \(stopAfter)") }
         if sampleTokens < 0 { fail("--sample-tokens must be non-negative, got \(sampleTokens)") }
         if resuming && overwrite { fail("--overwrite and --resume contradict each other") }
+        // Flags the method does not read (--rank with adamw): a resumed run was warned when it began.
+        let ignored = resuming ? [] : OptimizerRegistry.ignoredOptions(cfg.optimizer, options: cfg.optimizerOptions)
+        if !ignored.isEmpty {
+            let list = ignored.joined(separator: ", ")
+            writeStderr("warning: \(cfg.optimizer) does not use \(list); \(ignored.count == 1 ? "it is" : "they are") ignored "
+                        + "(subspace settings --optimizer \(cfg.optimizer) shows what it uses)\n")
+        }
         let progress = Progress(total: cfg.steps)
         Interrupts.install()
         var warned = false
@@ -47,6 +59,11 @@ struct Train: ParsableCommand {
             return try run.run { event in
                 switch event {
                 case .status(let s): progress.line(s)
+                case .notice(let s): progress.line("note: \(s)")
+                case .started(let plan, let first):
+                    progress.begin(firstStep: first)
+                    progress.line(((first > 0 ? ["resuming at step \(first) of \(plan.steps)"] : []) + plan.lines).joined(separator: "\n"))
+                case .progress(let p): progress.task(p)
                 case .step(let m, let total):
                     Interrupts.graceful = true
                     // Once the first step ran (so user errors stay one `error:` line).
@@ -65,8 +82,15 @@ struct Train: ParsableCommand {
             Foundation.exit(128 + sig)
         }
         progress.finish()
-        var lines = [String(format: "trained %d steps (%d tokens) in %.0f s at %.0f tokens/s; peak RSS %.0f MiB",
-                            summary.steps, summary.tokens, summary.seconds, summary.tokensPerSecond, Double(summary.peakRSSBytes) / 1048576)]
+        let first = summary.firstStep ?? 0
+        let done = summary.steps - first
+        let what = first > 0
+            ? "trained steps \(first + 1)-\(summary.steps) (\(done) steps, \(done * cfg.batch * cfg.seq * cfg.gradAccum) tokens; \(summary.steps) steps in all)"
+            : "trained \(summary.steps) steps (\(summary.tokens) tokens)"
+        let train = summary.trainSeconds ?? 0, eval = summary.evalSeconds ?? 0
+        var lines = [what + String(format: " in %.0f s: training %.0f s, evaluation %.0f s, the rest (data, checkpoints) %.0f s; %.0f tokens/s; peak RSS %.0f MiB",
+                                   summary.seconds, train, eval, max(0, summary.seconds - train - eval), summary.tokensPerSecond,
+                                   Double(summary.peakRSSBytes) / 1048576)]
         if let vl = summary.valLoss, let vp = summary.valPerplexity {
             lines.append(String(format: "validation loss %.4f, perplexity %.2f", vl, vp)
                          + (summary.unigramPerplexity.map { String(format: " (unigram baseline %.1f)", $0) } ?? ""))
@@ -93,8 +117,11 @@ struct Train: ParsableCommand {
     /// Builds the run config from flags, or from the run directory when resuming (flags then
     /// may only extend `--steps` or change intervals; anything else must match).
     func resolve() throws -> (RunConfig, URL, Bool) {
+        let initFrom = self.initFrom.map { checkpointDirectory($0).path }
         if let resume {
             if out != nil { throw ConfigurationError("--out and --resume name the run directory twice; give --resume alone") }
+            if recipe != nil { throw ConfigurationError("--recipe and --resume contradict each other: a resumed run follows its own run_config.json") }
+            if newTokenizer { throw ConfigurationError("--new-tokenizer applies to a new run; a resumed run reads with its own tokenizer") }
             let dir = URL(fileURLWithPath: resume)
             let saved = try RunConfig.load(url: dir.appendingPathComponent("run_config.json"))
             try TrainingRun.checkResumeRequest(
@@ -107,6 +134,18 @@ struct Train: ParsableCommand {
                 throw ConfigurationError("the config does not match the run being resumed (\(diff.joined(separator: ", ")) differ)")
             }
             return (cfg, dir, true)
+        }
+        if let recipe {
+            for (flag, given) in [("--preset", preset != nil), ("--config", config != nil), ("--init-from", initFrom != nil)] where given {
+                throw ConfigurationError("--recipe names the model already; \(flag) cannot change it (edit a copy of the recipe instead)")
+            }
+            var url = URL(fileURLWithPath: recipe)
+            if FileKind.of(url) == .directory { url = url.appendingPathComponent("run_config.json") }
+            var cfg = try RunConfig.load(url: url)
+            try apply(to: &cfg)
+            if newTokenizer { cfg.newTokenizer = true; if tokenizer == nil { cfg.tokenizer = nil } }
+            let dir = URL(fileURLWithPath: out ?? "runs/\(cfg.preset ?? "model")-\(cfg.optimizer)-\(Int(Date().timeIntervalSince1970))")
+            return (cfg, dir, false)
         }
         var model: LlamaConfig
         var presetName: String? = preset ?? "tiny"
@@ -122,6 +161,7 @@ struct Train: ParsableCommand {
         var cfg = RunConfig(model: model, data: data ?? defaultData())
         cfg.preset = presetName
         cfg.initFrom = initFrom
+        if newTokenizer { cfg.newTokenizer = true }
         cfg.seq = min(256, model.maxSeq)
         try apply(to: &cfg)
         // The default run's AdamW rate (tuned for `tiny` on Shakespeare); every other optimizer
@@ -323,7 +363,40 @@ final class Progress {
     var lastPrint = Date.distantPast
     var barShown = false
 
+    /// The step this process started from (its steps alone count for the ETA).
+    var firstStep = 0
+    /// The last quarter of a task printed (log output).
+    var quarter = -1
+    var taskLabel = ""
+
     init(total: Int) { self.total = total }
+
+    /// The run is about to take its first step (`firstStep` done before this process).
+    func begin(firstStep: Int) { self.firstStep = firstStep; started = Date() }
+
+    /// Tokenizer training and evaluations: a counter on a terminal; in a log, a line at each
+    /// quarter of the tokenizer training and of the final evaluation.
+    func task(_ p: RunProgress) {
+        let label: String
+        var logged = false
+        switch p.task {
+        case .tokenizerTraining: label = "training the tokenizer: merge"; logged = true
+        case .evaluation(let step, let final):
+            label = final ? "step \(step): final evaluation on the whole validation split, batch" : "step \(step): evaluating, batch"
+            logged = final
+        }
+        if tty {
+            let now = Date()
+            guard now.timeIntervalSince(lastPrint) > 0.1 || p.done == p.total else { return }
+            lastPrint = now
+            write("\r\u{1B}[2K\(label) \(p.done)/\(p.total)")
+            barShown = true
+        } else if logged {
+            if label != taskLabel { taskLabel = label; quarter = -1 }
+            let q = p.total > 0 ? p.done * 4 / p.total : 4
+            if q > quarter, q < 4 { quarter = q; write("\(label) \(p.done)/\(p.total)\n") }
+        }
+    }
 
     func write(_ s: String) { writeStderr(s) }
 
@@ -335,7 +408,8 @@ final class Progress {
     func step(_ m: StepMetrics, total: Int) {
         let now = Date()
         let elapsed = now.timeIntervalSince(started)
-        let eta = m.step > 0 ? elapsed / Double(m.step) * Double(total - m.step) : 0
+        let done = m.step - firstStep
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - m.step) : 0
         if tty {
             guard now.timeIntervalSince(lastPrint) > 0.1 || m.step == total else { return }
             lastPrint = now

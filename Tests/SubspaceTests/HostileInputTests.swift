@@ -899,6 +899,95 @@ extension Reliability {
 
     @Test(arguments: corruptCases) func corruptFiles(_ c: Case) throws { try check(c) }
 
+    // MARK: 9. Fine-tuning, recipes and settings
+
+    /// `train --init-from DIR` on text, with the micro model's shapes, no `--tokenizer`.
+    static func fineTune(_ m: Micro, _ d: URL, from: URL, _ extra: [String] = []) -> [String] {
+        ["train", "--init-from", from.path, "--data", m.corpus.path, "--steps", "2", "--batch", "4", "--seq", "32",
+         "--warmup", "1", "--eval-every", "0", "--eval-batches", "2", "--sample-tokens", "0", "--out", d.appendingPathComponent("ft").path] + extra
+    }
+    /// A Hugging Face-style folder: the base run's config.json and weights, plus `tokenizer`
+    /// as its tokenizer.json when given.
+    static func hfFolder(_ m: Micro, _ d: URL, tokenizer: Data? = nil) throws -> URL {
+        let hf = d.appendingPathComponent("hf")
+        try FileManager.default.createDirectory(at: hf, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(at: ck(m.baseRun).appendingPathComponent(f), to: hf.appendingPathComponent(f))
+        }
+        if let tokenizer { try Files.write(tokenizer, hf.appendingPathComponent("tokenizer.json")) }
+        return hf
+    }
+
+    static let fineTuneCases: [Case] = [
+        Case("train --init-from a folder without tokenizer.json (text data, no --tokenizer)") { m, d in
+            let hf = try hfFolder(m, d)
+            return Plan(args: fineTune(m, d, from: hf), protect: [hf], fragments: ["tokenizer.json", "--tokenizer", "--new-tokenizer"])
+        },
+        Case("train --init-from a folder whose tokenizer.json is WordPiece") { m, d in
+            let hf = try hfFolder(m, d, tokenizer: Data(#"{"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}}"#.utf8))
+            return Plan(args: fineTune(m, d, from: hf), protect: [hf], fragments: ["tokenizer.json", "cannot read", "WordPiece", "--tokenizer", "--new-tokenizer"])
+        },
+        Case("train --init-from a folder whose tokenizer.json is not JSON") { m, d in
+            let hf = try hfFolder(m, d, tokenizer: garbage(300))
+            return Plan(args: fineTune(m, d, from: hf), protect: [hf], fragments: ["tokenizer.json", "--new-tokenizer"])
+        },
+        Case("train --init-from a folder whose tokenizer.json is a directory") { m, d in
+            let hf = try hfFolder(m, d)
+            try FileManager.default.createDirectory(at: hf.appendingPathComponent("tokenizer.json"), withIntermediateDirectories: true)
+            return Plan(args: fineTune(m, d, from: hf), protect: [hf], fragments: ["tokenizer.json", "--new-tokenizer"])
+        },
+        Case("train --init-from a folder whose tokenizer is larger than the model's vocabulary") { m, d in
+            let big = d.appendingPathComponent("big.json")
+            let r = try CLI.run(["tokenizer", "train", "--data", m.corpus.path, "--vocab", "400", "--out", big.path])
+            guard r.exitStatus == 0 else { throw Child.SpawnError(description: "tokenizer: \(r)") }
+            let hf = try hfFolder(m, d, tokenizer: try Data(contentsOf: big))
+            return Plan(args: fineTune(m, d, from: hf), protect: [hf], fragments: ["vocabulary is 320", "--new-tokenizer", "tokenizer.json"])
+        },
+        Case("train --init-from --new-tokenizer --tokenizer (contradiction)") { m, d in
+            Plan(args: fineTune(m, d, from: ck(m.baseRun), ["--new-tokenizer", "--tokenizer", m.tokenizer.path]),
+                 fragments: ["--new-tokenizer", "--tokenizer"])
+        },
+        Case("train --new-tokenizer with a value", usage: true) { m, d in
+            Plan(args: fineTune(m, d, from: ck(m.baseRun), ["--new-tokenizer", "yes"]))
+        },
+        Case("train --resume --new-tokenizer") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, ["--new-tokenizer"]), protect: [run], fragments: ["--new-tokenizer"])
+        },
+        Case("train --recipe nonexistent") { _, d in
+            Plan(args: ["train", "--recipe", d.appendingPathComponent("nope.json").path, "--out", d.appendingPathComponent("r").path])
+        },
+        Case("train --recipe a garbage file") { _, d in
+            let f = d.appendingPathComponent("recipe.json")
+            try Files.write(garbage(200), f)
+            return Plan(args: ["train", "--recipe", f.path, "--out", d.appendingPathComponent("r").path], protect: [f])
+        },
+        Case("train --recipe a JSON file that is not a run config") { _, d in
+            let f = d.appendingPathComponent("recipe.json")
+            try Files.write(#"{"steps": "many"}"#, f)
+            return Plan(args: ["train", "--recipe", f.path, "--out", d.appendingPathComponent("r").path], protect: [f], fragments: ["run config"])
+        },
+        Case("train --recipe a directory without run_config.json") { _, d in
+            Plan(args: ["train", "--recipe", d.path, "--out", d.appendingPathComponent("r").path], fragments: ["run_config.json"])
+        },
+        Case("train --recipe with --resume") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, ["--recipe", m.baseRun.appendingPathComponent("run_config.json").path]), protect: [run], fragments: ["--recipe"])
+        },
+        Case("train --recipe with --preset") { m, d in
+            Plan(args: ["train", "--recipe", m.baseRun.path, "--preset", "tiny", "--out", d.appendingPathComponent("r").path],
+                 fragments: ["--recipe", "--preset"])
+        },
+        Case("train --recipe with an impossible override (--steps 0)") { m, d in
+            Plan(args: ["train", "--recipe", m.baseRun.path, "--steps", "0", "--out", d.appendingPathComponent("r").path], fragments: ["steps"])
+        },
+        Case("train --recipe without a value", usage: true) { _, _ in Plan(args: ["train", "--recipe"]) },
+        Case("settings --table --json") { _, _ in Plan(args: ["settings", "--table", "--json"], fragments: ["--table"]) },
+        Case("settings --table with a value", usage: true) { _, _ in Plan(args: ["settings", "--table", "yes"]) },
+    ]
+
+    @Test(arguments: fineTuneCases) func fineTuneAndRecipes(_ c: Case) throws { try check(c) }
+
     /// Paths with spaces and non-ASCII characters work end to end.
     @Test func pathsWithSpacesAndUnicode() throws {
         let m = try Micro.shared()

@@ -132,12 +132,14 @@ def train_parser():
 
 
 def multiplier(a, step):
-    """Subspace's LearningRateSchedule.multiplier (step 0 is the first update)."""
-    if step < a.warmup:
-        return step / max(1, a.warmup)
+    """Subspace's LearningRateSchedule.multiplier (step 0 is the first update), with the
+    warm-up fitted to the run as `train` fits it (at most steps - 1)."""
+    warmup = max(0, min(a.warmup, a.steps - 1))
+    if step < warmup:
+        return step / max(1, warmup)
     if a.schedule != "cosine":
         return 1.0
-    progress = (step - a.warmup) / max(1, a.steps - a.warmup)
+    progress = (step - warmup) / max(1, a.steps - warmup)
     return a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

@@ -19,7 +19,8 @@ public struct PreparedData {
     public let tokenizerPath: String?
 
     public static func prepare(
-        data: String, tokenizer tokenizerPath: String?, vocab: Int, status: (String) -> Void = { _ in }
+        data: String, tokenizer tokenizerPath: String?, vocab: Int, status: (String) -> Void = { _ in },
+        tokenizerProgress: (Int, Int) -> Void = { _, _ in }
     ) throws -> PreparedData {
         if TokenFile.isTokenFile(data) {
             let ids = try TokenFile.read(path: data)
@@ -53,7 +54,7 @@ public struct PreparedData {
                 tok = t
             } else {
                 status("training a \(vocab)-token BPE tokenizer on \(trainText.utf8.count / 1024) KiB")
-                tok = try BPETrainer(vocabSize: vocab).train(text: trainText)
+                tok = try BPETrainer(vocabSize: vocab).train(texts: [trainText], progress: tokenizerProgress)
                 try? TokenizerJSON.save(tok, to: cached)
             }
             tokPath = cached

@@ -50,8 +50,9 @@ public struct BPETrainer: Sendable {
         return try train(texts: texts)
     }
 
-    /// Trains on several texts (documents); pre-tokens never span two texts.
-    public func train(texts: [String]) throws -> BPETokenizer {
+    /// Trains on several texts (documents); pre-tokens never span two texts. `progress` is
+    /// told (merges learned, merges at most) as merging goes on, about a hundred times.
+    public func train(texts: [String], progress: (Int, Int) -> Void = { _, _ in }) throws -> BPETokenizer {
         var specials = [String]()
         for s in specialTokens where !s.isEmpty && !specials.contains(s) { specials.append(s) }
         let minimum = 256 + specials.count
@@ -64,7 +65,7 @@ public struct BPETrainer: Sendable {
         // 2. Merges.
         let (tokenBytes, merges) = Self.learnMerges(
             words: words, counts: counts, maxTokens: vocabSize - specials.count,
-            minFrequency: max(1, minFrequency))
+            minFrequency: max(1, minFrequency), progress: progress)
 
         // 3. Tokenizer.
         var vocab = [String: Int](minimumCapacity: vocabSize)
@@ -126,8 +127,10 @@ public struct BPETrainer: Sendable {
     /// Learns merges on byte-symbol words. Returns the bytes of every token (ids 0..<256 are
     /// the bytes) and the merges in order, as id pairs.
     static func learnMerges(
-        words inputWords: [[Int32]], counts: [Int], maxTokens: Int, minFrequency: Int
+        words inputWords: [[Int32]], counts: [Int], maxTokens: Int, minFrequency: Int,
+        progress: (Int, Int) -> Void = { _, _ in }
     ) -> (tokens: [[UInt8]], merges: [(Int32, Int32)]) {
+        let wanted = max(1, maxTokens - 256), every = max(1, wanted / 100)
         var words = inputWords
         var tokens: [[UInt8]] = (0..<256).map { [UInt8($0)] }
         var tokenIndex = [[UInt8]: Int32]()
@@ -173,6 +176,7 @@ public struct BPETrainer: Sendable {
             }
             merges.append((a, b))
             let mergeIndex = merges.count
+            if mergeIndex % every == 0 { progress(min(mergeIndex, wanted), wanted) }
 
             deltas.removeAll(keepingCapacity: true)
             touched.removeAll(keepingCapacity: true)
@@ -224,6 +228,7 @@ public struct BPETrainer: Sendable {
             }
             for (key, ws) in touched { pairWords[key, default: []].append(contentsOf: ws) }
         }
+        progress(wanted, wanted)
         return (tokens, merges)
     }
 }

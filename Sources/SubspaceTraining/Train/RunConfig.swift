@@ -14,8 +14,13 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var initFrom: String?
     /// Text file, directory of `.txt` works, or a `.bin`/`.u32` token file.
     public var data: String
-    /// A tokenizer.json to use; nil trains one on the training split (vocab = model vocab).
+    /// A tokenizer.json to use; nil trains one on the training split (vocab = model vocab),
+    /// except for a run that starts from `initFrom`, which reads with that model's own
+    /// tokenizer (`adoptInitTokenizer`) unless `newTokenizer` asks for a new one.
     public var tokenizer: String?
+    /// Train a new tokenizer for a model from `initFrom` (`--new-tokenizer`): its embeddings
+    /// then read ids they were not trained on. nil (omitted from the JSON) when not asked.
+    public var newTokenizer: Bool?
     public var optimizer: String = OptimizerRegistry.defaultName
     public var optimizerOptions = OptimizerOptions()
     public var steps: Int = 600
@@ -52,6 +57,62 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// `defaultAdamWLearningRate` for `adamw` without `--lr`.
     public mutating func applyTrainDefaults() {
         if optimizerOptions.learningRate == nil, optimizer == "adamw" { optimizerOptions.learningRate = Self.defaultAdamWLearningRate }
+    }
+
+    /// The options `train --optimizer NAME` runs with when no hyperparameter flag is given.
+    public static func trainDefaultOptions(optimizer: String) -> OptimizerOptions {
+        var c = RunConfig(model: LlamaConfig(dim: 8, layers: 1, heads: 1, ffnDim: 8, vocab: 8, maxSeq: 8), data: "")
+        c.optimizer = optimizer
+        c.applyTrainDefaults()
+        return c.optimizerOptions
+    }
+
+    /// Clamps `warmup` to what the run can hold (`LearningRateSchedule.fittedWarmup`: at most
+    /// `steps - 1`), returning a one-line note when it changed, nil otherwise.
+    public mutating func fitWarmupToSteps() -> String? {
+        let fitted = LearningRateSchedule.fittedWarmup(warmup, steps: steps)
+        guard fitted != warmup else { return nil }
+        let note = "warm-up of \(warmup) steps does not fit a run of \(steps) step\(steps == 1 ? "" : "s"); "
+            + "warming up over \(fitted) instead, so the last step runs at the peak learning rate"
+        warmup = fitted
+        return note
+    }
+
+    /// The tokenizer.json that comes with the model `initFrom` names (a Subspace checkpoint
+    /// or a Hugging Face folder keeps it beside `config.json`), whether or not it exists.
+    public static func initTokenizerURL(_ initFrom: String) -> URL {
+        Checkpoint.resolve(URL(fileURLWithPath: initFrom)).appendingPathComponent("tokenizer.json")
+    }
+
+    /// For a run that starts from `initFrom` on text without `tokenizer`: reads with the
+    /// model's own tokenizer (`initTokenizerURL`), so the embeddings see the ids they were
+    /// trained on. Refuses, in one line naming the way out (`--tokenizer` or
+    /// `--new-tokenizer`), a model without a tokenizer, one this tool cannot read and one
+    /// larger than the model's vocabulary. Nothing changes when `newTokenizer` is set, a
+    /// tokenizer is given, there is no `initFrom` or the data are token ids.
+    public mutating func adoptInitTokenizer() throws {
+        if newTokenizer == true, let tokenizer {
+            throw ConfigurationError("--new-tokenizer and --tokenizer \(tokenizer) contradict each other; give one")
+        }
+        guard let initFrom, tokenizer == nil, newTokenizer != true, !TokenFile.isTokenFile(data) else { return }
+        let url = Self.initTokenizerURL(initFrom)
+        let way = "pass --tokenizer FILE (the model's own) or --new-tokenizer"
+        guard FileKind.of(url) == .regular else {
+            throw ConfigurationError(
+                "--init-from \(initFrom) has no tokenizer.json (its embeddings only make sense with the ids they were trained on); \(way)")
+        }
+        let tok: BPETokenizer
+        do { tok = try TokenizerJSON.load(path: url.path) } catch {
+            // The reason without the path, which the message names once.
+            let why: String
+            if case TokenizerError.invalidJSON(_, let w) = error { why = w } else { why = FileErrorText.describe(error) }
+            throw ConfigurationError("cannot read the --init-from model's tokenizer (\(why)); \(way) (file '\(url.path)')")
+        }
+        if tok.vocabSize > model.vocab {
+            throw ConfigurationError(
+                "the --init-from model's tokenizer has \(tok.vocabSize) tokens but its vocabulary is \(model.vocab); \(way) (file '\(url.path)')")
+        }
+        tokenizer = url.path
     }
 
     /// The prompt of the sample `train` prints at the end: a speaker tag of the default corpus
@@ -125,21 +186,26 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// with its default filled in, per parameter group. That record is written for the
     /// reader; loading ignores it (and tolerates its absence in older files), since it
     /// follows from `optimizer` and `optimizerOptions`.
-    public func jsonString() -> String {
+    /// With `plan`, the record also holds `resolvedRun`: what the run resolved to at start
+    /// beyond the config's own keys (parameters, tokens per step, steps per epoch, ...; see
+    /// `RunPlan`).
+    public func jsonString(plan: RunPlan? = nil) -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return (try? enc.encode(Saved(config: self, resolved: resolvedOptimizer))).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
+        return (try? enc.encode(Saved(config: self, resolved: resolvedOptimizer, plan: plan))).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
     }
 
-    /// `RunConfig`'s own keys with `resolvedOptimizer` beside them.
+    /// `RunConfig`'s own keys with `resolvedOptimizer` (and `resolvedRun`) beside them.
     private struct Saved: Encodable {
         let config: RunConfig
         let resolved: ResolvedOptimizer?
-        enum Keys: String, CodingKey { case resolvedOptimizer }
+        let plan: RunPlan?
+        enum Keys: String, CodingKey { case resolvedOptimizer, resolvedRun }
         func encode(to encoder: Encoder) throws {
             try config.encode(to: encoder)
             var c = encoder.container(keyedBy: Keys.self)
             try c.encodeIfPresent(resolved, forKey: .resolvedOptimizer)
+            try c.encodeIfPresent(plan, forKey: .resolvedRun)
         }
     }
 

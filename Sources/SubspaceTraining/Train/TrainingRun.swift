@@ -7,6 +7,14 @@ import SubspaceOptim
 /// What a training run reports while it works. Only the command line prints these.
 public enum RunEvent {
     case status(String)
+    /// Something the user should know about a choice made for them (a warm-up clamped to
+    /// the run, a schedule re-stretched on resume); printed as a `note:` line.
+    case notice(String)
+    /// What the run resolved to, every default filled in (also `resolvedRun` in
+    /// `run_config.json`), before the first step; `firstStep` is 0 for a new run.
+    case started(RunPlan, firstStep: Int)
+    /// How far tokenizer training or an evaluation has come.
+    case progress(RunProgress)
     case step(StepMetrics, totalSteps: Int)
     case evaluation(step: Int, loss: Double, perplexity: Double)
     case checkpoint(step: Int, path: String)
@@ -24,7 +32,15 @@ public struct RunSummary: Codable, Sendable {
     public var tokensPerSecond: Double
     /// Mean wall time of the optimizer steps of this invocation (evaluation excluded).
     public var stepMsMean: Double
+    /// Wall time of this invocation, start to end (data, tokenizer, training, evaluation,
+    /// checkpoints).
     public var seconds: Double
+    /// Of `seconds`: the optimizer steps of this invocation.
+    public var trainSeconds: Double?
+    /// Of `seconds`: the evaluations of this invocation (the final one included).
+    public var evalSeconds: Double?
+    /// The step this invocation started from (0 for a new run; the checkpoint's on resume).
+    public var firstStep: Int?
     public var peakRSSBytes: Int
     public var optimizerStateBytes: Int
     public var checkpoint: String
@@ -68,19 +84,30 @@ public final class TrainingRun {
 
     /// Mean loss over evaluation batches, weighted by tokens. Forward only (`LlamaModel.loss`):
     /// the inference arena, or the training arena when a run already holds one of the shape.
-    public static func evaluate(model: LlamaModel, batches: [TokenBatch]) throws -> (loss: Double, tokens: Int) {
+    /// `progress` is told (batches done, batches) after each batch.
+    public static func evaluate(
+        model: LlamaModel, batches: [TokenBatch], progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> (loss: Double, tokens: Int) {
         var sum = 0.0, n = 0
-        for b in batches {
+        for (i, b) in batches.enumerated() {
             let r = try model.loss(b)
             sum += r.loss * Double(r.tokens); n += r.tokens
+            progress(i + 1, batches.count)
         }
         return (n > 0 ? sum / Double(n) : .nan, n)
     }
 
     public func run(events: (RunEvent) -> Void = { _ in }) throws -> RunSummary {
-        let c = config
+        var c = config
         try ResourceCheck.modelFits(c.model, copies: 2, for: "training")
         try c.validate()
+        // A new run: a warm-up that fits the run, and the --init-from model's own tokenizer.
+        // (A resumed run keeps what its run_config.json recorded.)
+        var warmupNote: String? = nil
+        if !resume {
+            warmupNote = c.fitWarmupToSteps()
+            try c.adoptInitTokenizer()
+        }
         if let stopAfter, stopAfter <= 0 || stopAfter >= c.steps {
             throw ConfigurationError("--stop-after \(stopAfter) must be between 1 and \(c.steps - 1), a step before the last (\(c.steps))")
         }
@@ -103,12 +130,15 @@ public final class TrainingRun {
             }
             saved = s
         }
+        if let warmupNote { events(.notice(warmupNote)) }
+        if let s = saved, let note = Self.restretchNote(state: s, config: c) { events(.notice(note)) }
 
         // Data and tokenizer. A resumed run reads with its own tokenizer, the copy in its
         // checkpoint, whatever has happened to the file it was first given.
         let runTokenizer = resume ? Self.runTokenizer(in: outDir) : nil
         let data = try PreparedData.prepare(
-            data: c.data, tokenizer: runTokenizer?.path ?? c.tokenizer, vocab: c.model.vocab, status: { events(.status($0)) })
+            data: c.data, tokenizer: runTokenizer?.path ?? c.tokenizer, vocab: c.model.vocab, status: { events(.status($0)) },
+            tokenizerProgress: { events(.progress(RunProgress(task: .tokenizerTraining, done: $0, total: $1))) })
         let tokenizerData: Data? = try data.tokenizerPath.map { path in
             do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
                 throw DataError("cannot read the tokenizer \(FileErrorText.describe(error))")
@@ -124,7 +154,6 @@ public final class TrainingRun {
         if evalBatches.isEmpty { events(.status("the validation split is shorter than one sequence: no evaluation")) }
         let unigram = data.validation.isEmpty ? nil
             : PreparedData.unigramPerplexity(train: data.train, validation: data.validation, vocab: c.model.vocab)
-        events(.status("\(data.train.count) training tokens, \(data.validation.count) validation tokens"))
 
         // Model, optimizer, trainer.
         let model: LlamaModel
@@ -150,7 +179,10 @@ public final class TrainingRun {
         }
         let trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
         trainer.setStep(state.step)
-        try AtomicFile.write(c.jsonString() + "\n", to: outDir.appendingPathComponent("run_config.json"))
+        let plan = RunPlan(
+            config: c, trainTokens: data.train.count, validationTokens: data.validation.count,
+            tokenizer: data.tokenizer == nil ? nil : (c.tokenizer ?? "trained on the training split (\(data.tokenizer!.vocabSize) tokens)"))
+        try AtomicFile.write(c.jsonString(plan: plan) + "\n", to: outDir.appendingPathComponent("run_config.json"))
         if let tokenizerData {
             try AtomicFile.write(tokenizerData, to: outDir.appendingPathComponent("tokenizer.json"))
         }
@@ -179,9 +211,11 @@ public final class TrainingRun {
 
         var lastLoss = Double.nan, lastVal: Double? = nil
         var interrupted = false
-        var trainSeconds = 0.0, trainTokens = 0
+        var trainSeconds = 0.0, trainTokens = 0, evalSeconds = 0.0
         let tokensPerStep = c.batch * c.seq * c.gradAccum
         let end = min(c.steps, stopAfter ?? c.steps)
+        let firstStep = trainer.step
+        events(.started(plan, firstStep: firstStep))
         while trainer.step < end {
             let t0 = Clock.now()
             let mbs = (0..<c.gradAccum).map { _ in batches.next() }
@@ -197,7 +231,12 @@ public final class TrainingRun {
                 tokens_per_s: Double(tokensPerStep) / dt, rss_bytes: ProcessMemory.currentRSS, step_ms: dt * 1000)
             let last = trainer.step == c.steps
             if !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
-                let e = try Self.evaluate(model: model, batches: last ? allEvalBatches : evalBatches)
+                let te = Clock.now()
+                let step = trainer.step
+                let e = try Self.evaluate(model: model, batches: last ? allEvalBatches : evalBatches) { done, total in
+                    events(.progress(RunProgress(task: .evaluation(step: step, final: last), done: done, total: total)))
+                }
+                evalSeconds += Clock.since(te)
                 guard e.loss.isFinite else { throw TrainingError.nonFiniteLoss(step: trainer.step, loss: Float(e.loss)) }
                 m.val_loss = e.loss; m.val_ppl = exp(e.loss)
                 lastVal = e.loss
@@ -221,7 +260,8 @@ public final class TrainingRun {
             valPerplexity: lastVal.map { exp($0) }, bestValLoss: state.bestValLoss, unigramPerplexity: unigram,
             tokensPerSecond: trainTokens > 0 ? Double(trainTokens) / trainSeconds : 0,
             stepMsMean: trainTokens > 0 ? trainSeconds * 1000 / Double(trainTokens / tokensPerStep) : 0,
-            seconds: Date().timeIntervalSince(started), peakRSSBytes: ProcessMemory.peakRSS,
+            seconds: Date().timeIntervalSince(started), trainSeconds: trainSeconds, evalSeconds: evalSeconds, firstStep: firstStep,
+            peakRSSBytes: ProcessMemory.peakRSS,
             optimizerStateBytes: optimizer.stateBytes(model.parameters), checkpoint: checkpointDir.path,
             interrupted: interrupted ? true : nil)
         if trainer.step == c.steps {
@@ -239,6 +279,25 @@ public final class TrainingRun {
         if Checkpoint.fileKind(inside) == .regular { return inside }
         let beside = dir.appendingPathComponent("tokenizer.json")
         return Checkpoint.fileKind(beside) == .regular ? beside : nil
+    }
+
+    /// On resume with a different `--steps`, what happens to the schedule: a cosine decay is
+    /// re-stretched to the new total (the note names the next step's rate under the old and
+    /// the new schedule); nil when nothing changes (same total, or a constant schedule past
+    /// its warm-up, which the total does not move).
+    static func restretchNote(state s: TrainerState, config c: RunConfig) -> String? {
+        guard let text = s.runConfig, let old = try? JSONDecoder().decode(RunConfig.self, from: Data(text.utf8)),
+              old.steps != c.steps else { return nil }
+        let before = old.learningRateSchedule.multiplier(step: s.step)
+        let after = c.learningRateSchedule.multiplier(step: s.step)
+        guard before != after || c.schedule == "cosine" else { return nil }
+        let peak = c.optimizerOptions.learningRate
+        func rate(_ m: Float) -> String {
+            peak.map { SettingText.number(Float(String(format: "%.3g", Double($0 * m)))!) } ?? String(format: "%.3g x the peak", Double(m))
+        }
+        return "the \(c.schedule) schedule is re-stretched from \(old.steps) to \(c.steps) steps: "
+            + "step \(s.step + 1) runs at lr \(rate(after)) (it would have been \(rate(before))), "
+            + "and the decay reaches its end at step \(c.steps)"
     }
 
     /// Refuses a trainer state that this run cannot continue: one that has already reached
