@@ -128,7 +128,7 @@ public enum SuiteReport {
         default:
             return "Suite `pretrain`: every method on the same model, data (\(data)), seed 0 and budget; warmup 60 steps, cosine to 0.1, "
                 + "clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole validation split at the end. Every cell is a "
-                + "separate process, run one after another. Learning rates per cell are in `Sources/Subspace/Report/Suite.swift`.\n"
+                + "separate process, run one after another. Learning rates per cell are in `Sources/SubspaceBench/Suite.swift`.\n"
         }
     }
 

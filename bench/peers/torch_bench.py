@@ -6,7 +6,7 @@ Usage: bench/peers/torch_bench.py --preset tiny --batch 8 --steps 20 [--seq 256]
 """
 import argparse, json, os, resource, statistics, sys, time
 
-PRESETS = {  # dim, layers, heads, kv heads, ffn, vocab, max seq (Sources/Subspace/Models/LlamaConfig.swift)
+PRESETS = {  # dim, layers, heads, kv heads, ffn, vocab, max seq (Sources/SubspaceModels/Models/LlamaConfig.swift)
     "tiny": (256, 4, 4, 4, 688, 4096, 256),
     "llama9m": (128, 4, 4, 4, 352, 32000, 1024),
     "llama20m": (256, 4, 4, 4, 688, 32000, 1024),

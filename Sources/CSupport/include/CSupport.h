@@ -1,6 +1,6 @@
 // The few CPU facts Swift cannot reach itself: the cpuid and xgetbv instructions, and Linux's
 // permission request for AMX tile data. Everything else (parsing, policy) is Swift, in
-// Sources/Subspace/Tensor/CPU.swift.
+// Sources/SubspaceCore/Tensor/CPU.swift.
 #ifndef SUBSPACE_CSUPPORT_H
 #define SUBSPACE_CSUPPORT_H
 
