@@ -8,6 +8,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Checkpoint directory (a run directory, its checkpoint/, or a Hugging Face LLaMA directory).") var checkpoint: String
     @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file.") var data: String
     @Option(help: "Which part of text data: all, train or validation (the corpus split).") var split: String = "all"
+    @Option(help: "A tokenizer.json to encode text with (default: the checkpoint's own).") var tokenizer: String?
     @Option(help: "Sequences per batch.") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
     @Flag(help: "Print {\"loss\", \"ppl\", \"tokens\"} as JSON.") var json = false
@@ -28,9 +29,10 @@ struct Eval: ParsableCommand {
             if TokenFile.isTokenFile(data) {
                 ids = try TokenFile.read(path: data)
             } else {
-                let tokPath = dir.appendingPathComponent("tokenizer.json").path
+                let tokPath = tokenizer ?? dir.appendingPathComponent("tokenizer.json").path
                 guard FileManager.default.fileExists(atPath: tokPath) else {
-                    throw ConfigurationError("'\(checkpoint)' has no tokenizer.json to encode text with; pass a .bin token file")
+                    throw ConfigurationError(tokenizer != nil ? "--tokenizer '\(tokPath)' does not exist"
+                        : "'\(checkpoint)' has no tokenizer.json to encode text with; pass --tokenizer or a .bin token file")
                 }
                 let tok = try TokenizerJSON.load(path: tokPath)
                 if tok.vocabSize > model.config.vocab {

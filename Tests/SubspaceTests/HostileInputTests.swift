@@ -895,6 +895,15 @@ extension Reliability {
         Case("train --data nonexistent") { m, d in Plan(args: train(m, d, ["--data", d.appendingPathComponent("nope.txt").path])) },
         Case("eval --data nonexistent") { m, d in Plan(args: eval(m, ck(m.baseRun), data: d.appendingPathComponent("nope.txt").path)) },
         Case("memory --model nonexistent.json") { _, d in Plan(args: ["memory", "--model", d.appendingPathComponent("nope.json").path]) },
+        // eval --tokenizer
+        Case("eval --tokenizer nonexistent") { m, d in Plan(args: eval(m, ck(m.baseRun), ["--tokenizer", d.appendingPathComponent("nope.json").path])) },
+        Case("eval --tokenizer a directory") { m, d in Plan(args: eval(m, ck(m.baseRun), ["--tokenizer", d.path])) },
+        Case("eval --tokenizer garbage") { m, d in
+            let u = d.appendingPathComponent("t.json")
+            try Files.write(Data("{ not json".utf8), u)
+            return Plan(args: eval(m, ck(m.baseRun), ["--tokenizer", u.path]))
+        },
+        Case("eval --tokenizer with no value", usage: true) { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--tokenizer"])) },
     ]
 
     @Test(arguments: corruptCases) func corruptFiles(_ c: Case) throws { try check(c) }
