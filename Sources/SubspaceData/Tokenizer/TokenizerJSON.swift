@@ -101,30 +101,50 @@ public enum TokenizerJSON {
         let fuseUnk = boolValue(model["fuse_unk"]) ?? false
         let unkToken = model["unk_token"] as? String
 
-        // Normalizer: none.
-        if let n = root["normalizer"], !(n is NSNull) {
-            throw TokenizerError.unsupportedComponent("normalizer \(typeName(n))")
-        }
+        let byteFallback = boolValue(model["byte_fallback"]) ?? false
 
-        // Pre-tokenizer: ByteLevel (or none, which then means no split at all).
+        // Normalizer: none, or Prepend / Replace / Sequence (SentencePiece style).
+        var normalizer: TokenNormalizer?
+        if let n = root["normalizer"], !(n is NSNull) { normalizer = try TokenNormalizer.parse(n) }
+
+        // Pre-tokenizer: ByteLevel, Metaspace, or none (which then means no split at all).
         var addPrefixSpace = false
         var useRegex = true
+        var metaspace: Metaspace?
+        var byteLevelPre = false
         if let p = root["pre_tokenizer"], !(p is NSNull) {
-            guard let pre = p as? [String: Any], pre["type"] as? String == "ByteLevel" else {
-                throw TokenizerError.unsupportedComponent("pre_tokenizer \(typeName(p)) (only ByteLevel)")
+            guard let pre = p as? [String: Any], let type = pre["type"] as? String, type == "ByteLevel" || type == "Metaspace" else {
+                throw TokenizerError.unsupportedComponent("pre_tokenizer \(typeName(p)) (only ByteLevel and Metaspace)")
             }
-            addPrefixSpace = boolValue(pre["add_prefix_space"]) ?? false
-            useRegex = boolValue(pre["use_regex"]) ?? true
+            if type == "ByteLevel" {
+                byteLevelPre = true
+                addPrefixSpace = boolValue(pre["add_prefix_space"]) ?? false
+                useRegex = boolValue(pre["use_regex"]) ?? true
+            } else {
+                metaspace = try Metaspace.parse(pre, what: "pre_tokenizer")
+                useRegex = false
+            }
         } else {
             useRegex = false
         }
 
-        // Decoder: ByteLevel or none.
-        if let d = root["decoder"], !(d is NSNull) {
-            guard let dec = d as? [String: Any], dec["type"] as? String == "ByteLevel" else {
-                throw TokenizerError.unsupportedComponent("decoder \(typeName(d)) (only ByteLevel)")
+        // Decoder: ByteLevel, the SentencePiece chain, or none.
+        var decoder: TokenDecoder?
+        if let d = root["decoder"], !(d is NSNull) { decoder = try TokenDecoder.parse(d) }
+
+        // A ByteLevel pre-tokenizer works on GPT-2 byte symbols; the SentencePiece-style parts
+        // work on characters. `tokenizers` would run such a mix, but we implement neither half of it.
+        if byteLevelPre {
+            if normalizer != nil { throw TokenizerError.unsupportedComponent("normalizer with a ByteLevel pre_tokenizer") }
+            if byteFallback { throw TokenizerError.unsupportedComponent("BPE byte_fallback with a ByteLevel pre_tokenizer") }
+            if let decoder, decoder != .byteLevel {
+                throw TokenizerError.unsupportedComponent("decoder other than ByteLevel with a ByteLevel pre_tokenizer")
             }
         }
+
+        // Post-processor: TemplateProcessing (applied on request), ByteLevel (ignored), or none.
+        var postProcessor: TemplatePostProcessor?
+        if let pp = root["post_processor"], !(pp is NSNull) { postProcessor = try TemplatePostProcessor.parse(pp) }
 
         // Added tokens.
         var added = [BPETokenizer.AddedToken]()
@@ -139,13 +159,19 @@ public enum TokenizerJSON {
                 tok.lstrip = boolValue(t["lstrip"]) ?? false
                 tok.rstrip = boolValue(t["rstrip"]) ?? false
                 tok.normalized = boolValue(t["normalized"]) ?? !tok.special
+                // `tokenizers` matches such a token in the normalized text; we match raw text.
+                if tok.normalized, normalizer != nil {
+                    throw TokenizerError.unsupportedComponent("added token '\(content)' with normalized=true under a normalizer")
+                }
                 added.append(tok)
             }
         }
 
         return Spec(
             vocab: vocab, merges: merges, addedTokens: added, addPrefixSpace: addPrefixSpace,
-            useRegex: useRegex, ignoreMerges: ignoreMerges, unkToken: unkToken, fuseUnk: fuseUnk)
+            useRegex: useRegex, ignoreMerges: ignoreMerges, unkToken: unkToken, fuseUnk: fuseUnk,
+            byteFallback: byteFallback, normalizer: normalizer, metaspace: metaspace, decoder: decoder,
+            postProcessor: postProcessor)
     }
 
     /// The parts of a tokenizer.json that `BPETokenizer.init` needs.
@@ -158,6 +184,13 @@ public enum TokenizerJSON {
         var ignoreMerges: Bool
         var unkToken: String?
         var fuseUnk: Bool
+        var byteFallback: Bool
+        var normalizer: TokenNormalizer?
+        var metaspace: Metaspace?
+        var decoder: TokenDecoder?
+        var postProcessor: TemplatePostProcessor?
+        /// As `BPETokenizer.charLevel`.
+        var charLevel: Bool { byteFallback || normalizer != nil || metaspace != nil || (decoder != nil && decoder != .byteLevel) }
     }
 
     static func intValue(_ v: Any) -> Int? {
@@ -180,8 +213,10 @@ public enum TokenizerJSON {
 
     // MARK: - Saving
 
-    /// The tokenizer.json text for `tok`.
+    /// The tokenizer.json text for `tok`. A char-level (SentencePiece-style) tokenizer gives
+    /// back the file it was loaded from, unchanged.
     public static func serialize(_ tok: BPETokenizer) -> String {
+        if tok.charLevel, let src = tok.sourceJSON { return String(decoding: src, as: UTF8.self) }
         var o = "{\n"
         o += "  \"version\": \"1.0\",\n"
         o += "  \"truncation\": null,\n"
@@ -283,7 +318,9 @@ extension BPETokenizer {
         let s = try TokenizerJSON.parseSpec(data, source: source)
         try self.init(
             vocab: s.vocab, merges: s.merges, addedTokens: s.addedTokens, addPrefixSpace: s.addPrefixSpace,
-            useRegex: s.useRegex, ignoreMerges: s.ignoreMerges, unkToken: s.unkToken, fuseUnk: s.fuseUnk)
+            useRegex: s.useRegex, ignoreMerges: s.ignoreMerges, unkToken: s.unkToken, fuseUnk: s.fuseUnk,
+            byteFallback: s.byteFallback, normalizer: s.normalizer, metaspace: s.metaspace, decoder: s.decoder,
+            postProcessor: s.postProcessor, sourceJSON: s.charLevel ? data : nil)
     }
 
     /// Loads a Hugging Face tokenizer.json (see `TokenizerJSON`).
