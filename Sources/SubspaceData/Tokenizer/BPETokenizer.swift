@@ -48,6 +48,10 @@ extension TokenizerError: LocalizedError {
 /// byte symbols, and merges are applied lowest rank first (leftmost first among equal
 /// ranks) until none applies, exactly as `tokenizers` does. Results are cached per
 /// pre-token. Thread-safe: the cache is guarded by a lock.
+///
+/// A SentencePiece-style tokenizer (`charLevel`: Llama 2 / Mistral files) instead normalizes
+/// each segment, pre-tokenizes it with Metaspace (if any) and starts BPE from characters,
+/// with byte fallback (`ByteFallback.swift`); it decodes through its `TokenDecoder` chain.
 public final class BPETokenizer: @unchecked Sendable {
 
     /// An entry of `added_tokens` (e.g. `<|endoftext|>`). `lstrip`, `rstrip`,

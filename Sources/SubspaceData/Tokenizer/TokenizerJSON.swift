@@ -8,17 +8,28 @@ import Glibc
 import Darwin
 #endif
 
-/// Reads and writes Hugging Face `tokenizer.json` files for byte-level BPE tokenizers.
+/// Reads and writes Hugging Face `tokenizer.json` files for BPE tokenizers.
 ///
 /// Loading accepts what `tokenizers` writes for a GPT-2-style tokenizer: `model.type` "BPE"
 /// (or no type, with `vocab` and `merges`), merges either as `"a b"` strings (older files)
 /// or `["a", "b"]` pairs (newer), a `ByteLevel` pre-tokenizer (or none), a `ByteLevel`
-/// decoder (or none), no normalizer, and `added_tokens`. The post-processor is ignored
-/// (for GPT-2 it is a ByteLevel offsets fix-up, which does not change ids). Anything that
-/// would change the ids (another model, normalizer or pre-tokenizer, a subword prefix or
-/// suffix) is rejected with `TokenizerError`.
+/// decoder (or none), no normalizer, and `added_tokens`.
 ///
-/// Saving writes the layout `tokenizers` 0.2x writes: version "1.0", added tokens, ByteLevel
+/// It also accepts SentencePiece-style files as Llama 2 and Mistral ship them (the tokenizer
+/// is then `charLevel`): a normalizer of `Prepend`/`Replace` (string pattern)/`Sequence`
+/// (`TokenNormalizer`), or a `Metaspace` pre-tokenizer (`Metaspace`); `byte_fallback`,
+/// `unk_token`, `fuse_unk`, `ignore_merges` on the model (`ByteFallback.swift`); and a decoder
+/// chain of `Replace`, `ByteFallback`, `Fuse`, `Strip`, `Metaspace` (`TokenDecoder`).
+///
+/// Post-processor: `TemplateProcessing` is kept and applied only by
+/// `encode(_:addSpecialTokens: true)` (`TemplatePostProcessor`); `ByteLevel` (GPT-2's offsets
+/// fix-up, no id change) is ignored. Anything else that we do not implement (another model,
+/// normalizer, pre-tokenizer, decoder or post-processor, a Regex `Replace`, a subword prefix
+/// or suffix, an added token with `normalized: true` under a normalizer, a ByteLevel
+/// pre-tokenizer mixed with the SentencePiece parts) is rejected with
+/// `TokenizerError.unsupportedComponent` naming it in one line.
+///
+/// Saving a char-level tokenizer writes back the file it was loaded from. Otherwise saving writes the layout `tokenizers` 0.2x writes: version "1.0", added tokens, ByteLevel
 /// pre-tokenizer and decoder, and the BPE model with its vocabulary in id order and merges
 /// as pairs. The file is written to a temporary file and renamed into place.
 public enum TokenizerJSON {
