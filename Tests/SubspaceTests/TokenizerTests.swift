@@ -261,6 +261,88 @@ import Testing
         }
     }
 
+    // MARK: - SentencePiece style (Llama / Mistral), fixtures from scripts/make_spm_tokenizer_fixtures.py
+
+    static let spmForms = ["spm_normalizer", "spm_metaspace", "spm_metaspace_split"]
+
+    @Test(arguments: spmForms)
+    func spmFixtureMatchesTokenizers(form: String) throws {
+        let tok = try BPETokenizer.load(from: Self.fixtures.appendingPathComponent("tokenizer_\(form).json").path)
+        #expect(tok.charLevel && tok.byteFallback && tok.vocabSize == 600)
+        let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("tokenizer_\(form)_expected.json"))
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let cases = try #require(root["cases"] as? [[String: Any]])
+        #expect(cases.count > 20)
+        for c in cases {
+            let text = try #require(c["text"] as? String)
+            let ids = try #require(c["ids"] as? [Int]).map(Int32.init)
+            let idsSpecial = try #require(c["ids_special"] as? [Int]).map(Int32.init)
+            #expect(tok.encode(text) == ids, "\(form) ids of \(text.debugDescription)")
+            #expect(tok.encode(text, addSpecialTokens: true) == idsSpecial, "\(form) ids+special of \(text.debugDescription)")
+            #expect(tok.decode(ids) == (c["decoded"] as? String), "\(form) decode of \(text.debugDescription)")
+            #expect(tok.decode(idsSpecial, skipSpecialTokens: true) == (c["decoded_skip"] as? String),
+                    "\(form) decode (skip special) of \(text.debugDescription)")
+            #expect(tok.decodeBytes(ids) == Array((c["decoded"] as? String ?? "").utf8))
+        }
+        // Saving gives back the file it came from.
+        let again = try BPETokenizer(json: Data(tok.jsonString().utf8))
+        for c in cases.prefix(10) {
+            let text = c["text"] as? String ?? ""
+            #expect(again.encode(text) == tok.encode(text))
+        }
+    }
+
+    @Test func spmComponentsMirrorTokenizers() {
+        // Metaspace pre-tokenizer (values from tokenizers 0.23 pre_tokenize_str).
+        let m = Metaspace(prependScheme: .always, split: true)
+        #expect(m.preTokenize("Hey  friend", atStart: false) == ["\u{2581}Hey", "\u{2581}", "\u{2581}friend"])
+        #expect(m.preTokenize("", atStart: true).isEmpty)
+        #expect(Metaspace(prependScheme: .first, split: false).preTokenize("a b", atStart: false) == ["a\u{2581}b"])
+        #expect(Metaspace(prependScheme: .never).preTokenize(" x", atStart: true) == ["\u{2581}x"])
+        // Decoders.
+        #expect(TokenDecoder.byteFallback.decodeChain(["<0xE6>", "<0x97>", "<0xA5>", "a", "<0xE6>"]) == ["日", "a", "\u{FFFD}"])
+        #expect(TokenDecoder.strip(content: " ", start: 1, stop: 0).decodeChain(["  a "]) == [" a "])
+        #expect(TokenDecoder.metaspace(m).decode(["\u{2581}a\u{2581}", "\u{2581}b"]) == "a b")
+        // Normalizers.
+        let n = TokenNormalizer.sequence([.prepend("\u{2581}"), .replace(pattern: " ", content: "\u{2581}")])
+        #expect(n.apply("") == "" && n.apply("a b") == "\u{2581}a\u{2581}b")
+    }
+
+    @Test func unknownCharactersWithoutByteFallbackFuse() throws {
+        // A vocabulary without the byte tokens: missing characters become <unk>, fused.
+        let vocab = ["<unk>": 0, "a": 1, "b": 2, "\u{2581}": 3, "ab": 4]
+        let fused = try BPETokenizer(vocab: vocab, merges: [("a", "b")], unkToken: "<unk>", fuseUnk: true,
+                                     metaspace: Metaspace(prependScheme: .never, split: false))
+        #expect(fused.encode("abxyab") == [4, 0, 4])
+        let unfused = try BPETokenizer(vocab: vocab, merges: [("a", "b")], unkToken: "<unk>", fuseUnk: false,
+                                       metaspace: Metaspace(prependScheme: .never, split: false))
+        #expect(unfused.encode("abxyab") == [4, 0, 0, 4])
+    }
+
+    @Test func spmUnsupportedVariantsAreRefusedInOneLine() throws {
+        let base = try Data(contentsOf: Self.fixtures.appendingPathComponent("tokenizer_spm_normalizer.json"))
+        let root = try #require(try JSONSerialization.jsonObject(with: base) as? [String: Any])
+        let variants: [(String, Any, String)] = [
+            ("normalizer", ["type": "NFKC"], "NFKC"),
+            ("normalizer", ["type": "Replace", "pattern": ["Regex": " +"], "content": "_"], "Regex"),
+            ("pre_tokenizer", ["type": "Whitespace"], "Whitespace"),
+            ("pre_tokenizer", ["type": "ByteLevel", "add_prefix_space": false], "ByteLevel"),
+            ("decoder", ["type": "WordPiece", "prefix": "##"], "WordPiece"),
+            ("post_processor", ["type": "RobertaProcessing"], "RobertaProcessing"),
+        ]
+        for (key, value, name) in variants {
+            var r = root
+            r[key] = value
+            do {
+                _ = try BPETokenizer(json: JSONSerialization.data(withJSONObject: r))
+                Issue.record("\(key) \(name) was accepted")
+            } catch let e as TokenizerError {
+                guard case .unsupportedComponent = e else { Issue.record("\(e)"); continue }
+                #expect(e.description.contains(name) && !e.description.contains("\n"), "\(e)")
+            }
+        }
+    }
+
     // MARK: - Cross-check harness (opt-in)
 
     /// Trains on the Shakespeare works except a held-out one, saves tokenizer.json and the

@@ -48,6 +48,10 @@ extension TokenizerError: LocalizedError {
 /// byte symbols, and merges are applied lowest rank first (leftmost first among equal
 /// ranks) until none applies, exactly as `tokenizers` does. Results are cached per
 /// pre-token. Thread-safe: the cache is guarded by a lock.
+///
+/// A SentencePiece-style tokenizer (`charLevel`: Llama 2 / Mistral files) instead normalizes
+/// each segment, pre-tokenizes it with Metaspace (if any) and starts BPE from characters,
+/// with byte fallback (`ByteFallback.swift`); it decodes through its `TokenDecoder` chain.
 public final class BPETokenizer: @unchecked Sendable {
 
     /// An entry of `added_tokens` (e.g. `<|endoftext|>`). `lstrip`, `rstrip`,
@@ -84,6 +88,24 @@ public final class BPETokenizer: @unchecked Sendable {
     public let unkToken: String?
     /// BPE `fuse_unk`: consecutive unknown bytes give one unknown token.
     public let fuseUnk: Bool
+    /// BPE `byte_fallback`: a character missing from the vocabulary becomes its UTF-8 bytes
+    /// as `<0xNN>` tokens (SentencePiece style).
+    public let byteFallback: Bool
+    /// The normalizer applied to text between added tokens (SentencePiece style), if any.
+    public let normalizer: TokenNormalizer?
+    /// The Metaspace pre-tokenizer, if any.
+    public let metaspace: Metaspace?
+    /// The decoder (nil: none; for a byte-level tokenizer, ByteLevel and none decode alike).
+    public let decoder: TokenDecoder?
+    /// The post-processor template, applied by `encode(_:addSpecialTokens: true)` only.
+    public let postProcessor: TemplatePostProcessor?
+    /// True for a SentencePiece-style tokenizer (normalizer, Metaspace, byte fallback or a
+    /// non-ByteLevel decoder): the BPE model works on Unicode characters, as `tokenizers`'
+    /// BPE does, rather than on GPT-2 byte symbols.
+    public let charLevel: Bool
+    /// The tokenizer.json this tokenizer was loaded from, which `TokenizerJSON.serialize`
+    /// returns as is for a char-level tokenizer.
+    public let sourceJSON: Data?
 
     /// One past the largest id in the vocabulary and added tokens.
     public let vocabSize: Int
@@ -116,8 +138,18 @@ public final class BPETokenizer: @unchecked Sendable {
     public init(
         vocab: [String: Int], merges: [(String, String)], addedTokens: [AddedToken] = [],
         addPrefixSpace: Bool = false, useRegex: Bool = true, ignoreMerges: Bool = false,
-        unkToken: String? = nil, fuseUnk: Bool = false
+        unkToken: String? = nil, fuseUnk: Bool = false, byteFallback: Bool = false,
+        normalizer: TokenNormalizer? = nil, metaspace: Metaspace? = nil, decoder: TokenDecoder? = nil,
+        postProcessor: TemplatePostProcessor? = nil, sourceJSON: Data? = nil
     ) throws {
+        self.byteFallback = byteFallback
+        self.normalizer = normalizer
+        self.metaspace = metaspace
+        self.decoder = decoder
+        self.postProcessor = postProcessor
+        self.sourceJSON = sourceJSON
+        let charLevel = byteFallback || normalizer != nil || metaspace != nil || (decoder != nil && decoder != .byteLevel)
+        self.charLevel = charLevel
         self.vocab = vocab
         self.merges = merges
         self.addedTokens = addedTokens.sorted { $0.id < $1.id }
@@ -163,7 +195,12 @@ public final class BPETokenizer: @unchecked Sendable {
         mergeTable = table
 
         var bids = [Int32](repeating: -1, count: 256)
-        for b in 0..<256 { if let id = vocab[ByteLevel.byteToString[b]] { bids[b] = Int32(id) } }
+        if charLevel {
+            // Single ASCII characters (the only one-byte words of valid UTF-8).
+            for b in 0..<128 { if let id = vocab[String(UnicodeScalar(UInt8(b)))] { bids[b] = Int32(id) } }
+        } else {
+            for b in 0..<256 { if let id = vocab[ByteLevel.byteToString[b]] { bids[b] = Int32(id) } }
+        }
         byteIDs = bids
         if let u = unkToken {
             guard let id = vocab[u] else {
@@ -231,9 +268,16 @@ public final class BPETokenizer: @unchecked Sendable {
 
     /// Token ids of `text`. With `allowSpecialTokens`, occurrences of added tokens (such as
     /// `<|endoftext|>`) become their ids, as in `tokenizers`; otherwise they are plain text.
-    public func encode(_ text: String, allowSpecialTokens: Bool = true) -> [Int32] {
+    ///
+    /// `addSpecialTokens` applies the post-processor template (Llama's `<s> $A` adds the
+    /// `<s>` id in front), as `tokenizers`' `encode(text, add_special_tokens=True)` and
+    /// transformers' tokenizer call do. It is off by default: language-model training
+    /// wants the raw ids, the same as `encode(text, add_special_tokens=False)`.
+    public func encode(_ text: String, allowSpecialTokens: Bool = true, addSpecialTokens: Bool = false) -> [Int32] {
         var text = text
-        return text.withUTF8 { encode(utf8: $0, allowSpecialTokens: allowSpecialTokens) }
+        let ids = text.withUTF8 { encode(utf8: $0, allowSpecialTokens: allowSpecialTokens) }
+        if addSpecialTokens, let post = postProcessor { return post.apply(ids) }
+        return ids
     }
 
     /// Token ids of UTF-8 bytes (invalid UTF-8 is tokenized byte by byte, never rejected).
@@ -242,7 +286,11 @@ public final class BPETokenizer: @unchecked Sendable {
         out.reserveCapacity(p.count / 3 + 16)
         forEachSegment(p, allowSpecialTokens: allowSpecialTokens) { seg, added in
             if let added { out.append(added); return }
-            encodeSegment(seg, into: &out)
+            if charLevel {
+                encodeCharLevelSegment(seg, atStart: seg.baseAddress == p.baseAddress, into: &out)
+            } else {
+                encodeSegment(seg, into: &out)
+            }
         }
         return out
     }
@@ -347,10 +395,10 @@ public final class BPETokenizer: @unchecked Sendable {
     /// BPE of one pre-token's bytes.
     func bpe(_ word: UnsafeBufferPointer<UInt8>) -> [Int32] {
         if ignoreMerges {
-            let s = ByteLevel.encodeBytes(word)
+            let s = charLevel ? String(decoding: word, as: UTF8.self) : ByteLevel.encodeBytes(word)
             if let id = vocab[s] { return [Int32(id)] }
         }
-        let syms = initialSymbols(word)
+        let syms = charLevel ? characterSymbols(word) : initialSymbols(word)
         return syms.count > Self.heapThreshold ? mergeWithHeap(syms) : mergeByScan(syms)
     }
 
@@ -425,6 +473,7 @@ public final class BPETokenizer: @unchecked Sendable {
     /// The bytes the ids stand for (ByteLevel decoder). Unknown ids are skipped.
     public func decodeBytes<S: Sequence>(_ ids: S, skipSpecialTokens: Bool = false) -> [UInt8]
     where S.Element: BinaryInteger {
+        if charLevel { return Array(decodeCharLevel(ids, skipSpecialTokens: skipSpecialTokens).utf8) }
         var out = [UInt8]()
         tokenBytes.withUnsafeBufferPointer { tb in
             for raw in ids {
@@ -440,7 +489,8 @@ public final class BPETokenizer: @unchecked Sendable {
     /// between tokens) decode to U+FFFD, as in `tokenizers`.
     public func decode<S: Sequence>(_ ids: S, skipSpecialTokens: Bool = false) -> String
     where S.Element: BinaryInteger {
-        String(decoding: decodeBytes(ids, skipSpecialTokens: skipSpecialTokens), as: UTF8.self)
+        if charLevel { return decodeCharLevel(ids, skipSpecialTokens: skipSpecialTokens) }
+        return String(decoding: decodeBytes(ids, skipSpecialTokens: skipSpecialTokens), as: UTF8.self)
     }
 
     // MARK: - Token id files

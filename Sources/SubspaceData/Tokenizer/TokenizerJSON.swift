@@ -8,17 +8,28 @@ import Glibc
 import Darwin
 #endif
 
-/// Reads and writes Hugging Face `tokenizer.json` files for byte-level BPE tokenizers.
+/// Reads and writes Hugging Face `tokenizer.json` files for BPE tokenizers.
 ///
 /// Loading accepts what `tokenizers` writes for a GPT-2-style tokenizer: `model.type` "BPE"
 /// (or no type, with `vocab` and `merges`), merges either as `"a b"` strings (older files)
 /// or `["a", "b"]` pairs (newer), a `ByteLevel` pre-tokenizer (or none), a `ByteLevel`
-/// decoder (or none), no normalizer, and `added_tokens`. The post-processor is ignored
-/// (for GPT-2 it is a ByteLevel offsets fix-up, which does not change ids). Anything that
-/// would change the ids (another model, normalizer or pre-tokenizer, a subword prefix or
-/// suffix) is rejected with `TokenizerError`.
+/// decoder (or none), no normalizer, and `added_tokens`.
 ///
-/// Saving writes the layout `tokenizers` 0.2x writes: version "1.0", added tokens, ByteLevel
+/// It also accepts SentencePiece-style files as Llama 2 and Mistral ship them (the tokenizer
+/// is then `charLevel`): a normalizer of `Prepend`/`Replace` (string pattern)/`Sequence`
+/// (`TokenNormalizer`), or a `Metaspace` pre-tokenizer (`Metaspace`); `byte_fallback`,
+/// `unk_token`, `fuse_unk`, `ignore_merges` on the model (`ByteFallback.swift`); and a decoder
+/// chain of `Replace`, `ByteFallback`, `Fuse`, `Strip`, `Metaspace` (`TokenDecoder`).
+///
+/// Post-processor: `TemplateProcessing` is kept and applied only by
+/// `encode(_:addSpecialTokens: true)` (`TemplatePostProcessor`); `ByteLevel` (GPT-2's offsets
+/// fix-up, no id change) is ignored. Anything else that we do not implement (another model,
+/// normalizer, pre-tokenizer, decoder or post-processor, a Regex `Replace`, a subword prefix
+/// or suffix, an added token with `normalized: true` under a normalizer, a ByteLevel
+/// pre-tokenizer mixed with the SentencePiece parts) is rejected with
+/// `TokenizerError.unsupportedComponent` naming it in one line.
+///
+/// Saving a char-level tokenizer writes back the file it was loaded from. Otherwise saving writes the layout `tokenizers` 0.2x writes: version "1.0", added tokens, ByteLevel
 /// pre-tokenizer and decoder, and the BPE model with its vocabulary in id order and merges
 /// as pairs. The file is written to a temporary file and renamed into place.
 public enum TokenizerJSON {
@@ -101,30 +112,50 @@ public enum TokenizerJSON {
         let fuseUnk = boolValue(model["fuse_unk"]) ?? false
         let unkToken = model["unk_token"] as? String
 
-        // Normalizer: none.
-        if let n = root["normalizer"], !(n is NSNull) {
-            throw TokenizerError.unsupportedComponent("normalizer \(typeName(n))")
-        }
+        let byteFallback = boolValue(model["byte_fallback"]) ?? false
 
-        // Pre-tokenizer: ByteLevel (or none, which then means no split at all).
+        // Normalizer: none, or Prepend / Replace / Sequence (SentencePiece style).
+        var normalizer: TokenNormalizer?
+        if let n = root["normalizer"], !(n is NSNull) { normalizer = try TokenNormalizer.parse(n) }
+
+        // Pre-tokenizer: ByteLevel, Metaspace, or none (which then means no split at all).
         var addPrefixSpace = false
         var useRegex = true
+        var metaspace: Metaspace?
+        var byteLevelPre = false
         if let p = root["pre_tokenizer"], !(p is NSNull) {
-            guard let pre = p as? [String: Any], pre["type"] as? String == "ByteLevel" else {
-                throw TokenizerError.unsupportedComponent("pre_tokenizer \(typeName(p)) (only ByteLevel)")
+            guard let pre = p as? [String: Any], let type = pre["type"] as? String, type == "ByteLevel" || type == "Metaspace" else {
+                throw TokenizerError.unsupportedComponent("pre_tokenizer \(typeName(p)) (only ByteLevel and Metaspace)")
             }
-            addPrefixSpace = boolValue(pre["add_prefix_space"]) ?? false
-            useRegex = boolValue(pre["use_regex"]) ?? true
+            if type == "ByteLevel" {
+                byteLevelPre = true
+                addPrefixSpace = boolValue(pre["add_prefix_space"]) ?? false
+                useRegex = boolValue(pre["use_regex"]) ?? true
+            } else {
+                metaspace = try Metaspace.parse(pre, what: "pre_tokenizer")
+                useRegex = false
+            }
         } else {
             useRegex = false
         }
 
-        // Decoder: ByteLevel or none.
-        if let d = root["decoder"], !(d is NSNull) {
-            guard let dec = d as? [String: Any], dec["type"] as? String == "ByteLevel" else {
-                throw TokenizerError.unsupportedComponent("decoder \(typeName(d)) (only ByteLevel)")
+        // Decoder: ByteLevel, the SentencePiece chain, or none.
+        var decoder: TokenDecoder?
+        if let d = root["decoder"], !(d is NSNull) { decoder = try TokenDecoder.parse(d) }
+
+        // A ByteLevel pre-tokenizer works on GPT-2 byte symbols; the SentencePiece-style parts
+        // work on characters. `tokenizers` would run such a mix, but we implement neither half of it.
+        if byteLevelPre {
+            if normalizer != nil { throw TokenizerError.unsupportedComponent("normalizer with a ByteLevel pre_tokenizer") }
+            if byteFallback { throw TokenizerError.unsupportedComponent("BPE byte_fallback with a ByteLevel pre_tokenizer") }
+            if let decoder, decoder != .byteLevel {
+                throw TokenizerError.unsupportedComponent("decoder other than ByteLevel with a ByteLevel pre_tokenizer")
             }
         }
+
+        // Post-processor: TemplateProcessing (applied on request), ByteLevel (ignored), or none.
+        var postProcessor: TemplatePostProcessor?
+        if let pp = root["post_processor"], !(pp is NSNull) { postProcessor = try TemplatePostProcessor.parse(pp) }
 
         // Added tokens.
         var added = [BPETokenizer.AddedToken]()
@@ -139,13 +170,19 @@ public enum TokenizerJSON {
                 tok.lstrip = boolValue(t["lstrip"]) ?? false
                 tok.rstrip = boolValue(t["rstrip"]) ?? false
                 tok.normalized = boolValue(t["normalized"]) ?? !tok.special
+                // `tokenizers` matches such a token in the normalized text; we match raw text.
+                if tok.normalized, normalizer != nil {
+                    throw TokenizerError.unsupportedComponent("added token '\(content)' with normalized=true under a normalizer")
+                }
                 added.append(tok)
             }
         }
 
         return Spec(
             vocab: vocab, merges: merges, addedTokens: added, addPrefixSpace: addPrefixSpace,
-            useRegex: useRegex, ignoreMerges: ignoreMerges, unkToken: unkToken, fuseUnk: fuseUnk)
+            useRegex: useRegex, ignoreMerges: ignoreMerges, unkToken: unkToken, fuseUnk: fuseUnk,
+            byteFallback: byteFallback, normalizer: normalizer, metaspace: metaspace, decoder: decoder,
+            postProcessor: postProcessor)
     }
 
     /// The parts of a tokenizer.json that `BPETokenizer.init` needs.
@@ -158,6 +195,13 @@ public enum TokenizerJSON {
         var ignoreMerges: Bool
         var unkToken: String?
         var fuseUnk: Bool
+        var byteFallback: Bool
+        var normalizer: TokenNormalizer?
+        var metaspace: Metaspace?
+        var decoder: TokenDecoder?
+        var postProcessor: TemplatePostProcessor?
+        /// As `BPETokenizer.charLevel`.
+        var charLevel: Bool { byteFallback || normalizer != nil || metaspace != nil || (decoder != nil && decoder != .byteLevel) }
     }
 
     static func intValue(_ v: Any) -> Int? {
@@ -180,8 +224,10 @@ public enum TokenizerJSON {
 
     // MARK: - Saving
 
-    /// The tokenizer.json text for `tok`.
+    /// The tokenizer.json text for `tok`. A char-level (SentencePiece-style) tokenizer gives
+    /// back the file it was loaded from, unchanged.
     public static func serialize(_ tok: BPETokenizer) -> String {
+        if tok.charLevel, let src = tok.sourceJSON { return String(decoding: src, as: UTF8.self) }
         var o = "{\n"
         o += "  \"version\": \"1.0\",\n"
         o += "  \"truncation\": null,\n"
@@ -283,7 +329,9 @@ extension BPETokenizer {
         let s = try TokenizerJSON.parseSpec(data, source: source)
         try self.init(
             vocab: s.vocab, merges: s.merges, addedTokens: s.addedTokens, addPrefixSpace: s.addPrefixSpace,
-            useRegex: s.useRegex, ignoreMerges: s.ignoreMerges, unkToken: s.unkToken, fuseUnk: s.fuseUnk)
+            useRegex: s.useRegex, ignoreMerges: s.ignoreMerges, unkToken: s.unkToken, fuseUnk: s.fuseUnk,
+            byteFallback: s.byteFallback, normalizer: s.normalizer, metaspace: s.metaspace, decoder: s.decoder,
+            postProcessor: s.postProcessor, sourceJSON: s.charLevel ? data : nil)
     }
 
     /// Loads a Hugging Face tokenizer.json (see `TokenizerJSON`).
