@@ -258,16 +258,21 @@ func sampleText(
         let output = newStream()
         var rng = RandomStream(seed: sampleSeed)
         output.write(prompt)
-        var produced: [UInt8] = []
+        var produced: [UInt8] = [], generated: [Int32] = []
         // Streams the token; false once a stop string has appeared (printed up to its end).
+        // The text is the decode of every token so far, not a concatenation of per-token
+        // decodes: SentencePiece-style decoders strip and fuse across tokens. While the last
+        // token is a byte-fallback piece (`<0xF0>`) its character may be incomplete, so
+        // nothing new is written until it is whole.
         func emit(_ next: Int32) -> Bool {
             let before = produced.count
-            produced += tok.decodeBytes([next])
-            if let end = firstStopEnd(produced, after: before, stops: stopBytes) {
+            generated.append(next)
+            produced = tok.decodeBytes(generated)
+            if let end = firstStopEnd(produced, after: min(before, produced.count), stops: stopBytes) {
                 output.write(bytes: Array(produced[..<end]))
                 return false
             }
-            output.write(bytes: produced)
+            if !tok.isByteFallbackToken(next) { output.write(bytes: produced) }
             return true
         }
         if let cache {
@@ -286,6 +291,7 @@ func sampleText(
             reference.decodeSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             total.add(reference)
         }
+        output.write(bytes: produced)
         output.finish()
     }
     return total

@@ -68,3 +68,13 @@ extension BPETokenizer {
         return decoder.decode(tokens)
     }
 }
+
+extension BPETokenizer {
+    /// Whether `id` is one of a byte-fallback vocabulary's `<0xNN>` byte pieces: a character
+    /// that needed several of them is whole only once its last byte is decoded, which a
+    /// streaming decoder waits for.
+    public func isByteFallbackToken(_ id: Int32) -> Bool {
+        guard byteFallback, let t = token(forID: Int(id)), t.utf8.count == 6, t.hasPrefix("<0x"), t.hasSuffix(">") else { return false }
+        return UInt8(t.dropFirst(3).dropLast(), radix: 16) != nil
+    }
+}
