@@ -66,16 +66,31 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
-    /// The command that reproduces this suite (flags that differ from the defaults only).
+    /// Whether `path` names one of the corpora `scripts/setup.sh` fetches (`data/NAME`, or the
+    /// same files under `shared/data/NAME`): the default corpus of a suite, which every
+    /// machine finds without `--data`, so reports name it rather than a machine's path.
+    public static func isDefaultCorpus(_ path: String, _ name: String) -> Bool {
+        Array(URL(fileURLWithPath: path).standardizedFileURL.pathComponents.suffix(2)) == ["data", name]
+    }
+
+    /// `path` as a report names it: the default corpora by name, anything else as given.
+    public static func describeCorpus(_ path: String) -> String {
+        if isDefaultCorpus(path, "shakespeare") { return "the Shakespeare corpus" }
+        if isDefaultCorpus(path, "milton") { return "the Milton corpus" }
+        return path
+    }
+
+    /// The command that reproduces this suite (flags that differ from the defaults only; the
+    /// default corpora are found on any machine, so they are not named).
     public var command: String {
         let d = (try? SuiteSpec.defaults(suite: suite, out: out)) ?? self
         var parts = ["subspace", "bench", "--suite", suite]
         if presets != d.presets { parts += ["--presets", presets.joined(separator: ",")] }
         if steps != d.steps { parts += ["--steps", "\(steps)"] }
         if evalEvery != d.evalEvery, suite != "speed" { parts += ["--eval-every", "\(evalEvery)"] }
-        if let data { parts += ["--data", data] }
+        if let data, !Self.isDefaultCorpus(data, "shakespeare") { parts += ["--data", data] }
         if suite == "finetune" {
-            if finetuneData != d.finetuneData { parts += ["--finetune-data", finetuneData] }
+            if finetuneData != d.finetuneData, !Self.isDefaultCorpus(finetuneData, "milton") { parts += ["--finetune-data", finetuneData] }
             if let base { parts += ["--base", base] } else if baseSteps != d.baseSteps { parts += ["--base-steps", "\(baseSteps)"] }
         }
         if let only { parts += ["--only", only.joined(separator: ",")] }

@@ -110,7 +110,7 @@ public enum SuiteReport {
 
     static func describe(plan: SuitePlan) -> String {
         let spec = plan.spec
-        let data = spec.data ?? "the Shakespeare corpus (default split)"
+        let data = spec.data.map(SuiteSpec.describeCorpus) ?? "the Shakespeare corpus (default split)"
         switch spec.suite {
         case "speed":
             return "Suite `speed`: `subspace bench` per method on \(spec.presets.map { "`\($0)`" }.joined(separator: ", ")): "
@@ -122,7 +122,7 @@ public enum SuiteReport {
                let b = try? JSONDecoder().decode(RunSummary.self, from: sum), let v = b.valLoss {
                 base += String(format: ", validation loss %.4f on its own split", v)
             }
-            return "Suite `finetune`: every method starts from \(base) and fine-tunes on `\(spec.finetuneData)` with the base's tokenizer "
+            return "Suite `finetune`: every method starts from \(base) and fine-tunes on \(SuiteSpec.describeCorpus(spec.finetuneData)) with the base's tokenizer "
                 + "(weights only, a fresh optimizer; warmup 10% of the steps, cosine to 0.1), seed 0, evaluation every \(spec.evalEvery) steps "
                 + "and on the whole validation split at the end. Every cell is a separate process, run one after another.\n"
         default:

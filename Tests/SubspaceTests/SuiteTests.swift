@@ -127,8 +127,14 @@ import Testing
         let d = try SuiteSpec.defaults(suite: "pretrain", out: "runs/suite")
         #expect(d.command == "subspace bench --suite pretrain --out runs/suite")
         var s = d
-        s.steps = 300; s.evalEvery = 100; s.data = "../shared/data/shakespeare"; s.only = ["adamw"]
-        #expect(s.command == "subspace bench --suite pretrain --steps 300 --eval-every 100 --data ../shared/data/shakespeare --only adamw --out runs/suite")
+        s.steps = 300; s.evalEvery = 100; s.data = "/corpora/my-text"; s.only = ["adamw"]
+        #expect(s.command == "subspace bench --suite pretrain --steps 300 --eval-every 100 --data /corpora/my-text --only adamw --out runs/suite")
+        // The default corpora are found on every machine: a report does not name a machine's path.
+        for path in ["../shared/data/shakespeare", "data/shakespeare", "/home/u/subspace/data/shakespeare/"] {
+            s.data = path
+            #expect(s.command == "subspace bench --suite pretrain --steps 300 --eval-every 100 --only adamw --out runs/suite")
+        }
+        #expect(SuiteSpec.describeCorpus("../shared/data/milton") == "the Milton corpus")
         var f = try SuiteSpec.defaults(suite: "finetune", out: "o")
         f.baseSteps = 100; f.peers = true
         #expect(f.command == "subspace bench --suite finetune --base-steps 100 --peers --out o")
