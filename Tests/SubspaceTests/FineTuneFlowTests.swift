@@ -188,3 +188,22 @@ extension Reliability {
     }
 }
 }
+
+/// Token caches live in the user's cache directory, never beside the data:
+/// `$SUBSPACE_CACHE_DIR`, else `$XDG_CACHE_HOME/subspace`, else `~/.cache/subspace`.
+@Suite(.serialized) struct CacheDirectoryTests {
+    @Test func cacheDirectoryFollowsTheEnvironment() throws {
+        let saved = (ProcessInfo.processInfo.environment["SUBSPACE_CACHE_DIR"], ProcessInfo.processInfo.environment["XDG_CACHE_HOME"])
+        defer {
+            if let v = saved.0 { setenv("SUBSPACE_CACHE_DIR", v, 1) } else { unsetenv("SUBSPACE_CACHE_DIR") }
+            if let v = saved.1 { setenv("XDG_CACHE_HOME", v, 1) } else { unsetenv("XDG_CACHE_HOME") }
+        }
+        setenv("SUBSPACE_CACHE_DIR", "/tmp/sc-a", 1)
+        #expect(PreparedData.cacheDirectory.path == "/tmp/sc-a")
+        unsetenv("SUBSPACE_CACHE_DIR")
+        setenv("XDG_CACHE_HOME", "/tmp/xdg-b", 1)
+        #expect(PreparedData.cacheDirectory.path == "/tmp/xdg-b/subspace")
+        unsetenv("XDG_CACHE_HOME")
+        #expect(PreparedData.cacheDirectory.path == URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache/subspace").path)
+    }
+}

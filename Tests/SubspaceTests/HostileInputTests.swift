@@ -647,6 +647,25 @@ extension Reliability {
         #expect(Files.snapshot(Self.ck(run)) == before)
     }
 
+    /// `eval`, `sample` and `plot` take a run directory as well as its checkpoint (or, for
+    /// `plot`, the checkpoint as well as the run), with identical results.
+    @Test func runDirectoryOrCheckpoint() throws {
+        let m = try Micro.shared()
+        let e1 = try CLI.run(Self.eval(m, m.baseRun, ["--json"])), e2 = try CLI.run(Self.eval(m, Self.ck(m.baseRun), ["--json"]))
+        guard Promise.expectSuccess(e1), Promise.expectSuccess(e2) else { return }
+        #expect(e1.stdout == e2.stdout)
+        let s1 = try CLI.run(Self.sample(m.baseRun, ["--temperature", "0"])), s2 = try CLI.run(Self.sample(Self.ck(m.baseRun), ["--temperature", "0"]))
+        guard Promise.expectSuccess(s1), Promise.expectSuccess(s2) else { return }
+        #expect(s1.stdout == s2.stdout)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("subspace-plot-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = dir.appendingPathComponent("a.svg"), b = dir.appendingPathComponent("b.svg")
+        let p1 = try CLI.run(["plot", m.baseRun.path, "--out", a.path]), p2 = try CLI.run(["plot", Self.ck(m.baseRun).path, "--out", b.path])
+        guard Promise.expectSuccess(p1), Promise.expectSuccess(p2) else { return }
+        #expect(try Data(contentsOf: a) == Data(contentsOf: b))
+    }
+
     /// The sampling options work together: several samples with their headers, a stop
     /// string that ends each sample (and is printed), the tokens/s line last on stderr, and
     /// the reference path (`--no-cache`) printing exactly what the cached path prints.
