@@ -216,12 +216,7 @@ public final class LlamaModel {
     public func logits(_ batch: TokenBatch) throws -> Tensor {
         try check(batch)
         hasForward = false
-        let a = inferenceBuffers(batch: batch.batch, seq: batch.seq)
-        forwardToLogits(batch, in: a, mode: .inference)
-        let v = config.vocab
-        let out = Tensor(uninitialized: [batch.batch * batch.seq, v])
-        headChunks(a) { r0, r1 in (out.data + r0 * v).update(from: a.logits.data, count: (r1 - r0) * v) }
-        return out
+        return collectLogits(batch, in: inferenceBuffers(batch: batch.batch, seq: batch.seq), mode: .inference)
     }
 
     /// The logits of the training forward pass (the arena `forward` uses), for tests that
@@ -229,8 +224,12 @@ public final class LlamaModel {
     func trainingLogits(_ batch: TokenBatch) throws -> Tensor {
         try check(batch)
         hasForward = false
-        let a = buffers(batch: batch.batch, seq: batch.seq)
-        forwardToLogits(batch, in: a, mode: .training)
+        return collectLogits(batch, in: buffers(batch: batch.batch, seq: batch.seq), mode: .training)
+    }
+
+    /// Runs the forward pass in arena `a` and gathers every head chunk's logits.
+    private func collectLogits(_ batch: TokenBatch, in a: LlamaActivations, mode: ForwardMode) -> Tensor {
+        forwardToLogits(batch, in: a, mode: mode)
         let v = config.vocab
         let out = Tensor(uninitialized: [batch.batch * batch.seq, v])
         headChunks(a) { r0, r1 in (out.data + r0 * v).update(from: a.logits.data, count: (r1 - r0) * v) }
