@@ -58,7 +58,7 @@ final class FactoredTestLinear: LinearOperator {
         var name: String { "factored-test" }
         func parameterSpecs(for slot: LinearSlotSpec) -> [ParameterSpec] {
             [
-                ParameterSpec(name: slot.path + ".weight", role: slot.role, shape: [slot.outFeatures, slot.inFeatures]),
+                ParameterSpec(name: slot.path + ".weight", role: slot.role, shape: [slot.outFeatures, slot.inFeatures], trainable: false),
                 ParameterSpec(name: slot.path + ".lora_A.weight", role: slot.role, shape: [rank, slot.inFeatures]),
                 ParameterSpec(name: slot.path + ".lora_B.weight", role: slot.role, shape: [slot.outFeatures, rank]),
             ]

@@ -66,17 +66,18 @@ public struct LlamaArchitecture: Sendable {
 
     /// The model's items in `named_parameters()` order: the embedding; per layer the seven
     /// slots and the two RMSNorm gains; the final norm; the LM head unless tied.
+    /// Tensors outside the slots train unless `operators.othersTrainable` is false.
     public var entries: [Entry] {
-        let c = config, d = c.dim
-        var e: [Entry] = [.parameter(ParameterSpec(name: Self.embeddingName, role: .embedding, shape: [c.vocab, d]), .normal)]
+        let c = config, d = c.dim, t = operators.othersTrainable
+        var e: [Entry] = [.parameter(ParameterSpec(name: Self.embeddingName, role: .embedding, shape: [c.vocab, d], trainable: t), .normal)]
         for l in 0..<c.layers {
             e += slots(layer: l).map { .linear($0) }
-            e.append(.parameter(ParameterSpec(name: Self.inputNormName(l), role: .norm, shape: [d]), .ones))
-            e.append(.parameter(ParameterSpec(name: Self.postNormName(l), role: .norm, shape: [d]), .ones))
+            e.append(.parameter(ParameterSpec(name: Self.inputNormName(l), role: .norm, shape: [d], trainable: t), .ones))
+            e.append(.parameter(ParameterSpec(name: Self.postNormName(l), role: .norm, shape: [d], trainable: t), .ones))
         }
-        e.append(.parameter(ParameterSpec(name: Self.finalNormName, role: .norm, shape: [d]), .ones))
+        e.append(.parameter(ParameterSpec(name: Self.finalNormName, role: .norm, shape: [d], trainable: t), .ones))
         if !c.tiedEmbeddings {
-            e.append(.parameter(ParameterSpec(name: Self.headName, role: .head, shape: [c.vocab, d]), .normal))
+            e.append(.parameter(ParameterSpec(name: Self.headName, role: .head, shape: [c.vocab, d], trainable: t), .normal))
         }
         return e
     }

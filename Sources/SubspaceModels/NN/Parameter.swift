@@ -28,6 +28,13 @@ public final class Parameter: @unchecked Sendable {
         self.value = value
     }
 
+    /// A parameter as `spec` describes it (name, role, trainable or frozen) holding `value`.
+    public convenience init(_ spec: ParameterSpec, value: Tensor) {
+        precondition(value.shape == spec.shape, "\(spec.name): value of shape \(value.shape), spec \(spec.shape)")
+        self.init(name: spec.name, role: spec.role, value: value)
+        requiresGrad = spec.trainable
+    }
+
     public var shape: [Int] { value.shape }
     public var count: Int { value.count }
     // `layerIndex` comes from `ParameterInfo` (ParameterSpec.swift).

@@ -37,11 +37,13 @@ public final class DenseLinear: LinearOperator {
 
     /// Dense weights from N(0, initStd^2), as transformers initialises `nn.Linear` in LLaMA.
     public struct Kind: LinearOperatorKind {
-        public init() {}
+        /// False for a frozen dense slot (the slots without an adapter in a PEFT-style fine-tune).
+        public let trainable: Bool
+        public init(trainable: Bool = true) { self.trainable = trainable }
         public var name: String { "dense" }
 
         public func parameterSpecs(for slot: LinearSlotSpec) -> [ParameterSpec] {
-            [ParameterSpec(name: slot.path + ".weight", role: slot.role, shape: [slot.outFeatures, slot.inFeatures])]
+            [ParameterSpec(name: slot.path + ".weight", role: slot.role, shape: [slot.outFeatures, slot.inFeatures], trainable: trainable)]
         }
 
         public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {

@@ -130,21 +130,38 @@ public struct LinearOperators: Sendable {
     /// True when every slot is dense: shape-only figures then need not visit each slot (the
     /// planner prices absurd shapes, with millions of layers, before validating them).
     public let allDense: Bool
+    /// Whether the tensors outside the slots (embedding, norm gains, LM head) train. False in
+    /// a PEFT-style fine-tune, where only the adapters' factors do (`freezingOthers()`).
+    public let othersTrainable: Bool
 
-    public init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind) { self.init(kind, allDense: false) }
+    public init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind) {
+        self.init(kind, allDense: false, othersTrainable: true)
+    }
 
-    private init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind, allDense: Bool) {
+    private init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind, allDense: Bool, othersTrainable: Bool) {
         self.kind = kind
         self.allDense = allDense
+        self.othersTrainable = othersTrainable
     }
 
     /// Dense weights in every slot: the model as Hugging Face's `LlamaForCausalLM`.
-    public static let dense = LinearOperators({ _ in DenseLinear.Kind() }, allDense: true)
+    public static let dense = LinearOperators({ _ in DenseLinear.Kind() }, allDense: true, othersTrainable: true)
 
     /// These choices, except that slots matching `predicate` get `kind`.
     public func replacing(where predicate: @escaping @Sendable (LinearSlotSpec) -> Bool, with kind: any LinearOperatorKind) -> LinearOperators {
         let base = self.kind
-        return LinearOperators { predicate($0) ? kind : base($0) }
+        return LinearOperators({ predicate($0) ? kind : base($0) }, allDense: false, othersTrainable: othersTrainable)
+    }
+
+    /// These choices with every dense slot and every tensor outside the slots frozen, so
+    /// that only the replaced slots' own trainable tensors train (PEFT's default: nothing
+    /// but the adapters, `modules_to_save` empty).
+    public func freezingOthers() -> LinearOperators {
+        let base = self.kind
+        return LinearOperators({ slot in
+            let k = base(slot)
+            return k is DenseLinear.Kind ? DenseLinear.Kind(trainable: false) : k
+        }, allDense: false, othersTrainable: false)
     }
 
     /// These choices, except that the slots with these module paths
@@ -165,17 +182,18 @@ public struct ParameterInitializer: Sendable {
 
     public init(seed: UInt64, std: Float) { root = RandomStream(seed: seed); self.std = std }
 
-    /// A parameter from N(0, std^2) (`std` defaults to the model's).
+    /// A parameter from N(0, std^2) (`std` defaults to the model's), trainable or frozen as
+    /// `spec` says.
     public func normal(_ spec: ParameterSpec, std: Float? = nil) -> Parameter {
         let t = Tensor(uninitialized: spec.shape)
         var rng = root.split(spec.name)
         rng.fillNormal(t, std: std ?? self.std)
-        return Parameter(name: spec.name, role: spec.role, value: t)
+        return Parameter(spec, value: t)
     }
 
     /// A parameter filled with `value` (norm gains: 1; LoRA's B: 0).
     public func constant(_ spec: ParameterSpec, _ value: Float) -> Parameter {
-        Parameter(name: spec.name, role: spec.role, value: Tensor(shape: spec.shape, repeating: value))
+        Parameter(spec, value: Tensor(shape: spec.shape, repeating: value))
     }
 }
 

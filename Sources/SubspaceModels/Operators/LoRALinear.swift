@@ -155,7 +155,7 @@ public final class LoRALinear: LinearOperator {
 
         public func parameterSpecs(for slot: LinearSlotSpec) -> [ParameterSpec] {
             [
-                ParameterSpec(name: slot.path + ".base_layer.weight", role: slot.role, shape: [slot.outFeatures, slot.inFeatures]),
+                ParameterSpec(name: slot.path + ".base_layer.weight", role: slot.role, shape: [slot.outFeatures, slot.inFeatures], trainable: false),
                 ParameterSpec(name: slot.path + ".lora_A.weight", role: slot.role, shape: [rank, slot.inFeatures]),
                 ParameterSpec(name: slot.path + ".lora_B.weight", role: slot.role, shape: [slot.outFeatures, rank]),
             ]
@@ -177,8 +177,8 @@ public final class LoRALinear: LinearOperator {
             let bound = 1 / Float(slot.inFeatures).squareRoot()
             ra.fillUniform(av, -bound, bound)
             return LoRALinear(
-                base: Parameter(name: specs[0].name, role: specs[0].role, value: w0),
-                a: Parameter(name: specs[1].name, role: specs[1].role, value: av),
+                base: Parameter(specs[0], value: w0),
+                a: Parameter(specs[1], value: av),
                 b: initializer.constant(specs[2], 0),
                 scaling: scaling)
         }

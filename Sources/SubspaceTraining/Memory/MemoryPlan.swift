@@ -6,7 +6,8 @@ import SubspaceOptim
 /// Memory a training run needs, planned from the model's shape and the optimizer's own
 /// description of its state, without building either.
 ///
-/// - **Weights**: every parameter once (a tied head is the embedding), in `dtype`.
+/// - **Weights**: every tensor once, trainable or frozen (a tied head is the embedding), in `dtype`;
+///   gradients and optimizer state only for the trainable ones.
 /// - **Gradients**: the full set, or with the per-layer update the largest single gradient
 ///   (the trainer steps and frees each gradient as soon as it is complete, so at most one is
 ///   resident; GaLore's layer-wise trick); none for a forward-only step rule.
@@ -97,7 +98,9 @@ public struct MemoryPlan: Equatable, Sendable {
             throw ConfigurationError("runtime bytes must be between 0 and 2^50, got \(request.runtimeBytes)")
         }
         let optimizer = try OptimizerRegistry.make(request.optimizer, options: request.options)
-        let specs = c.parameterSpecs
+        let all = c.parameterSpecs
+        // Frozen tensors (an adapter's base) cost their weights only: no gradient, no state.
+        let specs = all.filter(\.trainable)
 
         var shares: [RuleShare] = [], index: [ObjectIdentifier: Int] = [:], silent: [String] = []
         for p in specs {
@@ -126,13 +129,13 @@ public struct MemoryPlan: Equatable, Sendable {
 
         self.request = request
         parameters = specs.reduce(0) { $0 + $1.count }
-        weightsBytes = parameters * dtype.bytesPerElement
+        weightsBytes = all.reduce(0) { $0 + $1.count } * dtype.bytesPerElement
         switch request.rule {
         case .forwardOnly: gradientsBytes = 0
         case .backprop:
             gradientsBytes = request.perLayerUpdate
                 ? (specs.map(\.count).max() ?? 0) * dtype.bytesPerElement
-                : weightsBytes
+                : parameters * dtype.bytesPerElement
         }
         optimizerStateBytes = shares.reduce(0) { $0 + $1.stateBytes }
         projectorBytes = shares.reduce(0) { $0 + $1.projectorBytes }
