@@ -141,7 +141,7 @@ public final class LoRALinear: LinearOperator {
         isMerged = false
     }
 
-    /// LoRA in a slot: rank r and scaling s (`LoRASettings` computes s and chooses slots).
+    /// LoRA in a slot: rank r and scaling s (`AdapterSettings` computes s and chooses slots).
     public struct Kind: LinearOperatorKind {
         public let rank: Int
         public let scaling: Float
