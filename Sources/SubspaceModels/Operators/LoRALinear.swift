@@ -141,6 +141,37 @@ public final class LoRALinear: LinearOperator {
         isMerged = false
     }
 
+    /// ReLoRA's merge-and-restart (Lialin et al. 2023, `ReLoRaLinear.merge_and_reinit`):
+    /// W0 += s B A, then A <- Kaiming-uniform drawn from `stream`, B <- 0. The function is
+    /// unchanged (B A = 0 after the restart) and the next factors learn a new direction, so
+    /// the sum of the restarts' products can reach a rank above r. Throws while merged.
+    public func mergeAndRestart(stream: RandomStream) throws {
+        guard !isMerged else { throw ConfigurationError("the LoRA adapter of \(base.name) is merged; unmerge before a restart") }
+        addProduct(sign: 1)
+        var r = stream
+        Self.kaimingUniform(a.value, inFeatures: inFeatures, rng: &r)
+        b.value.zero()
+        saved = nil
+    }
+
+    /// The slot's effective dense weight, W0 + s B A (W0 itself while merged), as a new tensor.
+    public func denseWeight() -> Tensor {
+        let w = base.value.copy()
+        if !isMerged {
+            BLAS.gemm(
+                m: outFeatures, n: inFeatures, k: rank, alpha: scaling, a: b.value.data, lda: rank,
+                b: a.value.data, ldb: inFeatures, beta: 1, c: w.data, ldc: inFeatures)
+        }
+        return w
+    }
+
+    /// torch's `kaiming_uniform_(a = sqrt(5))` on a `[r, in]` factor, as `nn.Linear` and
+    /// PEFT initialise `lora_A`: gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / in) = 1 / sqrt(in).
+    static func kaimingUniform(_ t: Tensor, inFeatures: Int, rng: inout RandomStream) {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        rng.fillUniform(t, -bound, bound)
+    }
+
     /// LoRA in a slot: rank r and scaling s (`AdapterSettings` computes s and chooses slots).
     public struct Kind: LinearOperatorKind {
         public let rank: Int
@@ -171,11 +202,9 @@ public final class LoRALinear: LinearOperator {
             let w0 = Tensor(uninitialized: specs[0].shape)
             var rw = initializer.root.split(slot.path + ".weight")
             rw.fillNormal(w0, std: initializer.std)
-            // torch's kaiming_uniform_(a = sqrt(5)): gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) = 1 / sqrt(in).
             let av = Tensor(uninitialized: specs[1].shape)
             var ra = initializer.root.split(specs[1].name)
-            let bound = 1 / Float(slot.inFeatures).squareRoot()
-            ra.fillUniform(av, -bound, bound)
+            LoRALinear.kaimingUniform(av, inFeatures: slot.inFeatures, rng: &ra)
             return LoRALinear(
                 base: Parameter(specs[0], value: w0),
                 a: Parameter(specs[1], value: av),
