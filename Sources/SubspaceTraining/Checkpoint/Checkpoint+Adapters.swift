@@ -82,8 +82,9 @@ extension Checkpoint {
 
     // MARK: Reading
 
-    /// The adapter settings stored in `dir` (ours, else PEFT's), or nil when it holds none.
-    public static func loadAdapterSettings(from dir: URL) throws -> AdapterSettings? {
+    /// The adapter settings stored in `dir` (ours, else PEFT's for a base model of `layers`
+    /// layers; nil reads the layer count from `dir/config.json`), or nil when it holds none.
+    public static func loadAdapterSettings(from dir: URL, layers: Int? = nil) throws -> AdapterSettings? {
         let ours = dir.appendingPathComponent(adapterSettingsFile), peft = dir.appendingPathComponent(adapterConfigFile)
         if fileKind(ours) != nil {
             let data = try readFile(ours)
@@ -92,7 +93,8 @@ extension Checkpoint {
             }
         }
         guard fileKind(peft) != nil else { return nil }
-        do { return try PEFTAdapterConfig.settings(json: try readFile(peft)) } catch let e as ConfigurationError {
+        let n = try layers ?? loadConfig(from: dir).config.layers
+        do { return try PEFTAdapterConfig.settings(json: try readFile(peft), layers: n) } catch let e as ConfigurationError {
             throw CheckpointError(.unsupportedConfig, peft, e.message)
         }
     }
@@ -150,6 +152,13 @@ struct PEFTAdapterConfig: Codable {
     var rank_pattern: [String: Int]? = [:]
     var alpha_pattern: [String: Float]? = [:]
     var base_model_name_or_path: String? = nil
+    // Newer PEFT options this engine does not run; read so that a set one is refused.
+    var lora_bias: Bool? = nil
+    var exclude_modules: Targets? = nil
+    var layer_replication: [[Int]]? = nil
+    var target_parameters: [String]? = nil
+    var trainable_token_indices: [Int]? = nil
+    var use_qalora: Bool? = nil
 
     /// `target_modules`: a list of module names, or one string (`all-linear`, or a regex,
     /// which this reader refuses).
@@ -174,14 +183,44 @@ struct PEFTAdapterConfig: Codable {
         r = a.rank; lora_alpha = a.alpha; use_rslora = a.rsLoRA; target_modules = .list(a.targets)
     }
 
+    /// The slot names a PEFT `target_modules` list names: bare names (`q_proj`, matching
+    /// every layer) or module paths (`model.layers.1.self_attn.q_proj`, as PEFT saves
+    /// `all-linear`). A slot named by path must be named in every layer: adapters on some
+    /// layers only are refused, as are names a LLaMA does not have.
+    static func slotTargets(_ list: [String], layers: Int) throws -> [String] {
+        var everywhere = Set<String>(), byLayer: [String: Set<Int>] = [:], unknown: [String] = []
+        for entry in list {
+            let parts = entry.split(separator: ".").map(String.init)
+            guard let slot = parts.last, LlamaArchitecture.slotNames.contains(slot) else { unknown.append(entry); continue }
+            if parts.count == 1 { everywhere.insert(slot); continue }
+            // A path: [...]layers.L.<self_attn|mlp>.slot
+            guard parts.count >= 4, parts[parts.count - 4] == "layers", let l = Int(parts[parts.count - 3]),
+                  parts[parts.count - 2] == (LlamaArchitecture.slotNames.firstIndex(of: slot)! < 4 ? "self_attn" : "mlp")
+            else { unknown.append(entry); continue }
+            byLayer[slot, default: []].insert(l)
+        }
+        if !unknown.isEmpty {
+            throw ConfigurationError(
+                "the adapter targets \(unknown.prefix(3).joined(separator: ", ")), which a LLaMA model does not have (its linear slots are \(LlamaArchitecture.slotNames.joined(separator: ", "))): is it for another architecture?")
+        }
+        for (slot, ls) in byLayer.sorted(by: { $0.key < $1.key }) where !everywhere.contains(slot) {
+            if ls != Set(0..<layers) {
+                throw ConfigurationError("the adapter puts \(slot) adapters on \(ls.count) of the model's \(layers) layers; adapters on some layers only are not supported")
+            }
+        }
+        let named = everywhere.union(byLayer.keys)
+        return LlamaArchitecture.slotNames.filter { named.contains($0) }
+    }
+
     func json() throws -> Data {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try enc.encode(self)
     }
 
-    /// The settings of a PEFT-saved LoRA adapter, or a one-line reason it cannot run here.
-    static func settings(json: Data) throws -> AdapterSettings {
+    /// The settings of a PEFT-saved LoRA adapter for a base model of `layers` decoder
+    /// layers, or a one-line reason it cannot run here.
+    static func settings(json: Data, layers: Int) throws -> AdapterSettings {
         let c: PEFTAdapterConfig
         do { c = try JSONDecoder().decode(PEFTAdapterConfig.self, from: json) } catch {
             throw ConfigurationError("not a PEFT LoRA config (\(JSONErrorText.describe(error)))")
@@ -196,18 +235,19 @@ struct PEFTAdapterConfig: Codable {
         if !(c.rank_pattern ?? [:]).isEmpty || !(c.alpha_pattern ?? [:]).isEmpty {
             throw ConfigurationError("per-module rank_pattern/alpha_pattern are not supported")
         }
+        if c.lora_bias == true { throw ConfigurationError("adapters with a bias on lora_B (lora_bias) are not supported") }
+        if c.exclude_modules != nil { throw ConfigurationError("exclude_modules is not supported: list the target modules instead") }
+        if c.layer_replication != nil { throw ConfigurationError("layer_replication is not supported") }
+        if c.target_parameters != nil { throw ConfigurationError("target_parameters is not supported") }
+        if c.trainable_token_indices != nil { throw ConfigurationError("trainable_token_indices is not supported") }
+        if c.use_qalora == true { throw ConfigurationError("QALoRA adapters (use_qalora) are not supported") }
         let targets: [String]
         switch c.target_modules {
         case .none: throw ConfigurationError("the PEFT config names no target_modules")
         case .string("all-linear"): targets = LlamaArchitecture.slotNames
         case .string(let s): throw ConfigurationError("target_modules given as a pattern ('\(s)') is not supported; list the module names")
         case .list(let l):
-            let unknown = l.filter { !LlamaArchitecture.slotNames.contains($0) }
-            if !unknown.isEmpty {
-                throw ConfigurationError(
-                    "the adapter targets \(unknown.joined(separator: ", ")), which a LLaMA model does not have (its linear slots are \(LlamaArchitecture.slotNames.joined(separator: ", "))): is it for another architecture?")
-            }
-            targets = LlamaArchitecture.slotNames.filter { l.contains($0) }
+            targets = try slotTargets(l, layers: layers)
         }
         let s = AdapterSettings(method: .lora, rank: c.r, alpha: c.lora_alpha, rsLoRA: c.use_rslora ?? false, targets: targets, trainOthers: false)
         try s.validate()

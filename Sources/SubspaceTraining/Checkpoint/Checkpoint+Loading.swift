@@ -33,7 +33,9 @@ extension Checkpoint {
     /// put on the base model in `dir`.
     public static func loadModel(from dir: URL, adapter: URL? = nil) throws -> LlamaModel {
         let dir = resolve(dir)
-        if let settings = try loadAdapterSettings(from: adapter ?? dir) {
+        let adapterFound = fileKind((adapter ?? dir).appendingPathComponent(adapterSettingsFile)) != nil
+            || fileKind((adapter ?? dir).appendingPathComponent(adapterConfigFile)) != nil
+        if adapterFound, let settings = try loadAdapterSettings(from: adapter ?? dir, layers: loadConfig(from: dir).config.layers) {
             return try loadAdapterModel(from: dir, adapterDir: adapter ?? dir, settings: settings)
         }
         if let adapter {
