@@ -17,7 +17,7 @@ struct AdapterFlags: ParsableArguments {
     @Option(name: .customLong("adapter-train-others"), help: "Whether the embedding, norms, head and slots without adapters train too (default: false for lora, as PEFT; true for relora, as its reference).")
     var trainOthers: Bool?
     @Option(name: .customLong("relora-every"), help: "With --adapter relora: steps between merge-and-restarts.") var reloraEvery: Int?
-    @Option(name: .customLong("restart-warmup"), help: "Steps of the learning-rate re-warm-up after each restart (default 50 for ReLoRA).") var restartWarmup: Int?
+    @Option(name: .customLong("restart-warmup"), help: "Steps of the learning-rate re-warm-up after each restart (default for ReLoRA: a tenth of --relora-every, at most 50).") var restartWarmup: Int?
     @Option(name: .customLong("optimizer-reset"), help: "What a restart does to the optimizer state: rebuild, zero, random:F or magnitude:F (prune a fraction F of the moments), or none (default random:0.999 for ReLoRA, its reference's).")
     var optimizerReset: String?
 

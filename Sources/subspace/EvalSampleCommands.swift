@@ -9,6 +9,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file.") var data: String
     @Option(help: "Which part of text data: all, train or validation (the corpus split).") var split: String = "all"
     @Option(help: "A tokenizer.json to encode text with (default: the checkpoint's own).") var tokenizer: String?
+    @Option(help: "A PEFT adapter folder to put on the --checkpoint model (default: the adapter the checkpoint holds, if any).") var adapter: String?
     @Option(help: "Sequences per batch.") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
     @Flag(help: "Print {\"loss\", \"ppl\", \"tokens\"} as JSON.") var json = false
@@ -18,7 +19,7 @@ struct Eval: ParsableCommand {
             guard ["all", "train", "validation"].contains(split) else { throw ConfigurationError("--split must be all, train or validation") }
             // The published checkpoint, or its `.old` twin when a save was cut between renames.
             let dir = Checkpoint.resolve(checkpointDirectory(checkpoint))
-            let model = try Checkpoint.loadModel(from: dir)
+            let model = try Checkpoint.loadModel(from: dir, adapter: adapter.map { URL(fileURLWithPath: $0) })
             let t = seq ?? min(256, model.config.maxSeq)
             try model.config.validate(batch: batch, seq: t)
             try ResourceCheck.inference(model.config, batch: batch, seq: t)
@@ -71,6 +72,7 @@ struct Sample: ParsableCommand {
             top-k, then top-p, as transformers' generate does.
             """)
     @Option(help: "Checkpoint directory with a tokenizer.json (or the run directory holding it).") var checkpoint: String
+    @Option(help: "A PEFT adapter folder to put on the --checkpoint model (default: the adapter the checkpoint holds, if any).") var adapter: String?
     @Option(help: "Text to continue.") var prompt: String = "\n"
     @Option(help: "Tokens to generate per sample (prompt plus tokens at most the model's context, unless --sliding-window).") var tokens: Int = 200
     @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
@@ -92,7 +94,7 @@ struct Sample: ParsableCommand {
             try sampleText(
                 checkpoint: checkpointDirectory(checkpoint), prompt: prompt, tokens: tokens, temperature: temperature,
                 topK: topK, topP: topP, seed: seed, slidingWindow: slidingWindow, stops: stops, numSamples: numSamples,
-                useCache: !noCache)
+                useCache: !noCache, adapter: adapter.map { URL(fileURLWithPath: $0) })
         }
         writeStderr(samplingRateLine(stats, samples: numSamples, cached: !noCache) + "\n")
     }

@@ -1016,6 +1016,128 @@ extension Reliability {
 
     @Test(arguments: fineTuneCases) func fineTuneAndRecipes(_ c: Case) throws { try check(c) }
 
+    // MARK: 10. Adapters, restarts and merging
+
+    /// A LoRA fine-tune of the base run (rank 2), in `d/ft`.
+    static func adapterRun(_ m: Micro, _ d: URL) throws -> URL {
+        let r = try CLI.run(fineTune(m, d, from: ck(m.baseRun), ["--adapter", "lora", "--adapter-rank", "2"]))
+        guard r.exitStatus == 0 else { throw Child.SpawnError(description: "adapter run: \(r)") }
+        return d.appendingPathComponent("ft")
+    }
+    static func lora(_ m: Micro, _ d: URL, _ extra: [String]) -> [String] { fineTune(m, d, from: ck(m.baseRun), extra) }
+    /// A copy of the adapter run's checkpoint as an adapter folder, with `file` replaced.
+    static func adapterFolder(_ m: Micro, _ d: URL, _ file: String? = nil, _ bytes: Data = Data()) throws -> URL {
+        let run = try adapterRun(m, d)
+        let a = d.appendingPathComponent("adapter")
+        try FileManager.default.createDirectory(at: a, withIntermediateDirectories: true)
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            try FileManager.default.copyItem(at: ck(run).appendingPathComponent(f), to: a.appendingPathComponent(f))
+        }
+        if let file { try Files.write(bytes, a.appendingPathComponent(file)) }
+        return a
+    }
+
+    static let adapterCases: [Case] = [
+        Case("train --adapter bogus") { m, d in Plan(args: lora(m, d, ["--adapter", "bogus"]), fragments: ["unknown adapter", "lora"]) },
+        Case("train --adapter lora --adapter-rank 0") { m, d in Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-rank", "0"]), fragments: ["rank"]) },
+        Case("train --adapter lora --adapter-rank above min(in, out)") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-rank", "100000"]), fragments: ["rank 100000", "min(in, out)"])
+        },
+        Case("train --adapter lora --adapter-rank not a number", usage: true) { m, d in Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-rank", "x"])) },
+        Case("train --adapter lora --adapter-targets with an unknown slot") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-targets", "q_proj,lm_head"]), fragments: ["lm_head", "q_proj"])
+        },
+        Case("train --adapter lora --adapter-targets empty") { m, d in Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-targets", ""]), fragments: ["target"]) },
+        Case("train --adapter lora --adapter-targets repeated") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-targets", "v_proj,v_proj"]), fragments: ["twice"])
+        },
+        Case("train --adapter lora --adapter-alpha nan") { m, d in Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-alpha", "nan"]), fragments: ["alpha"]) },
+        Case("train --adapter lora --adapter-alpha -2") { m, d in Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-alpha=-2"]), fragments: ["alpha"]) },
+        Case("train --adapter-rank without --adapter") { m, d in Plan(args: lora(m, d, ["--adapter-rank", "4"]), fragments: ["--adapter"]) },
+        Case("train --adapter relora without --relora-every") { m, d in Plan(args: lora(m, d, ["--adapter", "relora"]), fragments: ["--relora-every"]) },
+        Case("train --adapter relora --relora-every 1") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "relora", "--relora-every", "1"]), fragments: ["at least 2"])
+        },
+        Case("train --adapter relora --restart-warmup not shorter than the interval") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "relora", "--relora-every", "4", "--restart-warmup", "4", "--steps", "9"]), fragments: ["shorter than the interval"])
+        },
+        Case("train --adapter relora --optimizer-reset bogus") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "relora", "--relora-every", "4", "--optimizer-reset", "bogus"]), fragments: ["optimizer reset", "random:F"])
+        },
+        Case("train --adapter relora --optimizer-reset random:x") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "relora", "--relora-every", "4", "--optimizer-reset", "random:x"]), fragments: ["not a number"])
+        },
+        Case("train --adapter relora --optimizer-reset magnitude:1.5") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "relora", "--relora-every", "4", "--optimizer-reset", "magnitude:1.5"]), fragments: ["between 0 and 1"])
+        },
+        Case("train --adapter lora --optimizer-reset zero (needs relora)") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora", "--optimizer-reset", "zero"]), fragments: ["--adapter relora"])
+        },
+        Case("train --adapter relora whose restarts never happen") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "relora", "--relora-every", "50"]), fragments: ["never happen"])
+        },
+        Case("train --resume an adapter run with another rank") { m, d in
+            let run = try adapterRun(m, d)
+            return Plan(args: resume(run, ["--adapter-rank", "3"]), protect: [run], fragments: ["adapter"])
+        },
+        Case("train --resume an adapter run whose adapter weights are missing") { m, d in
+            let run = try adapterRun(m, d)
+            try FileManager.default.removeItem(at: ck(run).appendingPathComponent("adapter_model.safetensors"))
+            return Plan(args: resume(run), protect: [run], fragments: ["adapter_model.safetensors"])
+        },
+        Case("eval --adapter nonexistent") { m, d in
+            Plan(args: eval(m, ck(m.baseRun), ["--adapter", d.appendingPathComponent("nope").path]), fragments: ["adapter"])
+        },
+        Case("eval --adapter whose adapter_config.json is garbage") { m, d in
+            let a = try adapterFolder(m, d, "adapter_config.json", garbage(100))
+            return Plan(args: eval(m, ck(m.baseRun), ["--adapter", a.path]), protect: [a], fragments: ["adapter_config.json"])
+        },
+        Case("eval --adapter for another architecture (GPT-2's c_attn)") { m, d in
+            let a = try adapterFolder(m, d, "adapter_config.json", Data(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 8, "target_modules": ["c_attn"]}"#.utf8))
+            return Plan(args: eval(m, ck(m.baseRun), ["--adapter", a.path]), protect: [a], fragments: ["c_attn", "another architecture"])
+        },
+        Case("eval --adapter whose rank does not match its weights") { m, d in
+            let a = try adapterFolder(m, d, "adapter_config.json", Data(#"{"peft_type": "LORA", "r": 5, "lora_alpha": 8, "target_modules": "all-linear"}"#.utf8))
+            return Plan(args: eval(m, ck(m.baseRun), ["--adapter", a.path]), protect: [a], fragments: ["shape"])
+        },
+        Case("eval --adapter whose weights are garbage") { m, d in
+            let a = try adapterFolder(m, d, "adapter_model.safetensors", garbage(500))
+            return Plan(args: eval(m, ck(m.baseRun), ["--adapter", a.path]), protect: [a], fragments: ["adapter_model.safetensors"])
+        },
+        Case("eval an adapter checkpoint whose subspace_adapter.json is garbage") { m, d in
+            let run = try adapterRun(m, d)
+            try Files.write(garbage(64), ck(run).appendingPathComponent("subspace_adapter.json"))
+            return Plan(args: eval(m, ck(run)), protect: [run], fragments: ["subspace_adapter.json"])
+        },
+        Case("sample --adapter with DoRA") { m, d in
+            let a = try adapterFolder(m, d, "adapter_config.json", Data(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 8, "target_modules": "all-linear", "use_dora": true}"#.utf8))
+            return Plan(args: sample(ck(m.baseRun), ["--adapter", a.path]), protect: [a], fragments: ["DoRA"])
+        },
+        Case("merge --out an existing model (no --overwrite)") { m, d in
+            let run = try adapterRun(m, d)
+            try FileManager.default.createDirectory(at: d.appendingPathComponent("other"), withIntermediateDirectories: true)
+            let out = try m.copyBaseRun(into: d.appendingPathComponent("other"))
+            return Plan(args: ["merge", "--checkpoint", run.path, "--out", ck(out).path], protect: [out, run], fragments: ["exists", "--overwrite"])
+        },
+        Case("merge --overwrite over a folder that is not a model") { m, d in
+            let run = try adapterRun(m, d)
+            let out = d.appendingPathComponent("notes")
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try Files.write("keep me", out.appendingPathComponent("notes.txt"))
+            return Plan(args: ["merge", "--checkpoint", run.path, "--out", out.path, "--overwrite"], protect: [out], fragments: ["refusing"])
+        },
+        Case("merge a checkpoint without adapters") { m, d in
+            Plan(args: ["merge", "--checkpoint", m.baseRun.path, "--out", d.appendingPathComponent("m").path], fragments: ["no adapter"])
+        },
+        Case("merge --checkpoint nonexistent") { _, d in
+            Plan(args: ["merge", "--checkpoint", d.appendingPathComponent("nope").path, "--out", d.appendingPathComponent("m").path])
+        },
+        Case("merge without --out", usage: true) { m, _ in Plan(args: ["merge", "--checkpoint", m.baseRun.path]) },
+        Case("memory --adapter lora --adapter-rank 0") { _, _ in Plan(args: ["memory", "--adapter", "lora", "--adapter-rank", "0"], fragments: ["rank"]) },
+    ]
+
+    @Test(arguments: adapterCases) func adapters(_ c: Case) throws { try check(c) }
+
     /// Paths with spaces and non-ASCII characters work end to end.
     @Test func pathsWithSpacesAndUnicode() throws {
         let m = try Micro.shared()

@@ -11,9 +11,9 @@ import SubspaceOptim
 ///   restarts its factors (A Kaiming, B zero); the factors' optimizer moments are pruned
 ///   (`reset`, the reference's default random pruning of 99.9%), the step counters kept, and
 ///   the rate climbs again from 0 over `warmup` steps (the jagged schedule). Defaults:
-///   `restart_warmup_steps` 100 in the reference; 50 here by default because the runs this
-///   engine makes on a CPU are a few thousand steps, and the digest's small-scale recipe
-///   (merge every 500, re-warm 50) keeps the same 10% ratio of re-warm-up to cycle.
+///   `restart_warmup_steps` 100 in the reference; here a tenth of the cycle, at most 50,
+///   because the runs this engine makes on a CPU are a few thousand steps, and the
+///   small-scale recipe (merge every 500, re-warm 50) keeps that 10% ratio.
 /// - **Glentis et al. 2025** ("Scalable Parameter and Memory Efficient Pretraining for
 ///   LLM"; `OptimAI-Lab/Memory_Efficient_Pretraining`): every `every` steps the low-rank
 ///   factors are refactorized (B <- U sqrt(S), A <- sqrt(S) V^T) and the optimizer rebuilt
@@ -49,9 +49,11 @@ public struct RestartSettings: Codable, Equatable, Sendable {
     }
 
     /// ReLoRA's defaults: merge every `every` steps, random pruning of 99.9% of the
-    /// factors' moments, re-warm-up from 0 over 50 steps.
+    /// factors' moments, re-warm-up from 0 over a tenth of the cycle, at most 50 steps
+    /// (the small-scale recipe's 50 for a cycle of 500, kept in proportion for shorter ones).
     public static func relora(every: Int) -> RestartSettings {
-        RestartSettings(every: every, action: .merge, reset: .randomPrune(fraction: 0.999), warmup: 50, startRatio: 0)
+        RestartSettings(
+            every: every, action: .merge, reset: .randomPrune(fraction: 0.999), warmup: min(50, max(1, every / 10)), startRatio: 0)
     }
 
     /// Glentis et al.'s momentum reset: rebuild the optimizer, recover from 0.001 x over 10 steps.

@@ -140,8 +140,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         _ = try OptimizerRegistry.make(optimizer, options: optimizerOptions)
         try adapter?.validate(for: model)
         if let restarts {
-            try restarts.validate(adapter: adapter)
             if restarts.every >= steps { throw ConfigurationError("restarts every \(restarts.every) steps never happen in a run of \(steps) steps") }
+            try restarts.validate(adapter: adapter)
         } else if adapter?.method == .relora {
             throw ConfigurationError("--adapter relora needs --relora-every N (steps between merges)")
         }
