@@ -20,7 +20,28 @@ public enum Suite {
         public init(_ name: String, _ flags: [String]) { self.name = name; self.flags = flags }
     }
 
-    public static let names = ["pretrain", "finetune", "speed"]
+    public static let names = ["pretrain", "finetune", "speed", "lowrank"]
+
+    /// The learning rates of a sweep cell (`lowrank`): a log grid of three around each
+    /// method's reference rate scaled to `tiny`, x1/3, x1 and x3 (the grid GaLore's and
+    /// Glentis et al.'s tuning steps by). Each rate is its own cell, `<method>@lr<rate>`.
+    public static let sweepFactors: [Float] = [1.0 / 3, 1, 3]
+
+    /// `method` at each rate of `sweepFactors` around `lr`: cells `method@lr<rate>`.
+    static func sweep(_ method: String, lr: Float, _ flags: [String]) -> [Cell] {
+        sweepFactors.map { f in
+            // One significant digit in the flags' habitual form: 1e-3, 3e-3, 9e-3.
+            let x = Double(lr * f), e = Int((log10(x)).rounded(.down))
+            var m = Int((x / pow(10, Double(e))).rounded())
+            var exp = e
+            if m == 10 { m = 1; exp += 1 }
+            let rate = "\(m)e\(exp)"
+            return Cell("\(method)@lr\(rate)", flags + ["--lr", rate])
+        }
+    }
+
+    /// The method of a sweep cell (`galore@lr1e-2` -> `galore`), or the cell itself.
+    public static func sweepMethod(_ cell: String) -> String { cell.split(separator: "@").first.map(String.init) ?? cell }
 
     /// Learning rates are each method's reference setting scaled to `tiny`: AdamW's tuned
     /// 3e-3; GaLore-family methods GaLore's 0.01 with scale 0.25, rank 64, gap 200 (the
@@ -79,7 +100,25 @@ public enum Suite {
                 Cell("so-d0.1", ["--optimizer", "so", "--lr", "1e-3", "--density", SettingText.number(SOSettings.defaults.density)]),
                 Cell("adamw8bit", ["--optimizer", "adamw8bit", "--lr", "1e-3", "--weight-decay", "0"]),
                 Cell("galore8bit-r8", ["--optimizer", "galore8bit", "--lr", "1e-3", "--weight-decay", "0"] + ftRank),
+                // Adapters (AdamW on the factors, only the adapters train, as PEFT): LoRA at
+                // rank 8 on every slot (alpha 16, the 2r habit), ReLoRA merging every 100 steps.
+                // Adapters take a rate several times full fine-tuning's (their B starts at 0).
+                Cell("lora-r8", ["--optimizer", "adamw", "--lr", "3e-3", "--adapter", "lora", "--adapter-rank", "8", "--adapter-alpha", "16"]),
+                Cell("relora-r8", ["--optimizer", "adamw", "--lr", "3e-3", "--adapter", "relora", "--adapter-rank", "8", "--adapter-alpha", "16",
+                                   "--relora-every", "100", "--adapter-train-others", "false"]),
             ]
+        case "lowrank":
+            // Glentis et al. 2025's pre-training comparison, scaled down to `tiny`: full-rank
+            // AdamW, GaLore, Fira, LoRA (on a frozen random base), ReLoRA, each with a sweep of
+            // three rates (`sweepFactors`) around its reference rate; rank 64 = dim / 4 (the
+            // digest's small-scale choice), restarts every 200 steps.
+            let r = ["--rank", "64", "--update-gap", "200", "--scale", SettingText.number(galore.scale!)]
+            let adapter = ["--adapter-rank", "64", "--adapter-alpha", "64"]
+            return sweep("adamw", lr: 3e-3, ["--optimizer", "adamw"])
+                + sweep("galore-r64", lr: 1e-2, ["--optimizer", "galore"] + r)
+                + sweep("fira-r64", lr: 1e-2, ["--optimizer", "fira"] + r)
+                + sweep("lora-r64", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "lora", "--adapter-train-others", "true"] + adapter)
+                + sweep("relora-r64", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "relora", "--relora-every", "200"] + adapter)
         default:
             throw ConfigurationError("unknown suite '\(suite)'; known: \(names.joined(separator: ", "))")
         }

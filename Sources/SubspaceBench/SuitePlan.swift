@@ -8,7 +8,7 @@ import SubspaceTraining
 /// What a suite run is asked to do: which suite, on which presets, for how long, on which data.
 /// Saved as `DIR/suite.json`; the report's "reproduce" command is made from it.
 public struct SuiteSpec: Codable, Equatable, Sendable {
-    /// "pretrain", "finetune" or "speed" (`Suite.names`).
+    /// "pretrain", "finetune", "speed" or "lowrank" (`Suite.names`).
     public var suite: String
     public var presets: [String]
     /// Training steps per cell (fine-tuning steps for `finetune`, timed steps for `speed`).
@@ -39,7 +39,7 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
             throw ConfigurationError("unknown suite '\(suite)'; known: \(Suite.names.joined(separator: ", "))")
         }
         let presets = suite == "speed" ? ["tiny", "llama20m", "llama60m"] : ["tiny"]
-        let steps = ["pretrain": 2000, "finetune": 300, "speed": 10][suite]!
+        let steps = ["pretrain": 2000, "finetune": 300, "speed": 10, "lowrank": 1000][suite]!
         return SuiteSpec(
             suite: suite, presets: presets, steps: steps, evalEvery: suite == "finetune" ? 50 : 200, data: nil,
             finetuneData: DefaultCorpus.path("milton"), base: nil, baseSteps: 2000, only: nil, peers: false, out: out)
@@ -56,6 +56,9 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         if baseSteps <= 0 { throw ConfigurationError("--base-steps must be positive, got \(baseSteps)") }
         if evalEvery < 0 { throw ConfigurationError("--eval-every must be non-negative, got \(evalEvery)") }
         if out.isEmpty { throw ConfigurationError("--out must name a directory") }
+        if peers && suite == "lowrank" {
+            throw ConfigurationError("the lowrank suite has no PyTorch peer (its adapters and parametrizations are this engine's)")
+        }
         if peers && suite == "speed" {
             throw ConfigurationError("peers run the training suites (pretrain, finetune); bench/compare.sh is the speed peer")
         }
@@ -282,7 +285,15 @@ public struct SuitePlan: Sendable {
         }
         r.suite = spec.suite
         r.impl = "subspace"
-        if let c = try? LlamaConfig.preset(job.preset) {
+        // Model memory as planned for the cell's own run config (adapters, per-layer mode).
+        if job.kind != .bench, let rc = try? RunConfig.load(url: job.directory.appendingPathComponent("run_config.json")),
+           let plan = try? MemoryPlan(MemoryPlan.Request(
+               config: rc.model, optimizer: rc.optimizer, options: rc.optimizerOptions, perLayerUpdate: rc.perLayerUpdate,
+               batch: rc.batch, seq: rc.seq, rule: rc.resolvedStepRule.memory, adapter: rc.adapter)) {
+            r.weights_bytes = plan.weightsBytes
+            r.gradients_bytes = plan.gradientsBytes
+            r.activations_bytes = plan.activationsBytes
+        } else if let c = try? LlamaConfig.preset(job.preset) {
             if r.weights_bytes == nil { r.weights_bytes = c.parameterCount * 4 }
             if r.activations_bytes == nil { r.activations_bytes = LlamaActivations.bytes(config: c, batch: job.batch, seq: job.seq) }
             // Per-layer updates hold one gradient at a time: the largest, the embedding (or head).

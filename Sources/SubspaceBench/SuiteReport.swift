@@ -96,6 +96,10 @@ public enum SuiteReport {
             s += spec.suite == "speed"
                 ? ", batch \(r0.batch ?? 0) x \(r0.seq ?? 0) tokens, \(r0.steps) timed steps\n\n"
                 : ", \(r0.steps) steps of batch \(r0.batch ?? 8) x \(r0.seq ?? 256) tokens\n\n"
+            if rs.contains(where: { $0.cell.contains("@") }) {
+                s += "Best rate of each method's sweep (lowest final validation loss):\n\n" + trainingTable(bestOfSweeps(rs))
+                s += "\nEvery cell of the sweeps:\n\n" + sweepTable(rs) + "\n"
+            }
             s += spec.suite == "speed" ? speedTable(rs) : trainingTable(rs)
             s += "\n"
             if spec.suite != "speed" {
@@ -125,6 +129,11 @@ public enum SuiteReport {
             return "Suite `finetune`: every method starts from \(base) and fine-tunes on \(SuiteSpec.describeCorpus(spec.finetuneData)) with the base's tokenizer "
                 + "(weights only, a fresh optimizer; warmup 10% of the steps, cosine to 0.1), seed 0, evaluation every \(spec.evalEvery) steps "
                 + "and on the whole validation split at the end. Every cell is a separate process, run one after another.\n"
+        case "lowrank":
+            return "Suite `lowrank`: Glentis et al.'s comparison of memory-efficient pre-training scaled down: every method on the same "
+                + "model, data (\(data)), seed 0 and budget, each at three learning rates (x1/3, x1, x3 its reference rate, scaled to "
+                + "`tiny`); warmup 60 steps, cosine to 0.1, clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole "
+                + "validation split at the end. Every cell is a separate process, run one after another.\n"
         default:
             return "Suite `pretrain`: every method on the same model, data (\(data)), seed 0 and budget; warmup 60 steps, cosine to 0.1, "
                 + "clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole validation split at the end. Every cell is a "
@@ -141,6 +150,34 @@ public enum SuiteReport {
             s += "| \(r.cell) | \(settings(r)) | \(num(r.final_val_loss, "%.4f")) | \(num(r.best_val_loss, "%.4f")) | "
             s += "\(num(r.val_ppl, "%.2f")) | \(num(r.tokens_per_s, "%.0f")) | \(num(r.step_ms, "%.1f"))\(x) | "
             s += "\(mib(r.optimizer_state_bytes)) | \(mib(r.peak_rss_bytes)) |\n"
+        }
+        return s
+    }
+
+    /// Per method of a sweep (`Suite.sweepMethod`), the cell with the lowest final validation
+    /// loss, in the order the methods first appear.
+    static func bestOfSweeps(_ rs: [Suite.Result]) -> [Suite.Result] {
+        var order: [String] = [], best: [String: Suite.Result] = [:]
+        for r in rs {
+            let m = Suite.sweepMethod(r.cell)
+            if best[m] == nil { order.append(m); best[m] = r; continue }
+            if (r.final_val_loss ?? .infinity) < (best[m]!.final_val_loss ?? .infinity) { best[m] = r }
+        }
+        return order.map { best[$0]! }
+    }
+
+    /// Validation loss of every sweep cell: a row per method, a column per rate factor.
+    static func sweepTable(_ rs: [Suite.Result]) -> String {
+        var order: [String] = [], cells: [String: [Suite.Result]] = [:]
+        for r in rs {
+            let m = Suite.sweepMethod(r.cell)
+            if cells[m] == nil { order.append(m) }
+            cells[m, default: []].append(r)
+        }
+        var s = "| method | learning rate: final val loss |\n|---|---|\n"
+        for m in order {
+            let entries = cells[m]!.map { r in "\(r.cell.split(separator: "@").last.map { $0.dropFirst(2) } ?? ""): \(num(r.final_val_loss, "%.4f"))" }
+            s += "| \(m) | \(entries.joined(separator: ", ")) |\n"
         }
         return s
     }
