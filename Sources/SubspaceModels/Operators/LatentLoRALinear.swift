@@ -1,0 +1,162 @@
+import SubspaceCore
+
+/// The operator shared by LoRA-XS and LoRA-SB: a frozen base W0 `[out, in]`, frozen
+/// factors A `[r, in]` and B `[out, r]`, and a trainable r x r "latent" matrix R between
+/// them,
+///
+///     y = x W0^T + s ((x A^T) R^T) B^T,   W = W0 + s B R A,   s = alpha / r.
+///
+/// Only R trains (r^2 parameters per slot, whatever the slot's shape); the subclasses
+/// differ in how A, B and R are initialised (`LoRAXSLinear`: from the SVD of W0;
+/// `LoRASBLinear`: from the SVD of an estimated first full fine-tuning update).
+///
+/// Names follow the LoRA-XS reference (`MohammadrezaBanaei/LoRA-XS`,
+/// `utils/initialization_utils.py`, which LoRA-SB's code reuses): PEFT's LoRA layer
+/// (`<path>.base_layer.weight`, `<path>.lora_A.weight`, `<path>.lora_B.weight`) plus the
+/// `nn.Linear(r, r)` it attaches as `default_lora_latent_mapping`, so R is
+/// `<path>.default_lora_latent_mapping.weight` and applies as t R^T.
+///
+/// A training forward keeps t = x A^T `[rows, r]`. Gradients, with u = s dy B:
+/// dR += u^T t; dx (+)= dy W0 + (u R) A. The base gets a gradient, dW0 += dy^T x (the full
+/// fine-tuning gradient of W), only while its `requiresGrad` is set, which LoRA-SB's
+/// initialization does for a moment; A and B never train.
+public class LatentLoRALinear: LinearOperator, DenseWeightProviding {
+    /// W0, frozen.
+    public let base: Parameter
+    /// `lora_A` `[r, in]`, frozen.
+    public let a: Parameter
+    /// `lora_B` `[out, r]`, frozen.
+    public let b: Parameter
+    /// R `[r, r]`, trainable.
+    public let latent: Parameter
+    public let scaling: Float
+    public let rank: Int
+    public let inFeatures: Int
+    public let outFeatures: Int
+    private var saved: Tensor?
+
+    public var parameters: [Parameter] { [base, a, b, latent] }
+    public var activationBytes: Int { saved?.byteCount ?? 0 }
+
+    /// Freezes the base and both factors.
+    init(base: Parameter, a: Parameter, b: Parameter, latent: Parameter, scaling: Float) {
+        let (m, n, r) = (base.shape[0], base.shape[1], a.shape[0])
+        precondition(a.shape == [r, n] && b.shape == [m, r] && latent.shape == [r, r], "latent LoRA shapes disagree")
+        self.base = base; self.a = a; self.b = b; self.latent = latent
+        self.scaling = scaling
+        rank = r; inFeatures = n; outFeatures = m
+        base.requiresGrad = false; a.requiresGrad = false; b.requiresGrad = false
+    }
+
+    /// t = x A^T, kept on training passes.
+    private func projected(_ x: UnsafePointer<Float>, rows: Int, mode: ForwardMode) -> Tensor {
+        let t: Tensor
+        if mode == .training {
+            if saved?.shape != [rows, rank] { saved = Tensor(zeros: [rows, rank]) }
+            t = saved!
+        } else {
+            t = Tensor(zeros: [rows, rank])
+        }
+        Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
+        return t
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, mode: ForwardMode) {
+        Linear.forward(x: x, weight: base.value.data, y: y, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
+        if rows == 0 { return }
+        let t = projected(x, rows: rows, mode: mode)
+        let t2 = Tensor(zeros: [rows, rank])
+        Linear.forward(x: t.data, weight: latent.value.data, y: t2.data, rows: rows, inFeatures: rank, outFeatures: rank)
+        BLAS.gemm(
+            transB: true, m: rows, n: outFeatures, k: rank, alpha: scaling, a: t2.data, lda: rank,
+            b: b.value.data, ldb: rank, beta: 1, c: y, ldc: outFeatures)
+    }
+
+    /// u = s dy B `[rows, r]`.
+    private func scaledProjection(_ dy: UnsafePointer<Float>, rows: Int) -> Tensor {
+        let u = Tensor(zeros: [rows, rank])
+        BLAS.gemm(
+            m: rows, n: rank, k: outFeatures, alpha: scaling, a: dy, lda: outFeatures,
+            b: b.value.data, ldb: rank, beta: 0, c: u.data, ldc: rank)
+        return u
+    }
+
+    public func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
+        Linear.backwardInput(dy: dy, weight: base.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate)
+        if rows == 0 { return }
+        let u = scaledProjection(dy, rows: rows)
+        let w = Tensor(zeros: [rows, rank])
+        Linear.backwardInput(dy: u.data, weight: latent.value.data, dx: w.data, rows: rows, inFeatures: rank, outFeatures: rank)
+        Linear.backwardInput(dy: w.data, weight: a.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: rank, accumulateInput: true)
+    }
+
+    /// dR += (s dy B)^T (x A^T); dW0 += dy^T x while the base's `requiresGrad` is set.
+    public func accumulateGradients(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
+        if rows == 0 { return }
+        if base.requiresGrad {
+            Linear.backwardWeight(dy: dy, x: x, dWeight: base.gradient().data, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        }
+        guard latent.requiresGrad else { return }
+        let t: Tensor
+        if let s = saved, s.shape == [rows, rank] { t = s } else { t = projected(x, rows: rows, mode: .inference) }
+        let u = scaledProjection(dy, rows: rows)
+        Linear.backwardWeight(dy: u.data, x: t.data, dWeight: latent.gradient().data, rows: rows, inFeatures: rank, outFeatures: rank)
+    }
+
+    public func releaseActivations() { saved = nil }
+
+    /// s B R A `[out, in]`.
+    public func adapterWeight() -> Tensor {
+        let (m, n, r) = (outFeatures, inFeatures, rank)
+        let br = Tensor(zeros: [m, r])
+        BLAS.gemm(m: m, n: r, k: r, a: b.value.data, lda: r, b: latent.value.data, ldb: r, beta: 0, c: br.data, ldc: r)
+        let w = Tensor(zeros: [m, n])
+        BLAS.gemm(m: m, n: n, k: r, alpha: scaling, a: br.data, lda: r, b: a.value.data, ldb: n, beta: 0, c: w.data, ldc: n)
+        return w
+    }
+
+    /// W0 + s B R A.
+    public func denseWeight() -> Tensor {
+        let w = adapterWeight()
+        for i in 0..<w.count { w.data[i] += base.value.data[i] }
+        return w
+    }
+
+    /// The top-`rank` singular triplets of `w` `[out, in]`: U_r `[out, r]`, S_r, V_r^T `[r, in]`.
+    func truncatedSVD(_ w: Tensor) throws -> (u: Tensor, s: [Float], vt: Tensor) {
+        let (u, s, vt) = try Linalg.svd(w)
+        let k = s.count, (m, n, r) = (outFeatures, inFeatures, rank)
+        let ur = Tensor(uninitialized: [m, r]), vr = Tensor(uninitialized: [r, n])
+        for i in 0..<m { for j in 0..<r { ur.data[i * r + j] = u.data[i * k + j] } }
+        for j in 0..<r { for c in 0..<n { vr.data[j * n + c] = vt.data[j * n + c] } }
+        return (ur, Array(s[0..<r]), vr)
+    }
+
+    /// The parameter specs of the latent operators: base, A, B frozen, R trainable.
+    static func specs(for slot: LinearSlotSpec, rank: Int) -> [ParameterSpec] {
+        [
+            ParameterSpec(name: slot.path + ".base_layer.weight", role: slot.role, shape: [slot.outFeatures, slot.inFeatures], trainable: false),
+            ParameterSpec(name: slot.path + ".lora_A.weight", role: slot.role, shape: [rank, slot.inFeatures], trainable: false),
+            ParameterSpec(name: slot.path + ".lora_B.weight", role: slot.role, shape: [slot.outFeatures, rank], trainable: false),
+            ParameterSpec(name: slot.path + ".default_lora_latent_mapping.weight", role: slot.role, shape: [rank, rank]),
+        ]
+    }
+}
+
+/// An operator whose frozen factors derive from its base weight, to be recomputed once the
+/// base holds pre-trained weights (`--init-from` loads them after the model is built).
+public protocol BaseInitializable: LinearOperator {
+    /// Recomputes the factors from the current base weight.
+    func initializeFromBase() throws
+}
+
+extension LlamaModel {
+    /// Recomputes every `BaseInitializable` operator's factors from its current base (call
+    /// after loading pre-trained weights); returns how many.
+    @discardableResult
+    public func initializeAdaptersFromBase() throws -> Int {
+        let ops = slots.compactMap { $0.op as? any BaseInitializable }
+        for op in ops { try op.initializeFromBase() }
+        return ops.count
+    }
+}

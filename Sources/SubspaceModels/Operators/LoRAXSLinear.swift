@@ -1,0 +1,63 @@
+import SubspaceCore
+
+/// LoRA-XS (Balazy, Banaei et al. 2024, "LoRA-XS: Low-Rank Adaptation with Extremely Small
+/// Number of Parameters", arXiv 2405.17604): `LatentLoRALinear` with A and B taken from the
+/// truncated SVD of the frozen base, W0 = U S V^T,
+///
+///     B = U_r,   A = S_r V_r^T,   R ~ N(0, sigma^2), sigma = 1e-5,
+///
+/// so s B R A starts near zero and training moves W within span(U_r) x span(V_r). The
+/// singular values sit on the input side (A), as in the reference
+/// (`utils/initialization_utils.py`: the SVD of W0^T gives `lora_A = (U S)[:, :r]^T`,
+/// `lora_B = Vh[:r]^T`) and the paper; R is a Gaussian with sigma 1e-5 there
+/// (`init_module_weights(..., sigma=0.00001)`), small but not zero so that the
+/// gradient of B and A, were they trained, would not vanish. The reference's scripts set
+/// `lora_alpha = r` (s = 1), which `Kind.defaultAlpha` leaves to the caller as alpha = rank.
+///
+/// The model draws W0 as a dense model would and computes A and B from it; a run that
+/// loads pre-trained weights afterwards (`--init-from`) must call `initializeFromBase()`
+/// (or `LlamaModel.initializeAdaptersFromBase()`) to recompute them from the loaded W0.
+public final class LoRAXSLinear: LatentLoRALinear, BaseInitializable {
+    /// A = S_r V_r^T and B = U_r from the SVD of the current W0; R is left as it is.
+    public func initializeFromBase() throws {
+        let (u, s, vt) = try truncatedSVD(base.value)
+        b.value.assign(u)
+        let n = inFeatures
+        for j in 0..<rank { for c in 0..<n { a.value.data[j * n + c] = s[j] * vt.data[j * n + c] } }
+    }
+
+    /// LoRA-XS in a slot: rank r and alpha (s = alpha / r).
+    public struct Kind: LinearOperatorKind {
+        public let rank: Int
+        public let alpha: Float
+        /// R's initial standard deviation, the reference's sigma.
+        public static let latentStd: Float = 1e-5
+
+        /// `alpha` nil means alpha = r (s = 1), the reference's `lora_alpha = lora_r`.
+        public init(rank: Int, alpha: Float? = nil) {
+            self.rank = rank; self.alpha = alpha ?? Float(rank)
+        }
+
+        public var name: String { "lora-xs" }
+        public var scaling: Float { alpha / Float(rank) }
+
+        public func parameterSpecs(for slot: LinearSlotSpec) -> [ParameterSpec] { LatentLoRALinear.specs(for: slot, rank: rank) }
+
+        public func activationBytes(for slot: LinearSlotSpec, rows: Int, mode: ForwardMode) -> Int {
+            mode == .training ? MemoryLayout<Float>.size * rows * rank : 0
+        }
+
+        /// Throws for a rank outside 1...min(in, out) or an alpha that is not finite and positive.
+        public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {
+            try slot.checkRank(rank, method: "LoRA-XS")
+            try checkAlpha(alpha, method: "LoRA-XS")
+            let specs = parameterSpecs(for: slot)
+            let op = LoRAXSLinear(
+                base: initializer.denseBase(specs[0], for: slot), a: Parameter(specs[1], value: Tensor(zeros: specs[1].shape)),
+                b: Parameter(specs[2], value: Tensor(zeros: specs[2].shape)), latent: initializer.normal(specs[3], std: Kind.latentStd),
+                scaling: scaling)
+            try op.initializeFromBase()
+            return op
+        }
+    }
+}
