@@ -33,13 +33,13 @@ public class LatentLoRALinear: LinearOperator, DenseWeightProviding {
     public let rank: Int
     public let inFeatures: Int
     public let outFeatures: Int
-    private var saved: Tensor?
+    private var saved = SavedRows()
 
     public var parameters: [Parameter] { [base, a, b, latent] }
-    public var activationBytes: Int { saved?.byteCount ?? 0 }
+    public var activationBytes: Int { saved.byteCount }
 
     /// Freezes the base and both factors.
-    init(base: Parameter, a: Parameter, b: Parameter, latent: Parameter, scaling: Float) {
+    required init(base: Parameter, a: Parameter, b: Parameter, latent: Parameter, scaling: Float) {
         let (m, n, r) = (base.shape[0], base.shape[1], a.shape[0])
         precondition(a.shape == [r, n] && b.shape == [m, r] && latent.shape == [r, r], "latent LoRA shapes disagree")
         self.base = base; self.a = a; self.b = b; self.latent = latent
@@ -48,23 +48,11 @@ public class LatentLoRALinear: LinearOperator, DenseWeightProviding {
         base.requiresGrad = false; a.requiresGrad = false; b.requiresGrad = false
     }
 
-    /// t = x A^T, kept on training passes.
-    private func projected(_ x: UnsafePointer<Float>, rows: Int, mode: ForwardMode) -> Tensor {
-        let t: Tensor
-        if mode == .training {
-            if saved?.shape != [rows, rank] { saved = Tensor(zeros: [rows, rank]) }
-            t = saved!
-        } else {
-            t = Tensor(zeros: [rows, rank])
-        }
-        Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
-        return t
-    }
-
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, mode: ForwardMode) {
         Linear.forward(x: x, weight: base.value.data, y: y, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
         if rows == 0 { return }
-        let t = projected(x, rows: rows, mode: mode)
+        let t = saved.buffer(rows: rows, columns: rank, mode: mode)
+        Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
         let t2 = Tensor(zeros: [rows, rank])
         Linear.forward(x: t.data, weight: latent.value.data, y: t2.data, rows: rows, inFeatures: rank, outFeatures: rank)
         BLAS.gemm(
@@ -72,19 +60,10 @@ public class LatentLoRALinear: LinearOperator, DenseWeightProviding {
             b: b.value.data, ldb: rank, beta: 1, c: y, ldc: outFeatures)
     }
 
-    /// u = s dy B `[rows, r]`.
-    private func scaledProjection(_ dy: UnsafePointer<Float>, rows: Int) -> Tensor {
-        let u = Tensor(zeros: [rows, rank])
-        BLAS.gemm(
-            m: rows, n: rank, k: outFeatures, alpha: scaling, a: dy, lda: outFeatures,
-            b: b.value.data, ldb: rank, beta: 0, c: u.data, ldc: rank)
-        return u
-    }
-
     public func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
         Linear.backwardInput(dy: dy, weight: base.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate)
         if rows == 0 { return }
-        let u = scaledProjection(dy, rows: rows)
+        let u = scaledProjection(dy, b: b, scaling: scaling, rows: rows)
         let w = Tensor(zeros: [rows, rank])
         Linear.backwardInput(dy: u.data, weight: latent.value.data, dx: w.data, rows: rows, inFeatures: rank, outFeatures: rank)
         Linear.backwardInput(dy: w.data, weight: a.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: rank, accumulateInput: true)
@@ -97,13 +76,12 @@ public class LatentLoRALinear: LinearOperator, DenseWeightProviding {
             Linear.backwardWeight(dy: dy, x: x, dWeight: base.gradient().data, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
         }
         guard latent.requiresGrad else { return }
-        let t: Tensor
-        if let s = saved, s.shape == [rows, rank] { t = s } else { t = projected(x, rows: rows, mode: .inference) }
-        let u = scaledProjection(dy, rows: rows)
+        let t = saved.kept(rows: rows, columns: rank) ?? projection(x, a: a, rows: rows)
+        let u = scaledProjection(dy, b: b, scaling: scaling, rows: rows)
         Linear.backwardWeight(dy: u.data, x: t.data, dWeight: latent.gradient().data, rows: rows, inFeatures: rank, outFeatures: rank)
     }
 
-    public func releaseActivations() { saved = nil }
+    public func releaseActivations() { saved.release() }
 
     /// s B R A `[out, in]`.
     public func adapterWeight() -> Tensor {
@@ -158,5 +136,24 @@ extension LlamaModel {
         let ops = slots.compactMap { $0.op as? any BaseInitializable }
         for op in ops { try op.initializeFromBase() }
         return ops.count
+    }
+}
+
+extension BaseInitializable where Self: LatentLoRALinear {
+    /// An operator of this class for `slot`: W0 as the dense weight would be drawn, A and B
+    /// then set by `initializeFromBase()`, R from `latent`; refuses a rank outside
+    /// 1...min(in, out) and an alpha that is not finite and positive.
+    static func build(
+        for slot: LinearSlotSpec, initializer: ParameterInitializer, rank: Int, alpha: Float, method: String,
+        latent: (ParameterSpec) -> Parameter
+    ) throws -> Self {
+        try slot.checkRank(rank, method: method)
+        try checkAlpha(alpha, method: method)
+        let specs = LatentLoRALinear.specs(for: slot, rank: rank)
+        let op = Self(
+            base: initializer.denseBase(specs[0], for: slot), a: Parameter(specs[1], value: Tensor(zeros: specs[1].shape)),
+            b: Parameter(specs[2], value: Tensor(zeros: specs[2].shape)), latent: latent(specs[3]), scaling: alpha / Float(rank))
+        try op.initializeFromBase()
+        return op
     }
 }

@@ -65,17 +65,10 @@ public final class LoRASBLinear: LatentLoRALinear, BaseInitializable {
             mode == .training ? MemoryLayout<Float>.size * rows * rank : 0
         }
 
-        /// Throws for a rank outside 1...min(in, out) or an alpha that is not finite and positive.
         public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {
-            try slot.checkRank(rank, method: "LoRA-SB")
-            try checkAlpha(alpha, method: "LoRA-SB")
-            let specs = parameterSpecs(for: slot)
-            let op = LoRASBLinear(
-                base: initializer.denseBase(specs[0], for: slot), a: Parameter(specs[1], value: Tensor(zeros: specs[1].shape)),
-                b: Parameter(specs[2], value: Tensor(zeros: specs[2].shape)), latent: Parameter(specs[3], value: Tensor(zeros: specs[3].shape)),
-                scaling: scaling)
-            try op.initializeFromBase()
-            return op
+            try LoRASBLinear.build(
+                for: slot, initializer: initializer, rank: rank, alpha: alpha, method: "LoRA-SB",
+                latent: { Parameter($0, value: Tensor(zeros: $0.shape)) })
         }
     }
 }

@@ -47,17 +47,10 @@ public final class LoRAXSLinear: LatentLoRALinear, BaseInitializable {
             mode == .training ? MemoryLayout<Float>.size * rows * rank : 0
         }
 
-        /// Throws for a rank outside 1...min(in, out) or an alpha that is not finite and positive.
         public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {
-            try slot.checkRank(rank, method: "LoRA-XS")
-            try checkAlpha(alpha, method: "LoRA-XS")
-            let specs = parameterSpecs(for: slot)
-            let op = LoRAXSLinear(
-                base: initializer.denseBase(specs[0], for: slot), a: Parameter(specs[1], value: Tensor(zeros: specs[1].shape)),
-                b: Parameter(specs[2], value: Tensor(zeros: specs[2].shape)), latent: initializer.normal(specs[3], std: Kind.latentStd),
-                scaling: scaling)
-            try op.initializeFromBase()
-            return op
+            try LoRAXSLinear.build(
+                for: slot, initializer: initializer, rank: rank, alpha: alpha, method: "LoRA-XS",
+                latent: { initializer.normal($0, std: Kind.latentStd) })
         }
     }
 }

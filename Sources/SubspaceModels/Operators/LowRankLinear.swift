@@ -16,7 +16,8 @@ import SubspaceCore
 /// Names follow the reference's `nn.Linear` factors under the slot's path:
 /// `<path>.lora_A.weight`, `<path>.lora_B.weight`. A training forward keeps x A^T
 /// `[rows, r]`. Weight refactorization (`Refactorizable`) rebalances the factors.
-public final class LowRankLinear: LinearOperator, Refactorizable, DenseWeightProviding {
+/// `SLTrainLinear` extends it with a sparse part.
+public class LowRankLinear: LinearOperator, Refactorizable, DenseWeightProviding {
     let factors: ScaledFactors
     public var a: Parameter { factors.a }
     public var b: Parameter { factors.b }

@@ -31,28 +31,20 @@ import SubspaceCore
 /// Names are the reference's: `<path>.lora_A`, `<path>.lora_B`, `<path>.sparse_value`,
 /// `<path>.sparse_index`. Refactorization (`Refactorizable`) rebalances B and A only; the
 /// sparse values are untouched, as in the reference.
-public final class SLTrainLinear: LinearOperator, Refactorizable, DenseWeightProviding {
-    let factors: ScaledFactors
+public final class SLTrainLinear: LowRankLinear {
     /// The values v `[nnz]`, trainable.
     public let values: Parameter
     /// The support `[2, nnz]` (output indices, then input indices), frozen.
     public let support: Parameter
-    public var a: Parameter { factors.a }
-    public var b: Parameter { factors.b }
-    public var rank: Int { factors.rank }
-    public var scaling: Float { factors.scaling }
-    public var inFeatures: Int { factors.inFeatures }
-    public var outFeatures: Int { factors.outFeatures }
     public var nonZeros: Int { values.count }
-    public var parameters: [Parameter] { [factors.a, factors.b, values, support] }
-    public var activationBytes: Int { factors.activationBytes }
+    override public var parameters: [Parameter] { [a, b, values, support] }
 
     public init(a: Parameter, b: Parameter, scaling: Float, values: Parameter, support: Parameter) {
         precondition(values.shape.count == 1 && support.shape == [2, values.count], "SLTrain values [nnz] and support [2, nnz]")
-        factors = ScaledFactors(a: a, b: b, scaling: scaling)
         self.values = values
         self.support = support
         support.requiresGrad = false
+        super.init(a: a, b: b, scaling: scaling)
     }
 
     /// The support as integers: output indices o_k and input indices i_k (read from the
@@ -62,8 +54,8 @@ public final class SLTrainLinear: LinearOperator, Refactorizable, DenseWeightPro
         return ((0..<nnz).map { Int(idx[$0]) }, (0..<nnz).map { Int(idx[nnz + $0]) })
     }
 
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, mode: ForwardMode) {
-        factors.forward(x, y, rows: rows, accumulate: accumulate, mode: mode)
+    override public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, mode: ForwardMode) {
+        super.forward(x, y, rows: rows, accumulate: accumulate, mode: mode)
         if rows == 0 { return }
         // y[n, o_k] += v_k x[n, i_k]
         let (oi, ii) = indices(), v = values.value.data, (inF, outF) = (inFeatures, outFeatures)
@@ -74,9 +66,9 @@ public final class SLTrainLinear: LinearOperator, Refactorizable, DenseWeightPro
     }
 
     /// dx (+)= (s dy B) A + dy S, the sparse part as dx[n, i_k] += v_k dy[n, o_k].
-    public func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
+    override public func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
         if rows == 0 { return }
-        factors.backwardInput(dy, dx, rows: rows, accumulate: accumulate)
+        super.backwardInput(dy, dx, rows: rows, accumulate: accumulate)
         let (oi, ii) = indices(), v = values.value.data, (inF, outF) = (inFeatures, outFeatures)
         for n in 0..<rows {
             let dyr = dy + n * outF, dxr = dx + n * inF
@@ -86,8 +78,8 @@ public final class SLTrainLinear: LinearOperator, Refactorizable, DenseWeightPro
 
     /// The factors' gradients, and dv_k += sum_n dy[n, o_k] x[n, i_k] (the entries of
     /// dy^T x on the support, no dense `[out, in]` gradient).
-    public func accumulateGradients(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
-        factors.accumulateGradients(dy: dy, x: x, rows: rows)
+    override public func accumulateGradients(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
+        super.accumulateGradients(dy: dy, x: x, rows: rows)
         guard values.requiresGrad, rows > 0 else { return }
         let (oi, ii) = indices(), g = values.gradient().data, (inF, outF) = (inFeatures, outFeatures)
         for n in 0..<rows {
@@ -96,18 +88,13 @@ public final class SLTrainLinear: LinearOperator, Refactorizable, DenseWeightPro
         }
     }
 
-    public func releaseActivations() { factors.releaseActivations() }
-
     /// s B A + S.
-    public func denseWeight() -> Tensor {
-        let w = Tensor(zeros: [outFeatures, inFeatures])
-        factors.addProduct(to: w)
+    override public func denseWeight() -> Tensor {
+        let w = super.denseWeight()
         let (oi, ii) = indices()
         for k in 0..<oi.count { w.data[oi[k] * inFeatures + ii[k]] += values.value.data[k] }
         return w
     }
-
-    public func refactorize() throws { try factors.refactorize() }
 
     /// Checks that the support holds `nnz` distinct in-range integer positions in row-major
     /// order, as drawn (a checkpoint's support is read back as is).

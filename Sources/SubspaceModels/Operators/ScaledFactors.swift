@@ -15,7 +15,7 @@ final class ScaledFactors {
     let rank: Int
     let inFeatures: Int
     let outFeatures: Int
-    private var saved: Tensor?
+    private var saved = SavedRows()
 
     init(a: Parameter, b: Parameter, scaling: Float) {
         precondition(a.shape.count == 2 && b.shape.count == 2 && b.shape[1] == a.shape[0], "factor shapes disagree: A \(a.shape), B \(b.shape)")
@@ -23,38 +23,23 @@ final class ScaledFactors {
         rank = a.shape[0]; inFeatures = a.shape[1]; outFeatures = b.shape[0]
     }
 
-    var activationBytes: Int { saved?.byteCount ?? 0 }
-    func releaseActivations() { saved = nil }
+    var activationBytes: Int { saved.byteCount }
+    func releaseActivations() { saved.release() }
 
     /// `y = s (x A^T) B^T`, or `y +=` when `accumulate`.
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, mode: ForwardMode) {
         if rows == 0 { return }
-        let t: Tensor
-        if mode == .training {
-            if saved?.shape != [rows, rank] { saved = Tensor(zeros: [rows, rank]) }
-            t = saved!
-        } else {
-            t = Tensor(zeros: [rows, rank])
-        }
+        let t = saved.buffer(rows: rows, columns: rank, mode: mode)
         Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
         BLAS.gemm(
             transB: true, m: rows, n: outFeatures, k: rank, alpha: scaling, a: t.data, lda: rank,
             b: b.value.data, ldb: rank, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
     }
 
-    /// u = s dy B `[rows, r]`.
-    private func scaledProjection(_ dy: UnsafePointer<Float>, rows: Int) -> Tensor {
-        let u = Tensor(zeros: [rows, rank])
-        BLAS.gemm(
-            m: rows, n: rank, k: outFeatures, alpha: scaling, a: dy, lda: outFeatures,
-            b: b.value.data, ldb: rank, beta: 0, c: u.data, ldc: rank)
-        return u
-    }
-
     /// `dx = (s dy B) A`, or `dx +=` when `accumulate`.
     func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
         if rows == 0 { return }
-        let u = scaledProjection(dy, rows: rows)
+        let u = scaledProjection(dy, b: b, scaling: scaling, rows: rows)
         Linear.backwardInput(dy: u.data, weight: a.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: rank, accumulateInput: accumulate)
     }
 
@@ -62,17 +47,11 @@ final class ScaledFactors {
     func accumulateGradients(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
         if rows == 0 { return }
         if a.requiresGrad {
-            let u = scaledProjection(dy, rows: rows)
+            let u = scaledProjection(dy, b: b, scaling: scaling, rows: rows)
             Linear.backwardWeight(dy: u.data, x: x, dWeight: a.gradient().data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
         }
         if b.requiresGrad {
-            let t: Tensor
-            if let s = saved, s.shape == [rows, rank] {
-                t = s
-            } else {
-                t = Tensor(zeros: [rows, rank])
-                Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
-            }
+            let t = saved.kept(rows: rows, columns: rank) ?? projection(x, a: a, rows: rows)
             BLAS.gemm(
                 transA: true, m: outFeatures, n: rank, k: rows, alpha: scaling, a: dy, lda: outFeatures,
                 b: t.data, ldb: rank, beta: 1, c: b.gradient().data, ldc: rank)
@@ -108,6 +87,39 @@ final class ScaledFactors {
         for i in 0..<outFeatures { for j in 0..<r { b.value.data[i * r + j] *= root[j] } }
         for j in 0..<r { for c in 0..<inFeatures { a.value.data[j * inFeatures + c] *= root[j] } }
     }
+}
+
+/// A `[rows, columns]` buffer an operator keeps from a training forward for its backward.
+struct SavedRows {
+    private var tensor: Tensor?
+    var byteCount: Int { tensor?.byteCount ?? 0 }
+
+    /// The kept buffer, reallocated to this shape (training), or a fresh one (inference).
+    mutating func buffer(rows: Int, columns: Int, mode: ForwardMode) -> Tensor {
+        guard mode == .training else { return Tensor(zeros: [rows, columns]) }
+        if tensor?.shape != [rows, columns] { tensor = Tensor(zeros: [rows, columns]) }
+        return tensor!
+    }
+
+    /// The kept buffer if it has this shape.
+    func kept(rows: Int, columns: Int) -> Tensor? { tensor?.shape == [rows, columns] ? tensor : nil }
+
+    mutating func release() { tensor = nil }
+}
+
+/// u = s dy B `[rows, r]` (B `[out, r]`), the output gradient in a factor's coordinates.
+func scaledProjection(_ dy: UnsafePointer<Float>, b: Parameter, scaling: Float, rows: Int) -> Tensor {
+    let (out, r) = (b.shape[0], b.shape[1])
+    let u = Tensor(zeros: [rows, r])
+    BLAS.gemm(m: rows, n: r, k: out, alpha: scaling, a: dy, lda: out, b: b.value.data, ldb: r, beta: 0, c: u.data, ldc: r)
+    return u
+}
+
+/// t = x A^T `[rows, r]` (A `[r, in]`), a new buffer.
+func projection(_ x: UnsafePointer<Float>, a: Parameter, rows: Int) -> Tensor {
+    let t = Tensor(zeros: [rows, a.shape[0]])
+    Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: a.shape[1], outFeatures: a.shape[0])
+    return t
 }
 
 extension ParameterInitializer {
