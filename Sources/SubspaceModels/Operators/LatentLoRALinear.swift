@@ -110,6 +110,15 @@ public class LatentLoRALinear: LinearOperator, DenseWeightProviding {
         return (ur, Array(s[0..<r]), vr)
     }
 
+    /// The kind's short name (`lora-xs`, `lora-sb`).
+    class var kindName: String { "latent-lora" }
+    /// The method's name in messages.
+    class var methodName: String { "latent LoRA" }
+    /// R's initial value (zero unless the class draws it).
+    class func initialLatent(_ spec: ParameterSpec, initializer: ParameterInitializer) -> Parameter {
+        Parameter(spec, value: Tensor(zeros: spec.shape))
+    }
+
     /// The parameter specs of the latent operators: base, A, B frozen, R trainable.
     static func specs(for slot: LinearSlotSpec, rank: Int) -> [ParameterSpec] {
         [
@@ -139,20 +148,38 @@ extension LlamaModel {
     }
 }
 
-extension BaseInitializable where Self: LatentLoRALinear {
-    /// An operator of this class for `slot`: W0 as the dense weight would be drawn, A and B
-    /// then set by `initializeFromBase()`, R from `latent`; refuses a rank outside
-    /// 1...min(in, out) and an alpha that is not finite and positive.
-    static func build(
-        for slot: LinearSlotSpec, initializer: ParameterInitializer, rank: Int, alpha: Float, method: String,
-        latent: (ParameterSpec) -> Parameter
-    ) throws -> Self {
-        try slot.checkRank(rank, method: method)
-        try checkAlpha(alpha, method: method)
-        let specs = LatentLoRALinear.specs(for: slot, rank: rank)
-        let op = Self(
+/// A latent-LoRA operator in a slot (`LoRAXSLinear.Kind`, `LoRASBLinear.Kind`): rank r and
+/// alpha, s = alpha / r.
+public struct LatentLoRAKind<Op: LatentLoRALinear & BaseInitializable>: LinearOperatorKind {
+    public let rank: Int
+    public let alpha: Float
+
+    /// `alpha` nil means alpha = r (s = 1), the LoRA-XS and LoRA-SB references' choice.
+    public init(rank: Int, alpha: Float? = nil) {
+        self.rank = rank; self.alpha = alpha ?? Float(rank)
+    }
+
+    public var name: String { Op.kindName }
+    public var scaling: Float { alpha / Float(rank) }
+
+    public func parameterSpecs(for slot: LinearSlotSpec) -> [ParameterSpec] { LatentLoRALinear.specs(for: slot, rank: rank) }
+
+    /// t = x A^T `[rows, r]` on training passes.
+    public func activationBytes(for slot: LinearSlotSpec, rows: Int, mode: ForwardMode) -> Int {
+        mode == .training ? MemoryLayout<Float>.size * rows * rank : 0
+    }
+
+    /// W0 as the dense weight would be drawn, A and B from `initializeFromBase()`, R as the
+    /// class draws it; refuses a rank outside 1...min(in, out) and an alpha that is not
+    /// finite and positive.
+    public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {
+        try slot.checkRank(rank, method: Op.methodName)
+        try checkAlpha(alpha, method: Op.methodName)
+        let specs = parameterSpecs(for: slot)
+        let op = Op(
             base: initializer.denseBase(specs[0], for: slot), a: Parameter(specs[1], value: Tensor(zeros: specs[1].shape)),
-            b: Parameter(specs[2], value: Tensor(zeros: specs[2].shape)), latent: latent(specs[3]), scaling: alpha / Float(rank))
+            b: Parameter(specs[2], value: Tensor(zeros: specs[2].shape)), latent: Op.initialLatent(specs[3], initializer: initializer),
+            scaling: scaling)
         try op.initializeFromBase()
         return op
     }

@@ -46,29 +46,10 @@ public final class LoRASBLinear: LatentLoRALinear, BaseInitializable {
         for j in 0..<rank { latent.value.data[j * rank + j] = s[j] / scaling }
     }
 
-    /// LoRA-SB in a slot: rank r and alpha (s = alpha / r).
-    public struct Kind: LinearOperatorKind {
-        public let rank: Int
-        public let alpha: Float
+    override class var kindName: String { "lora-sb" }
+    override class var methodName: String { "LoRA-SB" }
 
-        /// `alpha` nil means alpha = r (s = 1), as the reference.
-        public init(rank: Int, alpha: Float? = nil) {
-            self.rank = rank; self.alpha = alpha ?? Float(rank)
-        }
-
-        public var name: String { "lora-sb" }
-        public var scaling: Float { alpha / Float(rank) }
-
-        public func parameterSpecs(for slot: LinearSlotSpec) -> [ParameterSpec] { LatentLoRALinear.specs(for: slot, rank: rank) }
-
-        public func activationBytes(for slot: LinearSlotSpec, rows: Int, mode: ForwardMode) -> Int {
-            mode == .training ? MemoryLayout<Float>.size * rows * rank : 0
-        }
-
-        public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {
-            try LoRASBLinear.build(
-                for: slot, initializer: initializer, rank: rank, alpha: alpha, method: "LoRA-SB",
-                latent: { Parameter($0, value: Tensor(zeros: $0.shape)) })
-        }
-    }
+    /// LoRA-SB in a slot: rank r and alpha (s = alpha / r; alpha nil means alpha = r, s = 1,
+    /// as the reference).
+    public typealias Kind = LatentLoRAKind<LoRASBLinear>
 }

@@ -12,7 +12,7 @@ import SubspaceCore
 /// `lora_B = Vh[:r]^T`) and the paper; R is a Gaussian with sigma 1e-5 there
 /// (`init_module_weights(..., sigma=0.00001)`), small but not zero so that the
 /// gradient of B and A, were they trained, would not vanish. The reference's scripts set
-/// `lora_alpha = r` (s = 1), which `Kind.defaultAlpha` leaves to the caller as alpha = rank.
+/// `lora_alpha = r` (s = 1), which is `Kind`'s default.
 ///
 /// The model draws W0 as a dense model would and computes A and B from it; a run that
 /// loads pre-trained weights afterwards (`--init-from`) must call `initializeFromBase()`
@@ -26,31 +26,16 @@ public final class LoRAXSLinear: LatentLoRALinear, BaseInitializable {
         for j in 0..<rank { for c in 0..<n { a.value.data[j * n + c] = s[j] * vt.data[j * n + c] } }
     }
 
-    /// LoRA-XS in a slot: rank r and alpha (s = alpha / r).
-    public struct Kind: LinearOperatorKind {
-        public let rank: Int
-        public let alpha: Float
-        /// R's initial standard deviation, the reference's sigma.
-        public static let latentStd: Float = 1e-5
-
-        /// `alpha` nil means alpha = r (s = 1), the reference's `lora_alpha = lora_r`.
-        public init(rank: Int, alpha: Float? = nil) {
-            self.rank = rank; self.alpha = alpha ?? Float(rank)
-        }
-
-        public var name: String { "lora-xs" }
-        public var scaling: Float { alpha / Float(rank) }
-
-        public func parameterSpecs(for slot: LinearSlotSpec) -> [ParameterSpec] { LatentLoRALinear.specs(for: slot, rank: rank) }
-
-        public func activationBytes(for slot: LinearSlotSpec, rows: Int, mode: ForwardMode) -> Int {
-            mode == .training ? MemoryLayout<Float>.size * rows * rank : 0
-        }
-
-        public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {
-            try LoRAXSLinear.build(
-                for: slot, initializer: initializer, rank: rank, alpha: alpha, method: "LoRA-XS",
-                latent: { initializer.normal($0, std: Kind.latentStd) })
-        }
+    /// R's initial standard deviation, the reference's sigma.
+    public static let latentStd: Float = 1e-5
+    override class var kindName: String { "lora-xs" }
+    override class var methodName: String { "LoRA-XS" }
+    /// R ~ N(0, sigma^2) from its own stream.
+    override class func initialLatent(_ spec: ParameterSpec, initializer: ParameterInitializer) -> Parameter {
+        initializer.normal(spec, std: latentStd)
     }
+
+    /// LoRA-XS in a slot: rank r and alpha (s = alpha / r; alpha nil means alpha = r, s = 1,
+    /// the reference's `lora_alpha = lora_r`).
+    public typealias Kind = LatentLoRAKind<LoRAXSLinear>
 }
