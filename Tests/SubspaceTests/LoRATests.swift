@@ -11,7 +11,7 @@ import Testing
 @Suite struct LoRATests {
     static let targets = ["q_proj", "v_proj", "o_proj", "down_proj"]
 
-    static func model(tied: Bool = false, settings: LoRASettings = LoRASettings(rank: 3, alpha: 6, targets: targets)) throws -> LlamaModel {
+    static func model(tied: Bool = false, settings: AdapterSettings = AdapterSettings(rank: 3, alpha: 6, targets: targets, trainOthers: true)) throws -> LlamaModel {
         try LlamaModel(config: smallConfig(tied: tied), seed: 3, operators: settings.operators())
     }
 
@@ -83,7 +83,7 @@ import Testing
     /// scales by alpha / sqrt(r).
     @Test(arguments: [false, true])
     func operatorIsTheDenseMapOfTheMergedWeight(rsLoRA: Bool) throws {
-        let settings = LoRASettings(rank: 4, alpha: 3, rsLoRA: rsLoRA)
+        let settings = AdapterSettings(rank: 4, alpha: 3, rsLoRA: rsLoRA)
         #expect(settings.scaling == (rsLoRA ? 1.5 : 0.75))
         let slot = LinearSlotSpec(name: "q_proj", module: "self_attn", layer: 0, inFeatures: 10, outFeatures: 7, role: .attention)
         let kind = LoRALinear.Kind(rank: settings.rank, scaling: settings.scaling)
@@ -102,7 +102,7 @@ import Testing
     /// twice or unmerging an unmerged model is refused.
     @Test(arguments: [false, true])
     func mergeAndUnmerge(rsLoRA: Bool) throws {
-        let model = try Self.model(settings: LoRASettings(rank: 3, alpha: 6, rsLoRA: rsLoRA))
+        let model = try Self.model(settings: AdapterSettings(rank: 3, alpha: 6, rsLoRA: rsLoRA))
         #expect(model.loraOperators.count == 7 * 2)
         Self.randomizeB(model)
         let before = model.loraOperators.map(\.base.value.array)
@@ -133,9 +133,10 @@ import Testing
     /// AdamW through routing trains the factors: the loss falls over a few steps on one tiny
     /// batch, each W0 stays bit-identical and holds neither a gradient nor optimizer state.
     @Test func adamWTrainsTheFactorsOnly() throws {
-        let model = try Self.model(settings: LoRASettings(rank: 2, alpha: 2, targets: ["q_proj", "v_proj", "up_proj"]))
+        let model = try Self.model(settings: AdapterSettings(rank: 2, alpha: 2, targets: ["q_proj", "v_proj", "up_proj"]))
         let bases = model.loraOperators.map(\.base.value.array)
-        let others = model.parameters.filter { $0.requiresGrad && !$0.name.contains("lora_") }.map { ($0, $0.value.array) }
+        let others = model.parameters.filter { !$0.name.contains("lora_") }.map { ($0, $0.value.array) }
+        #expect(others.allSatisfy { !$0.0.requiresGrad }, "PEFT's default: only the adapters train")
         let optimizer = RoutedOptimizer(fallback: AdamW(learningRate: 2e-2, weightDecay: 0))
         let batch = randomBatch(vocab: 20, batch: 2, seq: 6, seed: 4)
         let first = try model.loss(batch).loss
@@ -154,27 +155,37 @@ import Testing
             #expect(optimizer.stateBytes([op.a, op.b]) > 0)
             #expect(op.b.value.array.contains { $0 != 0 })
         }
-        // Parameters outside the adapters are still trainable (only the targets are wrapped).
-        #expect(others.contains { $0.0.value.array != $0.1 })
+        // Everything outside the adapters is frozen: unchanged, no gradient, no state.
+        for (p, w) in others {
+            #expect(p.value.array == w, "\(p.name) moved")
+            #expect(p.grad == nil && optimizer.stateBytes([p]) == 0, "\(p.name)")
+        }
     }
 
     /// Defaults are PEFT's (r 8, alpha 8, scaling 1) on all seven slots; bad settings are refused.
     @Test func settingsDefaultsAndValidation() throws {
-        let d = LoRASettings()
+        let d = AdapterSettings()
         #expect(d.rank == 8 && d.alpha == 8 && !d.rsLoRA && d.scaling == 1)
         #expect(d.targets == LlamaArchitecture.slotNames)
         try d.validate()
-        #expect(LoRASettings(rank: 16, alpha: 8, rsLoRA: true).scaling == 2)
-        let bad: [LoRASettings] = [
-            LoRASettings(rank: 0), LoRASettings(rank: -3), LoRASettings(alpha: 0), LoRASettings(alpha: -1),
-            LoRASettings(alpha: .nan), LoRASettings(alpha: .infinity), LoRASettings(targets: []),
-            LoRASettings(targets: ["qproj"]), LoRASettings(targets: ["q_proj", "q_proj"]), LoRASettings(targets: ["lm_head"]),
+        #expect(AdapterSettings(rank: 16, alpha: 8, rsLoRA: true).scaling == 2)
+        let bad: [AdapterSettings] = [
+            AdapterSettings(rank: 0), AdapterSettings(rank: -3), AdapterSettings(alpha: 0), AdapterSettings(alpha: -1),
+            AdapterSettings(alpha: .nan), AdapterSettings(alpha: .infinity), AdapterSettings(targets: []),
+            AdapterSettings(targets: ["qproj"]), AdapterSettings(targets: ["q_proj", "q_proj"]), AdapterSettings(targets: ["lm_head"]),
         ]
         for s in bad {
             #expect(throws: ConfigurationError.self, "\(s)") { try s.validate() }
             #expect(throws: ConfigurationError.self, "\(s)") { try s.operators() }
         }
-        let round = try JSONDecoder().decode(LoRASettings.self, from: JSONEncoder().encode(LoRASettings(rank: 4, alpha: 2, rsLoRA: true, targets: ["v_proj"])))
-        #expect(round == LoRASettings(rank: 4, alpha: 2, rsLoRA: true, targets: ["v_proj"]))
+        #expect(!d.othersTrain && AdapterSettings(method: .relora).othersTrain && AdapterSettings(trainOthers: true).othersTrain)
+        // A rank above min(in, out) of a target slot is refused for that model.
+        let c = smallConfig(tied: false)
+        let kv = c.kvHeads * c.headDim  // k_proj is [kv, dim], the narrowest slot
+        try AdapterSettings(rank: kv).validate(for: c)
+        #expect(throws: ConfigurationError.self) { try AdapterSettings(rank: kv + 1).validate(for: c) }
+        try AdapterSettings(rank: kv + 1, targets: ["q_proj"]).validate(for: c)
+        let round = try JSONDecoder().decode(AdapterSettings.self, from: JSONEncoder().encode(AdapterSettings(rank: 4, alpha: 2, rsLoRA: true, targets: ["v_proj"])))
+        #expect(round == AdapterSettings(rank: 4, alpha: 2, rsLoRA: true, targets: ["v_proj"]))
     }
 }

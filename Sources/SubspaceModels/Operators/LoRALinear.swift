@@ -162,7 +162,7 @@ public final class LoRALinear: LinearOperator {
         isMerged = false
     }
 
-    /// LoRA in a slot: rank r, scaling s and dropout p (`LoRASettings` computes s and
+    /// LoRA in a slot: rank r, scaling s and dropout p (`AdapterSettings` computes s and
     /// chooses slots).
     public struct Kind: LinearOperatorKind {
         public let rank: Int
