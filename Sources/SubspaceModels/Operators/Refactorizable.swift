@@ -16,6 +16,11 @@ import SubspaceCore
 /// of the factors (expressed in the old coordinates) is the caller's to reset or keep
 /// (the reference rebuilds the optimizer right after, which resets it).
 ///
+/// A zero singular value leaves the matching row of A and column of B zero, as in the
+/// reference: refactorizing a product with B = 0 (SLTrain's and LoRA's initial state)
+/// zeroes both factors, a saddle that training cannot leave, so refactorize only after
+/// training has moved the factors (the paper's schedule: every cycle of updates).
+///
 /// The reference forms the m x n product and takes its full SVD; Subspace computes the same
 /// factors from thin QRs of B and A^T and the SVD of an r x r core (`ScaledFactors`), which
 /// needs no m x n buffer.

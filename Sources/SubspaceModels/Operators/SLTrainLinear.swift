@@ -16,7 +16,9 @@ import SubspaceCore
 /// model starts as the sparse part alone.
 ///
 /// S is never formed densely: forward y += x S^T, input gradient dx += dy S and value
-/// gradient dv_k += sum_n dy[n, o_k] x[n, i_k] are loops over the support, O(rows * nnz).
+/// gradient dv_k += sum_n dy[n, o_k] x[n, i_k] are loops over the support, O(rows * nnz),
+/// split over rows (forward, input gradient) or entries (value gradient) across the
+/// workers, with sums in a fixed order, so results do not depend on the thread count.
 /// (The reference's kernels scatter S into a dense copy of B A each pass.)
 ///
 /// The support is a frozen tensor `<path>.sparse_index` `[2, nnz]`: row 0 the output
@@ -47,6 +49,11 @@ public final class SLTrainLinear: LowRankLinear {
         super.init(a: a, b: b, scaling: scaling)
     }
 
+    /// Multiply-adds below which a sparse loop is not split across workers.
+    static let workGrain = 1 << 16
+    /// Rows per worker chunk of the row-parallel sparse loops.
+    private var rowGrain: Int { max(1, Self.workGrain / max(values.count, 1)) }
+
     /// The support as integers: output indices o_k and input indices i_k (read from the
     /// tensor on every pass, O(nnz), so a support loaded from a checkpoint is used as is).
     private func indices() -> (o: [Int], i: [Int]) {
@@ -59,9 +66,11 @@ public final class SLTrainLinear: LowRankLinear {
         if rows == 0 { return }
         // y[n, o_k] += v_k x[n, i_k]
         let (oi, ii) = indices(), v = values.value.data, (inF, outF) = (inFeatures, outFeatures)
-        for n in 0..<rows {
-            let xr = x + n * inF, yr = y + n * outF
-            for k in 0..<oi.count { yr[oi[k]] += v[k] * xr[ii[k]] }
+        Parallel.ranges(rows, grain: rowGrain) { range in
+            for n in range {
+                let xr = x + n * inF, yr = y + n * outF
+                for k in 0..<oi.count { yr[oi[k]] += v[k] * xr[ii[k]] }
+            }
         }
     }
 
@@ -70,9 +79,11 @@ public final class SLTrainLinear: LowRankLinear {
         if rows == 0 { return }
         super.backwardInput(dy, dx, rows: rows, accumulate: accumulate)
         let (oi, ii) = indices(), v = values.value.data, (inF, outF) = (inFeatures, outFeatures)
-        for n in 0..<rows {
-            let dyr = dy + n * outF, dxr = dx + n * inF
-            for k in 0..<oi.count { dxr[ii[k]] += v[k] * dyr[oi[k]] }
+        Parallel.ranges(rows, grain: rowGrain) { range in
+            for n in range {
+                let dyr = dy + n * outF, dxr = dx + n * inF
+                for k in 0..<oi.count { dxr[ii[k]] += v[k] * dyr[oi[k]] }
+            }
         }
     }
 
@@ -82,9 +93,13 @@ public final class SLTrainLinear: LowRankLinear {
         super.accumulateGradients(dy: dy, x: x, rows: rows)
         guard values.requiresGrad, rows > 0 else { return }
         let (oi, ii) = indices(), g = values.gradient().data, (inF, outF) = (inFeatures, outFeatures)
-        for n in 0..<rows {
-            let dyr = dy + n * outF, xr = x + n * inF
-            for k in 0..<oi.count { g[k] += dyr[oi[k]] * xr[ii[k]] }
+        // Split over entries, each summed over the rows in order: the same sums whatever
+        // the number of workers.
+        Parallel.ranges(oi.count, grain: max(1, Self.workGrain / max(rows, 1))) { range in
+            for n in 0..<rows {
+                let dyr = dy + n * outF, xr = x + n * inF
+                for k in range { g[k] += dyr[oi[k]] * xr[ii[k]] }
+            }
         }
     }
 
