@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
-.venv/bin/pip install --quiet torch==2.15.0 transformers safetensors tokenizers galore-torch fira==1.0.2 numpy tensorboard
+.venv/bin/pip install --quiet torch==2.15.0 transformers safetensors tokenizers galore-torch fira==1.0.2 numpy tensorboard peft==0.21.2

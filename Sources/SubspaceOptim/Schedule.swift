@@ -22,6 +22,15 @@ public enum LearningRateSchedule: Equatable, Sendable, Codable {
     /// steps, then cosine decay to `minRatio` at `total` steps (GaLore's default min ratio
     /// is 0.1).
     case cosine(warmup: Int, total: Int, minRatio: Float)
+    /// `base` with a re-warm-up after every restart (ReLoRA's jagged schedule, Glentis et
+    /// al.'s quick recovery): from step `every` on, at each multiple of `every` the rate
+    /// restarts at `startRatio` x and climbs linearly over `warmup` steps to `base`'s value
+    /// at the end of the climb, then follows `base`. ReLoRA (`Guitaricet/relora`,
+    /// `training_utils.py`, `_get_cosine_schedule_with_multiple_warmups_lambda`) climbs
+    /// from 0 (`startRatio` 0) over `restart_warmup_steps`; Glentis et al.'s
+    /// `cosine_quick_recovery` from 0.001 x over `recovery_steps`. Step indices are
+    /// LambdaLR's: step `k * every` is the first update after the k-th restart.
+    indirect case restarting(base: LearningRateSchedule, every: Int, warmup: Int, startRatio: Float)
 
     /// The warm-up a run of `steps` steps can hold: `warmup`, at most `steps - 1` (and at least 0).
     public static func fittedWarmup(_ warmup: Int, steps: Int) -> Int { max(0, min(warmup, steps - 1)) }
@@ -35,6 +44,12 @@ public enum LearningRateSchedule: Equatable, Sendable, Codable {
             let progress = Double(step - warmup) / Double(max(1, total - warmup))
             let decay = 0.5 * (1 + cos(Double.pi * progress))
             return minRatio + (1 - minRatio) * Float(decay)
+        case .restarting(let base, let every, let warmup, let startRatio):
+            guard every > 0, step >= every else { return base.multiplier(step: step) }
+            let r = step % every
+            guard r < warmup else { return base.multiplier(step: step) }
+            let target = base.multiplier(step: step - r + warmup)
+            return (startRatio + (1 - startRatio) * Float(r) / Float(warmup)) * target
         }
     }
 }

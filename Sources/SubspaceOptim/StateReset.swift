@@ -51,6 +51,32 @@ public enum OptimizerStateReset: Codable, Equatable, Sendable, CustomStringConve
         }
     }
 
+    /// Parses the command line's form: `rebuild`, `zero`, `random:F` or `magnitude:F`
+    /// (F the fraction of moment entries zeroed, in [0, 1]).
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        let how = "rebuild, zero, random:F or magnitude:F (F between 0 and 1)"
+        switch (parts.first ?? "", parts.count) {
+        case ("rebuild", 1): self = .rebuild
+        case ("zero", 1): self = .zero
+        case ("random", 2), ("magnitude", 2):
+            guard let f = Float(parts[1]) else { throw ConfigurationError("optimizer reset '\(text)': '\(parts[1])' is not a number; use \(how)") }
+            self = parts[0] == "random" ? .randomPrune(fraction: f) : .magnitudePrune(fraction: f)
+        default: throw ConfigurationError("unknown optimizer reset '\(text)'; use \(how)")
+        }
+        try validate()
+    }
+
+    /// The command line's form (`init(parsing:)` reads it back).
+    public var argument: String {
+        switch self {
+        case .rebuild: return "rebuild"
+        case .zero: return "zero"
+        case .randomPrune(let f): return "random:\(f)"
+        case .magnitudePrune(let f): return "magnitude:\(f)"
+        }
+    }
+
     /// Refuses a pruning fraction outside [0, 1].
     public func validate() throws {
         switch self {

@@ -24,6 +24,7 @@ struct MemoryCommand: ParsableCommand {
     var runtimeBytes: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var opt: OptimizerFlags
+    @OptionGroup(title: "Adapters") var adapterFlags: AdapterFlags
 
     func run() throws {
         let runtime = runtimeBytes ?? ProcessMemory.currentRSS
@@ -33,7 +34,8 @@ struct MemoryCommand: ParsableCommand {
                 config: config, optimizer: opt.optimizer ?? OptimizerRegistry.defaultName, options: try opt.options(),
                 dtype: try MemoryDType(parsing: dtype), stateStorage: try StateStorage(bits: stateBits),
                 perLayerUpdate: opt.perLayerUpdate, batch: batch, seq: seq,
-                activationCheckpointing: activationCheckpointing, runtimeBytes: runtime))
+                activationCheckpointing: activationCheckpointing, runtimeBytes: runtime,
+                adapter: try adapterFlags.adapterSettings(existing: nil)))
         }
         if json {
             print(jsonLine(plan.summary(model: model)))
@@ -49,7 +51,7 @@ struct MemoryCommand: ParsableCommand {
                 + String(bytes).leftPadded(16) + String(format: "%12.4f", Double(bytes) / 1_073_741_824)
         }
         var lines = [
-            "model \(model): \(plan.parameters) parameters; optimizer \(r.optimizer); \(r.dtype.rawValue); states \(stateBits)-bit; "
+            "model \(model): \(plan.parameters) trainable parameters\(r.adapter.map { "; adapter \($0.method.rawValue) rank \($0.rank)" } ?? ""); optimizer \(r.optimizer); \(r.dtype.rawValue); states \(stateBits)-bit; "
                 + "batch \(r.batch) x seq \(r.seq)\(r.perLayerUpdate ? "; per-layer update" : "")"
                 + (r.activationCheckpointing ? "; activation checkpointing" : ""),
             "".padding(toLength: 18, withPad: " ", startingAt: 0) + "bytes".leftPadded(16) + "GiB".leftPadded(12),

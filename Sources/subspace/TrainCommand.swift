@@ -37,6 +37,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("step-rule"), help: "How each step is taken: \(StepRuleName.allCases.map(\.rawValue).joined(separator: ", ")) (default backprop).")
     var stepRule: String?
     @OptionGroup var opt: OptimizerFlags
+    @OptionGroup(title: "Adapters and restarts") var adapterFlags: AdapterFlags
 
     func run() throws {
         let (cfg, dir, resuming) = guarded { try resolve() }
@@ -194,6 +195,7 @@ struct Train: ParsableCommand {
         if let stepRule { c.stepRule = try StepRuleName(parsing: stepRule) }
         if let shuffle { c.shuffle = shuffle }
         try opt.apply(to: &c)
+        try adapterFlags.apply(to: &c)
     }
 }
 

@@ -73,9 +73,24 @@ import Testing
         fresh.backward()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("subspace-lora-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        try Checkpoint.save(to: dir.appendingPathComponent("ck"), model: fresh)
-        let file = try SafeTensorsFile.load(url: dir.appendingPathComponent("ck").appendingPathComponent(Checkpoint.modelFile))
-        #expect(file.names == fresh.parameters.map(\.name))
+        let ck = dir.appendingPathComponent("ck")
+        // Without the settings the adapters cannot be rebuilt: refused.
+        #expect(throws: CheckpointError.self) { try Checkpoint.save(to: ck, model: fresh) }
+        let settings = AdapterSettings(rank: 3, alpha: 6, targets: Self.targets, trainOthers: true)
+        Self.randomizeB(fresh)
+        try Checkpoint.save(to: ck, model: fresh, adapter: settings)
+        // The base model under plain Hugging Face names, the factors under PEFT's.
+        let file = try SafeTensorsFile.load(url: ck.appendingPathComponent(Checkpoint.modelFile))
+        #expect(file.names == dense.parameters.map(\.name))
+        let adapter = try SafeTensorsFile.load(url: ck.appendingPathComponent(Checkpoint.adapterWeightsFile))
+        #expect(adapter.names == fresh.parameters.filter { $0.name.contains("lora_") }.map { "base_model.model." + $0.name })
+        let loaded = try Checkpoint.loadModel(from: ck)
+        #expect(try loaded.logits(batch).array == fresh.logits(batch).array)
+        #expect(try Checkpoint.loadAdapterSettings(from: ck) == settings)
+        // The merged model is a plain LLaMA with the same function.
+        let merged = try LlamaModel(config: smallConfig(), seed: 9)
+        try merged.loadDense(from: fresh)
+        #expect(relativeError(try merged.logits(batch).array, try fresh.logits(batch).array) < 1e-5)
     }
 
     /// One operator against the dense map with W = W0 + s B A, with and without `accumulate`,

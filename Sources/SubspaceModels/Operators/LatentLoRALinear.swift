@@ -20,7 +20,7 @@ import SubspaceCore
 /// dR += u^T t; dx (+)= dy W0 + (u R) A. The base gets a gradient, dW0 += dy^T x (the full
 /// fine-tuning gradient of W), only while its `requiresGrad` is set, which LoRA-SB's
 /// initialization does for a moment; A and B never train.
-public class LatentLoRALinear: LinearOperator, DenseWeightProviding {
+public class LatentLoRALinear: LinearOperator, DenseMappable, DenseBased {
     /// W0, frozen.
     public let base: Parameter
     /// `lora_A` `[r, in]`, frozen.

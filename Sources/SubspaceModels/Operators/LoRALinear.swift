@@ -162,6 +162,26 @@ public final class LoRALinear: LinearOperator {
         isMerged = false
     }
 
+    /// ReLoRA's merge-and-restart (Lialin et al. 2023, `ReLoRaLinear.merge_and_reinit`):
+    /// W0 += s B A, then A <- Kaiming-uniform drawn from `stream`, B <- 0. The function is
+    /// unchanged (B A = 0 after the restart) and the next factors learn a new direction, so
+    /// the sum of the restarts' products can reach a rank above r. Throws while merged.
+    public func mergeAndRestart(stream: RandomStream) throws {
+        guard !isMerged else { throw ConfigurationError("the LoRA adapter of \(base.name) is merged; unmerge before a restart") }
+        addProduct(sign: 1)
+        var r = stream
+        fillKaimingUniform(a.value, fanIn: inFeatures, rng: &r)
+        b.value.zero()
+        releaseActivations()
+    }
+
+    /// The slot's effective dense weight, W0 + s B A (W0 itself while merged), as a new tensor.
+    public func denseWeight() -> Tensor {
+        let w = base.value.copy()
+        if !isMerged { factors.addProduct(to: w) }
+        return w
+    }
+
     /// LoRA in a slot: rank r, scaling s and dropout p (`AdapterSettings` computes s and
     /// chooses slots).
     public struct Kind: LinearOperatorKind {

@@ -17,7 +17,7 @@ import SubspaceCore
 /// `<path>.lora_A.weight`, `<path>.lora_B.weight`. A training forward keeps x A^T
 /// `[rows, r]`. Weight refactorization (`Refactorizable`) rebalances the factors.
 /// `SLTrainLinear` extends it with a sparse part.
-public class LowRankLinear: LinearOperator, Refactorizable, DenseWeightProviding {
+public class LowRankLinear: LinearOperator, Refactorizable, DenseMappable {
     let factors: ScaledFactors
     public var a: Parameter { factors.a }
     public var b: Parameter { factors.b }

@@ -25,9 +25,10 @@ import SubspaceCore
 /// indices o_k, row 1 the input indices i_k, in row-major order, held as float32 (exact
 /// below 2^24 = 16.7 M features per side). It is drawn from the slot's own stream
 /// `RandomStream(seed).split("<path>.sparse_index")`, so a model rebuilt with the same seed
-/// draws it again bit for bit, and, being a parameter, it is saved in every checkpoint
-/// and read back with the values: a checkpoint restores the support whatever seed the
-/// model is rebuilt with. The reference keeps a flat int64 buffer `sparse_index` of
+/// draws it again bit for bit, and, being a parameter, it travels with the weights
+/// (checkpoints write every parameter), so restoring the weights restores the support
+/// whatever seed the model is rebuilt with; `validateSupport()` checks one read back.
+/// The reference keeps a flat int64 buffer `sparse_index` of
 /// o_k * in + i_k instead (not exact in float32 above 2^24 elements, hence two rows).
 ///
 /// Names are the reference's: `<path>.lora_A`, `<path>.lora_B`, `<path>.sparse_value`,

@@ -122,15 +122,20 @@ func projection(_ x: UnsafePointer<Float>, a: Parameter, rows: Int) -> Tensor {
     return t
 }
 
+/// torch's `kaiming_uniform_(a = sqrt(5))` on a `[out, fan_in]` weight, as `nn.Linear` and
+/// PEFT's `lora_A` initialise: gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) =
+/// 1 / sqrt(fan_in).
+func fillKaimingUniform(_ t: Tensor, fanIn: Int, rng: inout RandomStream) {
+    let bound = 1 / Float(fanIn).squareRoot()
+    rng.fillUniform(t, -bound, bound)
+}
+
 extension ParameterInitializer {
-    /// torch's `kaiming_uniform_(a = sqrt(5))` on a `[out, fan_in]` weight, as `nn.Linear`
-    /// initialises: gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in),
-    /// drawn from the parameter's own stream.
+    /// A Kaiming-uniform parameter (`fillKaimingUniform`) drawn from its own stream.
     func kaimingUniform(_ spec: ParameterSpec) -> Parameter {
         let t = Tensor(uninitialized: spec.shape)
         var r = root.split(spec.name)
-        let bound = 1 / Float(spec.shape[1]).squareRoot()
-        r.fillUniform(t, -bound, bound)
+        fillKaimingUniform(t, fanIn: spec.shape[1], rng: &r)
         return Parameter(spec, value: t)
     }
 

@@ -28,9 +28,19 @@ extension Checkpoint {
     }
 
     /// A model built from `dir/config.json` holding the checkpoint's weights. Reads our
-    /// checkpoints and transformers' `save_pretrained` output alike.
-    public static func loadModel(from dir: URL) throws -> LlamaModel {
+    /// checkpoints and transformers' `save_pretrained` output alike, with the adapter a
+    /// checkpoint holds (`Checkpoint+Adapters.swift`), or the PEFT adapter in `adapter`
+    /// put on the base model in `dir`.
+    public static func loadModel(from dir: URL, adapter: URL? = nil) throws -> LlamaModel {
         let dir = resolve(dir)
+        let adapterFound = fileKind((adapter ?? dir).appendingPathComponent(adapterSettingsFile)) != nil
+            || fileKind((adapter ?? dir).appendingPathComponent(adapterConfigFile)) != nil
+        if adapterFound, let settings = try loadAdapterSettings(from: adapter ?? dir, layers: loadConfig(from: dir).config.layers) {
+            return try loadAdapterModel(from: dir, adapterDir: adapter ?? dir, settings: settings)
+        }
+        if let adapter {
+            throw CheckpointError(.missingFile, adapter.appendingPathComponent(adapterConfigFile), "adapter config does not exist")
+        }
         let config = try loadConfig(from: dir).config
         try ResourceCheck.modelFits(config, copies: 2, for: "loading \(dir.path)")
         do { try config.validate() } catch {
@@ -45,6 +55,25 @@ extension Checkpoint {
         let model: LlamaModel
         do { model = try LlamaModel(config: config) } catch {
             throw CheckpointError(.invalidConfig, dir.appendingPathComponent(configFile), "\(error)")
+        }
+        for p in model.parameters { p.value.assign(weights[p.name]!) }
+        return model
+    }
+
+    /// `loadModel` for a base model with an adapter.
+    static func loadAdapterModel(from dir: URL, adapterDir: URL, settings: AdapterSettings) throws -> LlamaModel {
+        let config = try loadConfig(from: dir).config
+        let adapterURL = adapterDir.appendingPathComponent(adapterSettingsFile)
+        do { try config.validate(); try settings.validate(for: config) } catch {
+            throw CheckpointError(.invalidConfig, adapterURL, "\(error)")
+        }
+        try ResourceCheck.modelFits(config, copies: 2, for: "loading \(dir.path)")
+        let operators = try settings.operators()
+        let specs = LlamaArchitecture(config: config, operators: operators).parameterSpecs
+        let weights = try readWeights(from: dir, adapterDir: adapterDir, specs: specs, tied: config.tiedEmbeddings)
+        let model: LlamaModel
+        do { model = try LlamaModel(config: config, operators: operators) } catch {
+            throw CheckpointError(.invalidConfig, adapterURL, "\(error)")
         }
         for p in model.parameters { p.value.assign(weights[p.name]!) }
         return model
@@ -83,7 +112,9 @@ extension Checkpoint {
         if let diff = configDifference(saved: saved, model: model.config) {
             throw CheckpointError(.configMismatch, configURL, "checkpoint does not fit the model: \(diff)")
         }
-        let weights = try readWeights(from: dir, specs: model.parameters, tied: model.config.tiedEmbeddings)
+        let weights = hasAdapters(model)
+            ? try readWeights(from: dir, adapterDir: dir, specs: model.parameters, tied: model.config.tiedEmbeddings)
+            : try readWeights(from: dir, specs: model.parameters, tied: model.config.tiedEmbeddings)
         let state = try loadTrainerState(from: dir)
         if let optimizer { try restoreOptimizer(optimizer, model: model, from: dir.appendingPathComponent(optimizerFile)) }
         for p in model.parameters { p.value.assign(weights[p.name]!) }

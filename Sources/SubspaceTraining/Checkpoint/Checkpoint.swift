@@ -58,10 +58,16 @@ public enum Checkpoint {
     /// `files` are written into the checkpoint before it is published (the run's
     /// `tokenizer.json`), so that the directory holds everything eval, sample and resume need
     /// from the instant it exists.
+    ///
+    /// A model with adapters needs their `adapter` settings: its weights are then laid out
+    /// as a base model plus a PEFT adapter (`Checkpoint+Adapters.swift`).
     public static func save(
-        to dir: URL, model: LlamaModel, optimizer: RoutedOptimizer? = nil, state: TrainerState? = nil,
-        specialTokens: SpecialTokenIds = SpecialTokenIds(), files: [(name: String, data: Data)] = []
+        to dir: URL, model: LlamaModel, adapter: AdapterSettings? = nil, optimizer: RoutedOptimizer? = nil,
+        state: TrainerState? = nil, specialTokens: SpecialTokenIds = SpecialTokenIds(), files: [(name: String, data: Data)] = []
     ) throws {
+        if adapter == nil, hasAdapters(model) {
+            throw CheckpointError(.io, dir, "the model holds adapters: saving it needs their settings")
+        }
         let dir = dir.standardizedFileURL
         let name = dir.lastPathComponent
         guard !name.isEmpty, name != "/", name != ".", name != ".." else {
@@ -93,7 +99,7 @@ public enum Checkpoint {
         defer { if !published { try? fm.removeItem(at: tmp) } }
 
         // 1. Everything into the temporary directory, each file synced.
-        try writeWeights(model, to: tmp.appendingPathComponent(modelFile))
+        try writeWeights(model, adapter: adapter, to: tmp)
         let configURL = tmp.appendingPathComponent(configFile)
         let configData: Data
         do { configData = try model.config.huggingFaceJSON(specialTokens: specialTokens) } catch {

@@ -46,13 +46,18 @@ public struct MemoryPlan: Equatable, Sendable {
         public var rule: StepRuleMemory
         /// Resident bytes of the process itself, added to the total (see the type's notes).
         public var runtimeBytes: Int
+        /// Adapters or a low-rank parametrization in the slots (nil: dense): their factors
+        /// are priced as trainable tensors, a frozen base as weights only, their own saved
+        /// activations with the arena.
+        public var adapter: AdapterSettings?
 
         public init(
             config: LlamaConfig, optimizer: String, options: OptimizerOptions = OptimizerOptions(),
             dtype: MemoryDType = .fp32, stateStorage: StateStorage = .full, perLayerUpdate: Bool = false,
             batch: Int = 8, seq: Int? = nil, activationCheckpointing: Bool = false, rule: StepRuleMemory = .backprop,
-            runtimeBytes: Int = 0
+            runtimeBytes: Int = 0, adapter: AdapterSettings? = nil
         ) {
+            self.adapter = adapter
             self.config = config; self.optimizer = optimizer; self.options = options; self.dtype = dtype
             self.stateStorage = stateStorage; self.perLayerUpdate = perLayerUpdate; self.batch = batch
             self.seq = seq ?? min(256, config.maxSeq); self.activationCheckpointing = activationCheckpointing
@@ -98,7 +103,9 @@ public struct MemoryPlan: Equatable, Sendable {
             throw ConfigurationError("runtime bytes must be between 0 and 2^50, got \(request.runtimeBytes)")
         }
         let optimizer = try OptimizerRegistry.make(request.optimizer, options: request.options)
-        let all = c.parameterSpecs
+        try request.adapter?.validate(for: c)
+        let architecture = LlamaArchitecture(config: c, operators: try request.adapter?.operators() ?? .dense)
+        let all = architecture.parameterSpecs
         // Frozen tensors (an adapter's base) cost their weights only: no gradient, no state.
         let specs = all.filter(\.trainable)
 
@@ -140,8 +147,8 @@ public struct MemoryPlan: Equatable, Sendable {
         optimizerStateBytes = shares.reduce(0) { $0 + $1.stateBytes }
         projectorBytes = shares.reduce(0) { $0 + $1.projectorBytes }
         activationsBytes = ActivationMemory.bytes(
-            config: c, batch: request.batch, seq: request.seq, checkpointing: request.activationCheckpointing, dtype: dtype,
-            rule: request.rule)
+            architecture: architecture, batch: request.batch, seq: request.seq, checkpointing: request.activationCheckpointing,
+            dtype: dtype, rule: request.rule)
         rules = shares
     }
 }

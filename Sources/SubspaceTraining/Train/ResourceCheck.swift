@@ -52,20 +52,21 @@ public enum ResourceCheck {
     /// token batches of one step.
     public static func training(_ c: RunConfig) throws {
         try training(model: c.model, optimizer: c.optimizer, options: c.optimizerOptions, perLayerUpdate: c.perLayerUpdate,
-                     batch: c.batch, seq: c.seq, gradAccum: c.gradAccum, rule: c.resolvedStepRule.memory)
+                     batch: c.batch, seq: c.seq, gradAccum: c.gradAccum, rule: c.resolvedStepRule.memory, adapter: c.adapter)
     }
 
     /// Checks training `model` with an `OptimizerRegistry` method on `batch` x `seq` tokens
     /// in `gradAccum` micro-batches per step.
     public static func training(
         model: LlamaConfig, optimizer: String, options: OptimizerOptions, perLayerUpdate: Bool,
-        batch: Int, seq: Int, gradAccum: Int, rule: StepRuleMemory = .backprop
+        batch: Int, seq: Int, gradAccum: Int, rule: StepRuleMemory = .backprop, adapter: AdapterSettings? = nil
     ) throws {
         guard gradAccum > 0 else { throw ConfigurationError("grad accumulation must be at least 1, got \(gradAccum)") }
         try modelFits(model, copies: 2, for: "training")
         let plan = try MemoryPlan(MemoryPlan.Request(
             config: model, optimizer: optimizer, options: options,
-            perLayerUpdate: perLayerUpdate, batch: batch, seq: seq, rule: rule, runtimeBytes: ProcessMemory.currentRSS))
+            perLayerUpdate: perLayerUpdate, batch: batch, seq: seq, rule: rule, runtimeBytes: ProcessMemory.currentRSS,
+            adapter: adapter))
         let (tokens, o1) = (batch * seq).multipliedReportingOverflow(by: gradAccum)
         let (batchBytes, o2) = tokens.multipliedReportingOverflow(by: 8)
         if o1 || o2 {

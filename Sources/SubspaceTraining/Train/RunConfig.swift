@@ -36,6 +36,12 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// How each step is taken (`StepRuleName`); nil is backprop. Optional so that run
     /// configs written before rules existed decode, and omitted from the JSON when unset.
     public var stepRule: StepRuleName?
+    /// Adapters or a low-rank parametrization in the linear slots (`--adapter`,
+    /// `--parametrization`); nil is the dense model. Optional fields decode from older
+    /// `run_config.json` files and are omitted when unset.
+    public var adapter: AdapterSettings?
+    /// Periodic restarts (ReLoRA's merge-and-restart, Glentis et al.'s momentum reset); nil: none.
+    public var restarts: RestartSettings?
     /// Evaluate every this many steps (and at the end); 0 evaluates only at the end.
     public var evalEvery: Int = 100
     /// Validation batches per periodic evaluation (0 = the whole validation split). The final
@@ -132,7 +138,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if !(clip >= 0) || !clip.isFinite { throw ConfigurationError("clip must be non-negative, got \(clip)") }
         if evalEvery < 0 || evalBatches < 0 || checkpointEvery < 0 { throw ConfigurationError("eval and checkpoint intervals must be non-negative") }
         _ = try OptimizerRegistry.make(optimizer, options: optimizerOptions)
+        try adapter?.validate(for: model)
+        if let restarts {
+            try restarts.validate(adapter: adapter)
+            if restarts.every >= steps { throw ConfigurationError("restarts every \(restarts.every) steps never happen in a run of \(steps) steps") }
+        } else if adapter?.method == .relora {
+            throw ConfigurationError("--adapter relora needs --relora-every N (steps between merges)")
+        }
     }
+
+    /// The operators of the model's linear slots (`adapter`, or dense).
+    public func operators() throws -> LinearOperators { try adapter?.operators() ?? .dense }
 
     public var learningRateSchedule: LearningRateSchedule {
         schedule == "cosine" ? .cosine(warmup: warmup, total: steps, minRatio: minLRRatio) : .constant(warmup: warmup)
@@ -143,7 +159,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     public var stepOptions: StepOptions {
         var s = StepOptions()
-        s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate; s.schedule = learningRateSchedule
+        s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate
+        s.schedule = restarts?.schedule(over: learningRateSchedule) ?? learningRateSchedule
         return s
     }
 
@@ -162,6 +179,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if clip != other.clip { diff.append("clip") }
         if perLayerUpdate != other.perLayerUpdate { diff.append("per-layer-update") }
         if (stepRule ?? .backprop) != (other.stepRule ?? .backprop) { diff.append("step rule") }
+        if adapter != other.adapter { diff.append("adapter") }
+        if restarts != other.restarts { diff.append("restarts") }
         if seed != other.seed { diff.append("seed") }
         if shuffle != other.shuffle { diff.append("shuffle") }
         return diff

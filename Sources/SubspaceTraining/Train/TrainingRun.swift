@@ -160,24 +160,33 @@ public final class TrainingRun {
         let optimizer = try OptimizerRegistry.make(c.optimizer, options: c.optimizerOptions)
         var state = TrainerState(step: 0)
         if resume {
-            model = try Checkpoint.loadModel(from: checkpointDir)
-            guard model.config == c.model else {
-                throw ConfigurationError("the checkpoint's model does not match the run config")
-            }
+            // Built as the run config says (its slot operators included); `restore` checks
+            // the checkpoint against it and fills every tensor.
+            model = try LlamaModel(config: c.model, seed: c.seed, operators: c.operators())
             guard let s = try Checkpoint.restore(from: checkpointDir, into: model, optimizer: optimizer), s == saved else {
                 throw ConfigurationError("'\(checkpointDir.path)' changed while the run was starting")
             }
             state = s
             batches.position = s.dataPosition
         } else if let from = c.initFrom {
-            model = try Checkpoint.loadModel(from: URL(fileURLWithPath: from))
-            guard model.config == c.model else {
+            let source = try Checkpoint.loadModel(from: URL(fileURLWithPath: from))
+            guard source.config == c.model else {
                 throw ConfigurationError("--init-from model does not match the run's model config")
             }
+            if c.adapter == nil && !Checkpoint.hasAdapters(source) {
+                model = source
+            } else {
+                // A new adapter (or none) on the starting model's function, its own adapter merged.
+                model = try LlamaModel(config: c.model, seed: c.seed, operators: c.operators())
+                try model.loadDense(from: source)
+            }
         } else {
-            model = try LlamaModel(config: c.model, seed: c.seed)
+            model = try LlamaModel(config: c.model, seed: c.seed, operators: c.operators())
         }
-        let trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        var trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        if let r = c.restarts {
+            trainer = RestartingStep(inner: trainer, optimizer: optimizer, settings: r, totalSteps: c.steps, seed: c.seed)
+        }
         trainer.setStep(state.step)
         let plan = RunPlan(
             config: c, trainTokens: data.train.count, validationTokens: data.validation.count,
@@ -203,7 +212,7 @@ public final class TrainingRun {
             state.dataPosition = batches.position
             state.runConfig = c.jsonString()
             try Checkpoint.save(
-                to: checkpointDir, model: model, optimizer: optimizer, state: state,
+                to: checkpointDir, model: model, adapter: c.adapter, optimizer: optimizer, state: state,
                 specialTokens: special, files: hubFiles)
             savedStep = state.step
             events(.checkpoint(step: state.step, path: checkpointDir.path))
