@@ -31,25 +31,9 @@ import Testing
     func gradientsThroughTheWholeModel(tied: Bool) throws {
         let model = try Self.model(tied: tied)
         Self.randomizeB(model)
-        let batch = randomBatch(vocab: 20, batch: 2, seq: 6, seed: 4)
-        try model.forward(batch)
-        model.backward()
-        var checked = 0, frozen = 0
-        for p in model.parameters {
-            guard p.requiresGrad else {
-                #expect(p.grad == nil, "\(p.name) is frozen but has a gradient")
-                #expect(p.name.hasSuffix(".base_layer.weight"))
-                frozen += 1
-                continue
-            }
-            let g = try #require(p.grad, "\(p.name)")
-            let c = finiteDifference(p.value, analytic: g, samples: 12, h: 5e-3) { (try? model.loss(batch).loss) ?? .nan }
-            let err = relativeError(c.analytic, c.numeric)
-            #expect(err < 3e-2, "\(p.name): relative error \(err)")
-            checked += 1
-        }
-        #expect(frozen == 2 * Self.targets.count)
-        #expect(checked == model.parameters.count - frozen)
+        let r = try expectModelGradients(model, batch: randomBatch(vocab: 20, batch: 2, seq: 6, seed: 4))
+        #expect(r.frozen.count == 2 * Self.targets.count && r.frozen.allSatisfy { $0.hasSuffix(".base_layer.weight") })
+        #expect(r.checked.count == model.parameters.count - r.frozen.count)
     }
 
     /// PEFT's names and initialisation: W0 is the dense model's weight bit for bit, A lies
@@ -124,26 +108,8 @@ import Testing
         let (o, i, k) = (7, 10, 4)
         var merged = op.base.value.array
         for a in 0..<o { for c in 0..<i { var s: Float = 0; for j in 0..<k { s += op.b.value.data[a * k + j] * op.a.value.data[j * i + c] }; merged[a * i + c] += settings.scaling * s } }
-        for rows in [5, 1] {
-            let x = randomTensor([rows, i], seed: 3)
-            let y0 = randomTensor([rows, o], seed: 4)
-            var want = [Float](repeating: 0, count: rows * o)
-            for n in 0..<rows { for a in 0..<o { var s: Float = 0; for c in 0..<i { s += x.data[n * i + c] * merged[a * i + c] }; want[n * o + a] = s } }
-            let y = Tensor(zeros: [rows, o])
-            op.forward(x.data, y.data, rows: rows, accumulate: false, mode: .inference)
-            #expect(relativeError(y.array, want) < 1e-5)
-            let yAcc = Tensor(shape: [rows, o], repeating: 0)
-            for j in 0..<yAcc.count { yAcc.data[j] = y0.data[j] }
-            op.forward(x.data, yAcc.data, rows: rows, accumulate: true, mode: .training)
-            #expect(relativeError(yAcc.array, zip(y0.array, want).map { $0 + $1 }) < 1e-5)
-            // dx = dy W.
-            let dy = randomTensor([rows, o], seed: 5)
-            let dx = Tensor(zeros: [rows, i])
-            op.backwardInput(dy.data, dx.data, rows: rows, accumulate: false)
-            var wantDx = [Float](repeating: 0, count: rows * i)
-            for n in 0..<rows { for c in 0..<i { var s: Float = 0; for a in 0..<o { s += dy.data[n * o + a] * merged[a * i + c] }; wantDx[n * i + c] = s } }
-            #expect(relativeError(dx.array, wantDx) < 1e-5)
-        }
+        expectDenseMap(op, weight: merged)
+        #expect(relativeError(op.denseWeight().array, merged) < 1e-6)
     }
 
     /// merge() folds s B A into W0: the merged model's logits equal the adapter model's; the

@@ -22,8 +22,16 @@ import SubspaceCore
 /// the dense model's weight bit for bit.
 ///
 /// A training forward keeps t = x A^T `[rows, r]` for B's gradient (recomputed from the
-/// input if absent). No dropout on the adapter's input: the dropout mask would have to be
-/// drawn and kept per micro-batch, which this operator does not do yet.
+/// input if absent).
+///
+/// Dropout (PEFT's `lora_dropout`, p = `dropout`): on training forwards the adapter reads
+/// x' = x * m / (1 - p), m a Bernoulli(1 - p) mask per element, instead of x (the base
+/// still reads x); inference forwards use no mask. Each training forward draws a fresh
+/// mask from the stream `RandomStream(seed).split("<path>.lora_dropout", index: k)`, k the
+/// count of masks drawn so far (`dropoutDraws`, which a resumed run restores), and keeps
+/// it `[rows, in]` for the backward pass: dx += ((s dy B) A) * m / (1 - p), and A's and B's
+/// gradients read x'. p = 0 (the default) draws nothing and computes exactly what the
+/// operator did before dropout existed, bit for bit.
 ///
 /// `merge()` folds the adapter into the base (W0 += s B A) for inference at dense speed;
 /// `unmerge()` subtracts the same product (W0 -= s B A). The product is recomputed with
@@ -43,21 +51,57 @@ public final class LoRALinear: LinearOperator {
     public let rank: Int
     /// s: alpha / r, or alpha / sqrt(r) with rsLoRA.
     public let scaling: Float
+    /// The dropout probability p on the adapter's input (0: none).
+    public let dropout: Float
+    /// Masks drawn so far (the index of the next one's stream).
+    public var dropoutDraws: UInt64 = 0
     /// True between `merge()` and `unmerge()`.
     public private(set) var isMerged = false
-    private var saved: Tensor?
+    let factors: ScaledFactors
+    private let dropoutStream: RandomStream
+    /// The last training forward's m / (1 - p) `[rows, in]` (p > 0 only).
+    private var mask: Tensor?
 
     public var parameters: [Parameter] { [base, a, b] }
-    public var activationBytes: Int { saved?.byteCount ?? 0 }
+    public var activationBytes: Int { factors.activationBytes + (mask?.byteCount ?? 0) }
 
     /// Wraps a base weight `[out, in]` and factors `[r, in]`, `[out, r]`; freezes the base.
-    public init(base: Parameter, a: Parameter, b: Parameter, scaling: Float) {
+    /// `dropoutStream` is the stream whose children (`split("mask", index: k)`) draw the masks.
+    public init(base: Parameter, a: Parameter, b: Parameter, scaling: Float, dropout: Float = 0, dropoutStream: RandomStream = RandomStream(seed: 0)) {
         precondition(base.shape.count == 2 && a.shape.count == 2 && b.shape.count == 2, "LoRA tensors are matrices")
         precondition(a.shape[1] == base.shape[1] && b.shape[0] == base.shape[0] && b.shape[1] == a.shape[0], "LoRA shapes disagree")
+        precondition(dropout >= 0 && dropout < 1, "a dropout probability lies in [0, 1)")
         self.base = base; self.a = a; self.b = b
         outFeatures = base.shape[0]; inFeatures = base.shape[1]; rank = a.shape[0]
         self.scaling = scaling
+        self.dropout = dropout
+        self.dropoutStream = dropoutStream
+        factors = ScaledFactors(a: a, b: b, scaling: scaling)
         base.requiresGrad = false
+    }
+
+    /// Draws the next mask m / (1 - p) for `rows` rows.
+    private func drawMask(rows: Int) -> Tensor {
+        if mask?.shape != [rows, inFeatures] { mask = Tensor(zeros: [rows, inFeatures]) }
+        let m = mask!
+        var r = dropoutStream.split("mask", index: dropoutDraws)
+        dropoutDraws += 1
+        let keep = 1 / (1 - dropout)
+        for i in 0..<m.count { m.data[i] = r.uniform() < dropout ? 0 : keep }
+        return m
+    }
+
+    /// x * m, the adapter's input under the current mask.
+    private func masked(_ x: UnsafePointer<Float>, _ m: Tensor) -> Tensor {
+        let xd = Tensor(uninitialized: m.shape)
+        for i in 0..<m.count { xd.data[i] = x[i] * m.data[i] }
+        return xd
+    }
+
+    /// The mask of the pending backward pass, if dropout is on and one was drawn for `rows`.
+    private func pendingMask(rows: Int) -> Tensor? {
+        guard dropout > 0, let m = mask, m.shape == [rows, inFeatures] else { return nil }
+        return m
     }
 
     public func forward(
@@ -65,72 +109,49 @@ public final class LoRALinear: LinearOperator {
     ) {
         Linear.forward(x: x, weight: base.value.data, y: y, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
         if isMerged || rows == 0 { return }
-        let t: Tensor
-        if mode == .training {
-            if saved?.shape != [rows, rank] { saved = Tensor(zeros: [rows, rank]) }
-            t = saved!
+        if dropout > 0, mode == .training {
+            let xd = masked(x, drawMask(rows: rows))
+            factors.forward(xd.data, y, rows: rows, accumulate: true, mode: mode)
         } else {
-            t = Tensor(zeros: [rows, rank])
+            factors.forward(x, y, rows: rows, accumulate: true, mode: mode)
         }
-        Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
-        // y += s t B^T
-        BLAS.gemm(
-            transB: true, m: rows, n: outFeatures, k: rank, alpha: scaling, a: t.data, lda: rank,
-            b: b.value.data, ldb: rank, beta: 1, c: y, ldc: outFeatures)
-    }
-
-    /// u = s dy B `[rows, r]`.
-    private func scaledProjection(_ dy: UnsafePointer<Float>, rows: Int) -> Tensor {
-        let u = Tensor(zeros: [rows, rank])
-        BLAS.gemm(
-            m: rows, n: rank, k: outFeatures, alpha: scaling, a: dy, lda: outFeatures,
-            b: b.value.data, ldb: rank, beta: 0, c: u.data, ldc: rank)
-        return u
     }
 
     public func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
         Linear.backwardInput(dy: dy, weight: base.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate)
         if isMerged || rows == 0 { return }
-        let u = scaledProjection(dy, rows: rows)
-        Linear.backwardInput(dy: u.data, weight: a.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: rank, accumulateInput: true)
+        if let m = pendingMask(rows: rows) {
+            let g = Tensor(zeros: m.shape)
+            factors.backwardInput(dy, g.data, rows: rows, accumulate: false)
+            for i in 0..<m.count { dx[i] += g.data[i] * m.data[i] }
+        } else {
+            factors.backwardInput(dy, dx, rows: rows, accumulate: true)
+        }
     }
 
-    /// dA += (s dy B)^T x and dB += s dy^T (x A^T); never a gradient for W0.
+    /// dA += (s dy B)^T x' and dB += s dy^T (x' A^T) (x' = x without dropout); never a
+    /// gradient for W0.
     public func accumulateGradients(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
         if isMerged || rows == 0 { return }
-        if a.requiresGrad {
-            let u = scaledProjection(dy, rows: rows)
-            Linear.backwardWeight(dy: u.data, x: x, dWeight: a.gradient().data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
-        }
-        if b.requiresGrad {
-            let t: Tensor
-            if let s = saved, s.shape == [rows, rank] {
-                t = s
-            } else {
-                t = Tensor(zeros: [rows, rank])
-                Linear.forward(x: x, weight: a.value.data, y: t.data, rows: rows, inFeatures: inFeatures, outFeatures: rank)
-            }
-            BLAS.gemm(
-                transA: true, m: outFeatures, n: rank, k: rows, alpha: scaling, a: dy, lda: outFeatures,
-                b: t.data, ldb: rank, beta: 1, c: b.gradient().data, ldc: rank)
+        if let m = pendingMask(rows: rows) {
+            let xd = masked(x, m)
+            factors.accumulateGradients(dy: dy, x: xd.data, rows: rows)
+        } else {
+            factors.accumulateGradients(dy: dy, x: x, rows: rows)
         }
     }
 
-    public func releaseActivations() { saved = nil }
+    public func releaseActivations() { factors.releaseActivations(); mask = nil }
 
     /// W0 += sign * s B A.
-    private func addProduct(sign: Float) {
-        BLAS.gemm(
-            m: outFeatures, n: inFeatures, k: rank, alpha: sign * scaling, a: b.value.data, lda: rank,
-            b: a.value.data, ldb: inFeatures, beta: 1, c: base.value.data, ldc: inFeatures)
-    }
+    private func addProduct(sign: Float) { factors.addProduct(to: base.value, sign: sign) }
 
     /// Folds the adapter into the base: W0 += s B A. Throws if already merged.
     public func merge() throws {
         guard !isMerged else { throw ConfigurationError("the LoRA adapter of \(base.name) is already merged") }
         addProduct(sign: 1)
         isMerged = true
-        saved = nil
+        releaseActivations()
     }
 
     /// Takes the adapter back out: W0 -= s B A, which restores W0 to within float rounding
@@ -149,37 +170,30 @@ public final class LoRALinear: LinearOperator {
         guard !isMerged else { throw ConfigurationError("the LoRA adapter of \(base.name) is merged; unmerge before a restart") }
         addProduct(sign: 1)
         var r = stream
-        Self.kaimingUniform(a.value, inFeatures: inFeatures, rng: &r)
+        fillKaimingUniform(a.value, fanIn: inFeatures, rng: &r)
         b.value.zero()
-        saved = nil
+        releaseActivations()
     }
 
     /// The slot's effective dense weight, W0 + s B A (W0 itself while merged), as a new tensor.
     public func denseWeight() -> Tensor {
         let w = base.value.copy()
-        if !isMerged {
-            BLAS.gemm(
-                m: outFeatures, n: inFeatures, k: rank, alpha: scaling, a: b.value.data, lda: rank,
-                b: a.value.data, ldb: inFeatures, beta: 1, c: w.data, ldc: inFeatures)
-        }
+        if !isMerged { factors.addProduct(to: w) }
         return w
     }
 
-    /// torch's `kaiming_uniform_(a = sqrt(5))` on a `[r, in]` factor, as `nn.Linear` and
-    /// PEFT initialise `lora_A`: gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / in) = 1 / sqrt(in).
-    static func kaimingUniform(_ t: Tensor, inFeatures: Int, rng: inout RandomStream) {
-        let bound = 1 / Float(inFeatures).squareRoot()
-        rng.fillUniform(t, -bound, bound)
-    }
-
-    /// LoRA in a slot: rank r and scaling s (`AdapterSettings` computes s and chooses slots).
+    /// LoRA in a slot: rank r, scaling s and dropout p (`AdapterSettings` computes s and
+    /// chooses slots).
     public struct Kind: LinearOperatorKind {
         public let rank: Int
         public let scaling: Float
+        /// PEFT's `lora_dropout`; 0 (PEFT's default) is no dropout.
+        public let dropout: Float
 
-        public init(rank: Int, scaling: Float) {
+        public init(rank: Int, scaling: Float, dropout: Float = 0) {
             precondition(rank >= 1, "a LoRA rank is at least 1")
-            self.rank = rank; self.scaling = scaling
+            precondition(dropout >= 0 && dropout < 1, "a dropout probability lies in [0, 1)")
+            self.rank = rank; self.scaling = scaling; self.dropout = dropout
         }
 
         public var name: String { "lora" }
@@ -192,24 +206,20 @@ public final class LoRALinear: LinearOperator {
             ]
         }
 
+        /// t = x A^T `[rows, r]`, and with dropout the mask `[rows, in]`, on training passes.
         public func activationBytes(for slot: LinearSlotSpec, rows: Int, mode: ForwardMode) -> Int {
-            mode == .training ? MemoryLayout<Float>.size * rows * rank : 0
+            guard mode == .training else { return 0 }
+            return MemoryLayout<Float>.size * rows * (rank + (dropout > 0 ? slot.inFeatures : 0))
         }
 
         public func make(for slot: LinearSlotSpec, initializer: ParameterInitializer) throws -> any LinearOperator {
             let specs = parameterSpecs(for: slot)
-            // W0 from the dense weight's own stream, so it equals the dense model's weight.
-            let w0 = Tensor(uninitialized: specs[0].shape)
-            var rw = initializer.root.split(slot.path + ".weight")
-            rw.fillNormal(w0, std: initializer.std)
-            let av = Tensor(uninitialized: specs[1].shape)
-            var ra = initializer.root.split(specs[1].name)
-            LoRALinear.kaimingUniform(av, inFeatures: slot.inFeatures, rng: &ra)
             return LoRALinear(
-                base: Parameter(specs[0], value: w0),
-                a: Parameter(specs[1], value: av),
+                base: initializer.denseBase(specs[0], for: slot),
+                a: initializer.kaimingUniform(specs[1]),
                 b: initializer.constant(specs[2], 0),
-                scaling: scaling)
+                scaling: scaling, dropout: dropout,
+                dropoutStream: initializer.root.split(slot.path + ".lora_dropout"))
         }
     }
 }
