@@ -2,12 +2,18 @@ import Foundation
 import SubspaceCore
 
 /// The settings of the operators that replace a model's dense linear slots: adapters on a
-/// frozen base (LoRA and ReLoRA) and, later in this type's life, the low-rank
-/// parametrizations of pre-training. One type holds every method's defaults, with the
+/// frozen base (LoRA, ReLoRA, LoRA-XS, LoRA-SB) and the low-rank parametrizations of
+/// pre-training (Low-Rank, SLTrain). One type holds every method's defaults, with the
 /// reasons, and the validation, so the command line, `run_config.json`, checkpoints and
 /// the memory planner read the same values.
 ///
-/// Defaults are PEFT's `LoraConfig` defaults, `r = 8` and `lora_alpha = 8`, so the scaling
+/// Alpha defaults by method (`Method.defaultAlpha`): LoRA and ReLoRA PEFT's `lora_alpha = 8`
+/// whatever the rank; LoRA-XS and LoRA-SB alpha = r (s = 1), their references' choice;
+/// Low-Rank and SLTrain 32, Glentis et al.'s and SLTrain's 60M scripts. The rank defaults to
+/// PEFT's `r = 8` for every method (the low-rank parametrizations' references use d / 4:
+/// pass `--adapter-rank`).
+///
+/// LoRA's defaults are PEFT's `LoraConfig` defaults, `r = 8` and `lora_alpha = 8`, so the scaling
 /// is alpha / r = 1. Chosen over the alpha = 2r habit (alpha 16) because a run configured
 /// with PEFT's defaults then means the same thing here, and because scaling 1 makes the
 /// adapter's learning rate the optimizer's learning rate: with alpha tied to 2r the
@@ -23,12 +29,37 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
         /// `LoRALinear` with merge-and-restart cycles (Lialin et al. 2023); the cycles are
         /// `RestartSettings` of the training run.
         case relora
+        /// `LoRAXSLinear`: frozen W0, A and B from W0's truncated SVD, trainable r x r R
+        /// (Balazy et al. 2024).
+        case loraXS = "lora-xs"
+        /// `LoRASBLinear`: LoRA-XS's shape initialised from the approximate first update of
+        /// full fine-tuning (`LoRASBInitialization`; Ponkshe, Singhal et al. 2024).
+        case loraSB = "lora-sb"
+        /// `LowRankLinear`: W = s B A from scratch, both factors trainable (Glentis et al.'s
+        /// "Low-Rank"); no base.
+        case lowRank = "low-rank"
+        /// `SLTrainLinear`: W = s B A + S, S on a fixed random sparse support (Han et al. 2024).
+        case sltrain
 
-        /// Whether the tensors outside the adapters train by default: not for LoRA (PEFT's
-        /// fine-tuning default: only the adapters), yes for ReLoRA (the reference's
+        /// Whether the method is a parametrization for pre-training (no base) rather than an
+        /// adapter on a base.
+        public var isParametrization: Bool { self == .lowRank || self == .sltrain }
+
+        /// Whether the tensors outside the adapters train by default: not for the adapters of
+        /// fine-tuning (PEFT's default: only the adapters), yes for ReLoRA (the reference's
         /// `ReLoRaModel` freezes only the wrapped linear weights; embeddings, norms and the
-        /// head train, as in pre-training).
-        public var othersTrainByDefault: Bool { self == .relora }
+        /// head train, as in pre-training) and for the pre-training parametrizations.
+        public var othersTrainByDefault: Bool { self == .relora || isParametrization }
+
+        /// Alpha when none is given (see the type's notes).
+        public func defaultAlpha(rank: Int) -> Float {
+            switch self {
+            case .lora, .relora: return AdapterSettings.defaultAlpha
+            case .loraXS, .loraSB: return Float(rank)
+            case .lowRank: return LowRankLinear.Kind.defaultAlpha
+            case .sltrain: return SLTrainLinear.Kind.defaultAlpha
+            }
+        }
     }
 
     public var method: Method
@@ -45,16 +76,29 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
     /// Whether the embedding, norm gains, head and the slots without an adapter train; nil
     /// is the method's default (`Method.othersTrainByDefault`).
     public var trainOthers: Bool?
+    /// LoRA's dropout on the adapter's input (PEFT's `lora_dropout`; nil: 0, PEFT's default).
+    public var dropout: Float?
+    /// SLTrain's density delta of the sparse part (nil: `SLTrainLinear.Kind.defaultDensity`).
+    public var density: Float?
+    /// LoRA-SB: batches whose gradient estimates the first update (nil: `defaultLoRASBBatches`).
+    public var initBatches: Int?
 
     public static let defaultRank = 8
     public static let defaultAlpha: Float = 8
+    /// LoRA-SB's gradient estimate: 8 batches (of the run's batch size). The reference
+    /// accumulates over `num_samples` examples (its scripts: a few hundred to a thousand
+    /// sequences); 8 batches of `train`'s default 8 x 256 tokens are 64 sequences, enough for
+    /// the sign of the summed gradient to settle on the small models this engine runs
+    /// while costing less than 1% of a default run.
+    public static let defaultLoRASBBatches = 8
 
+    /// `alpha` nil is the method's default (`Method.defaultAlpha(rank:)`).
     public init(
-        method: Method = .lora, rank: Int = AdapterSettings.defaultRank, alpha: Float = AdapterSettings.defaultAlpha,
+        method: Method = .lora, rank: Int = AdapterSettings.defaultRank, alpha: Float? = nil,
         rsLoRA: Bool = false, targets: [String] = LlamaArchitecture.slotNames, trainOthers: Bool? = nil
     ) {
-        self.method = method; self.rank = rank; self.alpha = alpha; self.rsLoRA = rsLoRA; self.targets = targets
-        self.trainOthers = trainOthers
+        self.method = method; self.rank = rank; self.alpha = alpha ?? method.defaultAlpha(rank: rank); self.rsLoRA = rsLoRA
+        self.targets = targets; self.trainOthers = trainOthers
     }
 
     /// The factor s of `y = x W0^T + s (x A^T) B^T`: alpha / r, or alpha / sqrt(r) with rsLoRA.
@@ -73,6 +117,19 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
             throw ConfigurationError("unknown adapter target '\(t)': the linear slots are \(LlamaArchitecture.slotNames.joined(separator: ", "))")
         }
         guard Set(targets).count == targets.count else { throw ConfigurationError("an adapter target is named twice: \(targets.joined(separator: ","))") }
+        if let dropout {
+            guard method == .lora || method == .relora else { throw ConfigurationError("adapter dropout applies to lora and relora") }
+            guard dropout.isFinite, dropout >= 0, dropout < 1 else { throw ConfigurationError("the adapter dropout must be in [0, 1) (got \(dropout))") }
+        }
+        if let density {
+            guard method == .sltrain else { throw ConfigurationError("a sparse density applies to sltrain") }
+            guard density.isFinite, density > 0, density <= 1 else { throw ConfigurationError("the SLTrain density must be in (0, 1] (got \(density))") }
+        }
+        if let initBatches {
+            guard method == .loraSB else { throw ConfigurationError("initialization batches apply to lora-sb") }
+            guard initBatches >= 1, initBatches <= 1 << 20 else { throw ConfigurationError("LoRA-SB needs 1 to 2^20 initialization batches (got \(initBatches))") }
+        }
+        if rsLoRA && !(method == .lora || method == .relora) { throw ConfigurationError("rsLoRA scaling applies to lora and relora") }
     }
 
     /// Refuses a rank above min(in, out) of a target slot of `config` (the factors would
@@ -93,7 +150,11 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
     /// The kind every target slot gets.
     public var kind: any LinearOperatorKind {
         switch method {
-        case .lora, .relora: return LoRALinear.Kind(rank: rank, scaling: scaling)
+        case .lora, .relora: return LoRALinear.Kind(rank: rank, scaling: scaling, dropout: dropout ?? 0)
+        case .loraXS: return LoRAXSLinear.Kind(rank: rank, alpha: alpha)
+        case .loraSB: return LoRASBLinear.Kind(rank: rank, alpha: alpha)
+        case .lowRank: return LowRankLinear.Kind(rank: rank, alpha: alpha)
+        case .sltrain: return SLTrainLinear.Kind(rank: rank, alpha: alpha, density: density ?? SLTrainLinear.Kind.defaultDensity)
         }
     }
 

@@ -180,7 +180,7 @@ struct PEFTAdapterConfig: Codable {
     /// PEFT's form of `a` (nil for methods PEFT does not have).
     init?(_ a: AdapterSettings) {
         guard a.method == .lora || a.method == .relora else { return nil }
-        r = a.rank; lora_alpha = a.alpha; use_rslora = a.rsLoRA; target_modules = .list(a.targets)
+        r = a.rank; lora_alpha = a.alpha; use_rslora = a.rsLoRA; target_modules = .list(a.targets); lora_dropout = a.dropout ?? 0
     }
 
     /// The slot names a PEFT `target_modules` list names: bare names (`q_proj`, matching

@@ -29,6 +29,10 @@ public struct RestartSettings: Codable, Equatable, Sendable {
     public enum Action: String, Codable, Sendable, CaseIterable {
         /// Merge s B A into the base and restart the factors (ReLoRA); resets the factors' state.
         case merge
+        /// Refactorize every low-rank slot (`Refactorizable`: B <- U sqrt(S), A <- sqrt(S)
+        /// V^T, the function unchanged; Glentis et al.); resets every trainable parameter's
+        /// state when `reset` is set.
+        case refactor
         /// Leave the slots alone: only the optimizer reset and the re-warm-up (Glentis et
         /// al.'s momentum reset alone); resets every trainable parameter's state.
         case none
@@ -56,9 +60,14 @@ public struct RestartSettings: Codable, Equatable, Sendable {
             every: every, action: .merge, reset: .randomPrune(fraction: 0.999), warmup: min(50, max(1, every / 10)), startRatio: 0)
     }
 
-    /// Glentis et al.'s momentum reset: rebuild the optimizer, recover from 0.001 x over 10 steps.
-    public static func momentumReset(every: Int) -> RestartSettings {
-        RestartSettings(every: every, action: .none, reset: .rebuild, warmup: 10, startRatio: 0.001)
+    /// Glentis et al.'s cycle: every `every` steps refactorize (`refactor`) and/or rebuild
+    /// the optimizer (`momentumReset`), recovering from 0.001 x over 10 steps after a reset
+    /// (`cosine_quick_recovery`, `recovery_steps` 10; no re-warm-up after a refactorization
+    /// alone, which keeps the function and the moments).
+    public static func glentis(every: Int, refactor: Bool, momentumReset: Bool) -> RestartSettings {
+        RestartSettings(
+            every: every, action: refactor ? .refactor : .none, reset: momentumReset ? .rebuild : nil,
+            warmup: momentumReset ? min(10, every - 1) : 0, startRatio: 0.001)
     }
 
     /// Refuses an interval below 2, a re-warm-up not shorter than the interval, a start
@@ -75,6 +84,10 @@ public struct RestartSettings: Codable, Equatable, Sendable {
         if action == .merge, adapter?.method != .relora {
             throw ConfigurationError("merge-and-restart needs --adapter relora")
         }
+        if action == .refactor, adapter?.method.isParametrization != true {
+            throw ConfigurationError("refactorization needs --parametrization low-rank or sltrain")
+        }
+        if action == .none, reset == nil { throw ConfigurationError("restarts that neither refactorize nor reset do nothing") }
     }
 
     /// `base` with this re-warm-up after every restart.
@@ -124,6 +137,9 @@ public final class RestartingStep: StepRule {
             if let reset = settings.reset {
                 try optimizer.reset(ops.flatMap { [$0.a, $0.b] }, reset, seed: seed &+ UInt64(k))
             }
+        case .refactor:
+            try model.refactorizeOperators()
+            if let reset = settings.reset { try optimizer.reset(trainable, reset, seed: seed &+ UInt64(k)) }
         case .none:
             if let reset = settings.reset { try optimizer.reset(trainable, reset, seed: seed &+ UInt64(k)) }
         }

@@ -176,18 +176,34 @@ public final class TrainingRun {
             if c.adapter == nil && !Checkpoint.hasAdapters(source) {
                 model = source
             } else {
-                // A new adapter (or none) on the starting model's function, its own adapter merged.
+                // A new adapter (or none) on the starting model's function, its own adapter merged;
+                // LoRA-XS's and LoRA-SB's factors from the SVD of that base.
                 model = try LlamaModel(config: c.model, seed: c.seed, operators: c.operators())
                 try model.loadDense(from: source)
+                try model.initializeAdaptersFromBase()
             }
         } else {
             model = try LlamaModel(config: c.model, seed: c.seed, operators: c.operators())
+        }
+        if !resume, let a = c.adapter, a.method == .loraSB {
+            // LoRA-SB starts at the truncated first update of full fine-tuning, estimated on
+            // batches drawn apart from the training stream (which stays as it would be).
+            var draw = try SequenceBatches(tokens: data.train, batch: c.batch, seq: c.seq, shuffle: true, seed: c.seed &+ 0x5B)
+            let n = a.initBatches ?? AdapterSettings.defaultLoRASBBatches
+            events(.status("LoRA-SB: estimating the first update on \(n) batches"))
+            let lr = optimizer.optimizers.first?.learningRate ?? 1e-3
+            try LoRASBInitialization.initialize(
+                model: model, batches: (0..<n).map { _ in draw.next() },
+                stepSize: LoRASBInitialization.referenceStepSize(learningRate: lr, warmupSteps: c.warmup))
         }
         var trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
         if let r = c.restarts {
             trainer = RestartingStep(inner: trainer, optimizer: optimizer, settings: r, totalSteps: c.steps, seed: c.seed)
         }
         trainer.setStep(state.step)
+        // LoRA dropout draws one mask per training forward: one per micro-batch, so a resumed
+        // run continues the masks where the saved one stopped.
+        for op in model.loraOperators { op.dropoutDraws = UInt64(state.step) &* UInt64(c.gradAccum) }
         let plan = RunPlan(
             config: c, trainTokens: data.train.count, validationTokens: data.validation.count,
             tokenizer: data.tokenizer == nil ? nil : (c.tokenizer ?? "trained on the training split (\(data.tokenizer!.vocabSize) tokens)"))
