@@ -344,16 +344,12 @@ import Testing
     /// threshold 1: the first rate check, after step 10) comes after the resume.
     @Test(arguments: ["mkor", "mkor-h"])
     func trainingRunResumesBitForBit(method: String) throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("subspace-mkor-\(getpid())-\(method)")
+        let runs = TrainingRunTests()
+        let root = runs.tempDir("mkor-\(method)")
         defer { try? FileManager.default.removeItem(at: root) }
-        let dataDir = root.appendingPathComponent("data")
-        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
-        let text = try String(contentsOfFile: TrainingRunTests.corpus, encoding: .utf8)
-        try String(text.prefix(40_000)).write(to: dataDir.appendingPathComponent("macbeth.txt"), atomically: true, encoding: .utf8)
-        var c = RunConfig(model: LlamaConfig(dim: 32, layers: 2, heads: 4, kvHeads: 2, ffnDim: 64, vocab: 300, maxSeq: 32), data: dataDir.path)
-        c.steps = 16; c.batch = 4; c.seq = 32; c.warmup = 3; c.evalEvery = 5; c.evalBatches = 2; c.gradAccum = 2
+        var c = try runs.config(root, steps: 16)
+        c.gradAccum = 2
         c.optimizer = method
-        c.optimizerOptions.learningRate = 3e-3
         c.optimizerOptions.factorInterval = 3
         if method == "mkor-h" { c.optimizerOptions.switchWindow = 5; c.optimizerOptions.switchThreshold = 1 }
         let a = root.appendingPathComponent("a"), b = root.appendingPathComponent("b")
