@@ -40,7 +40,7 @@ for m in methods:
     evals = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
     hit = next((s for s, v in evals if v <= target), None)
     b = json.load(open(f"results/mkor/{m}/bench.json"))
-    ms = b.get("step_ms") or 1000 * b["seconds_per_step"]
+    ms = b["step_ms_median"]
     state = b.get("optimizer_state_bytes", 0) / 2**20
     t = f"{hit * ms / 1000:.0f}" if hit else "-"
     print(f"| {m} | {hit or '> 300'} | {ms:.0f} | {t} | {evals[-1][1]:.4f} | {state:.1f} |")
