@@ -77,6 +77,16 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     /// galore and fira: the rule of the unprojected parameters, an `UnprojectedAdamW` raw
     /// value, "torch" or "transformers" (default "torch").
     public var unprojectedAdamW: String?
+    /// MKOR: the inner first-order rule, an `MKOR.Inner` raw value, "adam" or "sgd" (default "adam").
+    public var mkorInner: String?
+    /// MKOR: steps between factor updates (default 10).
+    public var factorInterval: Int?
+    /// MKOR: decay of the factors' running average (default 0.95).
+    public var statisticsDecay: Float?
+    /// MKOR-H: steps per loss window of the switch rule (default 50).
+    public var switchWindow: Int?
+    /// MKOR-H: relative loss decrease per window under which it switches (default 0.02).
+    public var switchThreshold: Float?
     public init() {}
 }
 
@@ -103,6 +113,8 @@ public enum OptimizerRegistry {
         "mlorc-lion": MLorcLionSettings.self,
         "mofasgd": MoFaSGDSettings.self,
         "so": SOSettings.self,
+        "mkor": MKORSettings.self,
+        "mkor-h": MKORHSettings.self,
     ]
 
     public static var names: [String] { settingsTypes.keys.sorted() }
@@ -128,6 +140,7 @@ public enum OptimizerRegistry {
             ("--block-size", options.blockSize), ("--min-8bit-size", options.min8bitSize), ("--oversampling", options.oversampling),
             ("--power-iters", options.powerIterations), ("--proj-group-size", options.projectionGroupSize),
             ("--qgalore-queue", options.lazyQueueSize), ("--qgalore-gamma", options.lazyGrowth), ("--proj-bits", options.projectionBits),
+            ("--factor-interval", options.factorInterval), ("--switch-window", options.switchWindow),
         ]
         for (flag, v) in counts { if let v, v < 0 || v > Int(Int32.max) { throw ConfigurationError("\(flag) \(v) is out of range") } }
         // Adafactor's family has a first moment only (its second decays by schedule); every
@@ -211,6 +224,9 @@ public enum OptimizerRegistry {
             int(\.blockSize, "--block-size"), int(\.min8bitSize, "--min-8bit-size"), int(\.projectionBits, "--proj-bits"),
             int(\.projectionGroupSize, "--proj-group-size"), float(\.lazyThreshold, "--qgalore-threshold"),
             int(\.lazyQueueSize, "--qgalore-queue"), int(\.lazyGrowth, "--qgalore-gamma"),
+            choice(\.mkorInner, "--mkor-inner"), int(\.factorInterval, "--factor-interval"),
+            float(\.statisticsDecay, "--stat-decay"), int(\.switchWindow, "--switch-window"),
+            float(\.switchThreshold, "--switch-threshold"),
         ]
     }
 

@@ -44,7 +44,7 @@ struct OptimizerFlags: ParsableArguments {
     var fullRankProb: Float?
     @Option(help: "ProjFactor: projection granularity c (default \(ProjFactorSettings.defaults.granularity)).")
     var granularity: Int?
-    @Option(help: "Flora, ProjFactor, MLorc, MoFaSGD, Q-GaLore (lazy-refresh rule): paper or reference where the two differ (defaults: projfactor \(ProjFactorSettings.defaults.correction.rawValue), flora \(FloraSettings.defaults.variant.rawValue), mlorc \(MLorcCompression.defaults.variant.rawValue), mofasgd \(MoFaSGDSettings.defaults.variant.rawValue), qgalore \(QGaLoreSettings.defaults.lazyRule.rawValue)).")
+    @Option(help: "Flora, ProjFactor, MLorc, MoFaSGD, Q-GaLore (lazy-refresh rule): paper or reference where the two differ (defaults: projfactor \(ProjFactorSettings.defaults.correction.rawValue), flora \(FloraSettings.defaults.variant.rawValue), mlorc \(MLorcCompression.defaults.variant.rawValue), mofasgd \(MoFaSGDSettings.defaults.variant.rawValue), qgalore \(QGaLoreSettings.defaults.lazyRule.rawValue), mkor \(MKORSettings.defaults.variant.rawValue): factor update and reset).")
     var variant: String?
     @Option(help: "SO: fraction of each matrix's entries in the random support, kappa (default \(d(SOSettings.defaults.density))).")
     var density: Float?
@@ -72,6 +72,16 @@ struct OptimizerFlags: ParsableArguments {
     var adamLR: Float?
     @Option(name: .customLong("muon-adjust-lr"), help: "Muon: lr adjustment by shape: \(MuonLRAdjustment.allCases.map(\.rawValue).joined(separator: ", ")) (default \(MuonSettings.defaults.adjustment.rawValue)).")
     var muonAdjustLR: String?
+    @Option(name: .customLong("mkor-inner"), help: "MKOR: inner first-order rule, adam or sgd (default \(MKORSettings.defaults.inner.rawValue)).")
+    var mkorInner: String?
+    @Option(name: .customLong("factor-interval"), help: "MKOR: steps between Sherman-Morrison factor updates (default \(MKORSettings.defaults.factorInterval)).")
+    var factorInterval: Int?
+    @Option(name: .customLong("stat-decay"), help: "MKOR: decay of the factors' running average (default \(d(MKORSettings.defaults.statisticsDecay))).")
+    var statDecay: Float?
+    @Option(name: .customLong("switch-window"), help: "MKOR-H: steps per loss window of the switch to the inner rule (default \(MKORHSettings.defaults.switchWindow)).")
+    var switchWindow: Int?
+    @Option(name: .customLong("switch-threshold"), parsing: .unconditional, help: "MKOR-H: switch when the loss falls by less than this fraction per window (default \(d(MKORHSettings.defaults.switchThreshold))).")
+    var switchThreshold: Float?
     @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step (default 1).")
     var gradAccum: Int?
     @Option(name: .customLong("clip"), help: "Gradient clipping norm, 0 = off (train default 1.0, bench 0).")
@@ -124,6 +134,11 @@ struct OptimizerFlags: ParsableArguments {
         if let powerIters { o.powerIterations = powerIters }
         if let eta2 { o.eta2 = eta2 }
         if let mofasgdUpdate { o.mofasgdUpdate = mofasgdUpdate }
+        if let mkorInner { o.mkorInner = mkorInner }
+        if let factorInterval { o.factorInterval = factorInterval }
+        if let statDecay { o.statisticsDecay = statDecay }
+        if let switchWindow { o.switchWindow = switchWindow }
+        if let switchThreshold { o.switchThreshold = switchThreshold }
         if noNesterov {
             guard !nesterov else { throw ConfigurationError("--nesterov and --no-nesterov contradict each other") }
             o.nesterov = false

@@ -12,7 +12,7 @@ import Testing
 /// rule, then `steps` more on both must give bit-identical weights. Returns the exported state.
 @discardableResult
 func expectResumeIsBitIdentical(
-    _ make: () throws -> ParameterOptimizer, shape: [Int], keys: Set<String>, steps: Int = 3
+    _ make: () throws -> ParameterOptimizer, shape: [Int], keys: Set<String>, steps: Int = 3, requiredKey: String = "step"
 ) throws -> [String: Tensor] {
     let a = try make(), b = try make()
     let name = "model.layers.0.mlp.up_proj.weight"
@@ -29,7 +29,7 @@ func expectResumeIsBitIdentical(
     #expect(pa.value.array == pb.value.array)
     // A missing tensor and an unknown one are rejected.
     var missing = saved
-    missing.removeValue(forKey: "step")
+    missing.removeValue(forKey: requiredKey)
     #expect(throws: OptimizerStateError.self) { try b.importState(missing, for: pb) }
     var extra = saved
     extra["bogus"] = Tensor(zeros: [1])

@@ -22,6 +22,8 @@ import Testing
         let q8: [String: SettingValue] = ["blockSize": 256, "min8bitSize": 4096]
         let muonAux: [String: SettingValue] = ["learningRate": v(3e-4), "beta1": v(0.9), "beta2": v(0.95), "eps": v(1e-10), "weightDecay": 0]
         let adafactorRule: [String: SettingValue] = ["eps": v(1e-30), "clipThreshold": 1, "decayRate": v(-0.8), "warmupInit": false]
+        let mkor = with(adam, ["inner": "adam", "factorInterval": 10, "statisticsDecay": v(0.95), "stabilization": v(0.1),
+                               "resetThreshold": 2, "statisticsClip": 100, "variant": "paper"])
         let mlorc: [String: SettingValue] = ["rank": 4, "oversampling": 0, "powerIterations": 1, "variant": "paper", "projectionSeed": 0]
         return [
             "adamw": [adam],
@@ -48,6 +50,8 @@ import Testing
             "mlorc-lion": [with(["learningRate": v(1e-4), "beta1": v(0.95), "beta2": v(0.98), "weightDecay": 0], mlorc), adam],
             "mofasgd": [["learningRate": v(1e-2), "momentum": v(0.95), "rank": 32, "eta2": 0, "update": "paper", "variant": "paper", "weightDecay": 0], adam],
             "so": [with(adam, ["density": v(0.1), "updateGap": 5, "projectionSeed": 0]), adam],
+            "mkor": [mkor, adam],
+            "mkor-h": [with(mkor, ["switchWindow": 50, "switchThreshold": v(0.02)]), adam],
         ]
     }()
 
@@ -118,6 +122,18 @@ import Testing
         case let s as SparseOptimization:
             return ["learningRate": f(s.learningRate), "beta1": f(s.beta1), "beta2": f(s.beta2), "eps": f(s.eps), "weightDecay": f(s.weightDecay),
                     "density": f(s.density), "updateGap": .int(s.updateGap), "projectionSeed": .int(Int(s.seed))]
+        case let m as MKOR:
+            var d: [String: SettingValue] = [
+                "learningRate": f(m.learningRate), "inner": .string(m.inner.rawValue), "factorInterval": .int(m.factorInterval),
+                "statisticsDecay": f(m.factor.decay), "stabilization": f(m.factor.stabilization), "resetThreshold": f(m.factor.resetThreshold),
+                "statisticsClip": f(m.statisticsClip), "variant": .string(m.factor.rule.rawValue)]
+            if m.inner == .adam {
+                d.merge(["beta1": f(m.adamRule.beta1), "beta2": f(m.adamRule.beta2), "eps": f(m.adamRule.eps), "weightDecay": f(m.adamRule.weightDecay)]) { a, _ in a }
+            } else {
+                d.merge(["momentum": f(m.sgdRule.momentum), "weightDecay": f(m.sgdRule.weightDecay)]) { a, _ in a }
+            }
+            if let h = m.hybrid { d.merge(["switchWindow": .int(h.window), "switchThreshold": f(h.threshold)]) { a, _ in a } }
+            return d
         default:
             Issue.record("no observer for \(type(of: o))")
             return [:]
@@ -174,6 +190,8 @@ import Testing
         ("mlorc-lion", { (o: inout OptimizerOptions) in o.weightDecay = -1 }),
         ("mofasgd", { (o: inout OptimizerOptions) in o.eta2 = -1 }),
         ("so", { (o: inout OptimizerOptions) in o.density = 0 }),
+        ("mkor", { (o: inout OptimizerOptions) in o.factorInterval = 0 }),
+        ("mkor-h", { (o: inout OptimizerOptions) in o.switchWindow = 0 }),
         ("adamw", { (o: inout OptimizerOptions) in o.unprojectedAdamW = "transformers" }),
         ("galore", { (o: inout OptimizerOptions) in o.unprojectedAdamW = "keras" }),
     ] as [(String, @Sendable (inout OptimizerOptions) -> Void)])

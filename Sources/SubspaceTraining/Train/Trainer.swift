@@ -59,6 +59,8 @@ public final class BackpropStep: StepRule {
     /// Optimizer steps completed.
     public private(set) var step: Int = 0
     private let totalCount: Int
+    /// The optimizer's statistics consumers and loss readers (MKOR, MKOR-H).
+    private let hooks: SlotStatisticsHooks
 
     public init(model: LlamaModel, optimizer: RoutedOptimizer, options: StepOptions) throws {
         guard options.gradAccum >= 1 else { throw ConfigurationError("grad accumulation must be at least 1, got \(options.gradAccum)") }
@@ -67,6 +69,7 @@ public final class BackpropStep: StepRule {
         self.optimizer = optimizer
         self.options = options
         totalCount = model.parameters.filter(\.requiresGrad).reduce(0) { $0 + $1.count }
+        hooks = SlotStatisticsHooks(optimizer)
     }
 
     /// Resumes the step counter (checkpoint restore).
@@ -79,6 +82,7 @@ public final class BackpropStep: StepRule {
         var fwd = 0.0, bwd = 0.0, opt = 0.0
         var lossSum: Float = 0
         let scale = 1 / Float(microBatches.count)
+        hooks.begin(step: step, model: model)
         for (i, mb) in microBatches.enumerated() {
             let last = i == microBatches.count - 1
             var t0 = Clock.now()
@@ -127,6 +131,7 @@ public final class BackpropStep: StepRule {
             opt += Clock.since(t0)
         }
         step += 1
+        hooks.end(loss: lossSum * scale)
         return StepReport(step: step, loss: lossSum * scale, lrScale: lrScale, forwardSeconds: fwd, backwardSeconds: bwd, optimizerSeconds: opt)
     }
 }
