@@ -106,19 +106,33 @@ public enum Suite {
                 Cell("lora-r8", ["--optimizer", "adamw", "--lr", "3e-3", "--adapter", "lora", "--adapter-rank", "8", "--adapter-alpha", "16"]),
                 Cell("relora-r8", ["--optimizer", "adamw", "--lr", "3e-3", "--adapter", "relora", "--adapter-rank", "8", "--adapter-alpha", "16",
                                    "--relora-every", "100", "--adapter-train-others", "false"]),
+                // LoRA-XS and LoRA-SB at rank 64: 64^2 = 4,096 trainable values per slot,
+                // 115k in all, against LoRA r8's 156k (comparable trainable parameters).
+                Cell("lora-xs-r64", ["--optimizer", "adamw", "--lr", "3e-3", "--adapter", "lora-xs", "--adapter-rank", "64"]),
+                Cell("lora-sb-r64", ["--optimizer", "adamw", "--lr", "3e-3", "--adapter", "lora-sb", "--adapter-rank", "64"]),
             ]
         case "lowrank":
             // Glentis et al. 2025's pre-training comparison, scaled down to `tiny`: full-rank
-            // AdamW, GaLore, Fira, LoRA (on a frozen random base), ReLoRA, each with a sweep of
-            // three rates (`sweepFactors`) around its reference rate; rank 64 = dim / 4 (the
-            // digest's small-scale choice), restarts every 200 steps.
+            // AdamW, GaLore, Fira, LoRA (on a frozen random base), ReLoRA, Low-Rank and SLTrain
+            // with and without refactorization and momentum reset, each with a sweep of three
+            // rates (`sweepFactors`) around its reference rate; rank 64 = dim / 4 (the digest's
+            // small-scale choice), restarts every 200 steps (the paper's interval).
             let r = ["--rank", "64", "--update-gap", "200", "--scale", SettingText.number(galore.scale!)]
             let adapter = ["--adapter-rank", "64", "--adapter-alpha", "64"]
+            // The parametrizations at their references' alpha 32 (s = 0.5 at r 64).
+            let lowRank = ["--optimizer", "adamw", "--parametrization", "low-rank", "--adapter-rank", "64"]
+            let slTrain = ["--optimizer", "adamw", "--parametrization", "sltrain", "--adapter-rank", "64"]
             return sweep("adamw", lr: 3e-3, ["--optimizer", "adamw"])
                 + sweep("galore-r64", lr: 1e-2, ["--optimizer", "galore"] + r)
                 + sweep("fira-r64", lr: 1e-2, ["--optimizer", "fira"] + r)
                 + sweep("lora-r64", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "lora", "--adapter-train-others", "true"] + adapter)
                 + sweep("relora-r64", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "relora", "--relora-every", "200"] + adapter)
+                + sweep("lowrank-r64", lr: 3e-3, lowRank)
+                + sweep("lowrank-r64-refactor", lr: 3e-3, lowRank + ["--refactor-every", "200"])
+                + sweep("lowrank-r64-reset", lr: 3e-3, lowRank + ["--reset-every", "200"])
+                + sweep("lowrank-r64-both", lr: 3e-3, lowRank + ["--refactor-every", "200", "--momentum-reset"])
+                + sweep("sltrain-r64", lr: 3e-3, slTrain)
+                + sweep("sltrain-r64-both", lr: 3e-3, slTrain + ["--refactor-every", "200", "--momentum-reset"])
         default:
             throw ConfigurationError("unknown suite '\(suite)'; known: \(names.joined(separator: ", "))")
         }
