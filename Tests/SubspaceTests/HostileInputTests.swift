@@ -1138,6 +1138,43 @@ extension Reliability {
         },
         Case("merge without --out", usage: true) { m, _ in Plan(args: ["merge", "--checkpoint", m.baseRun.path]) },
         Case("memory --adapter lora --adapter-rank 0") { _, _ in Plan(args: ["memory", "--adapter", "lora", "--adapter-rank", "0"], fragments: ["rank"]) },
+        Case("train --parametrization bogus") { m, d in Plan(args: train(m, d, ["--parametrization", "bogus"]), fragments: ["unknown parametrization", "low-rank"]) },
+        Case("train --parametrization lora (an adapter)") { m, d in Plan(args: train(m, d, ["--parametrization", "lora"]), fragments: ["parametrization"]) },
+        Case("train --adapter low-rank (a parametrization)") { m, d in Plan(args: lora(m, d, ["--adapter", "low-rank"]), fragments: ["unknown adapter"]) },
+        Case("train --adapter and --parametrization together") { m, d in
+            Plan(args: train(m, d, ["--adapter", "lora", "--parametrization", "low-rank"]), fragments: ["exclude"])
+        },
+        Case("train --adapter lora --adapter-dropout 1") { m, d in Plan(args: lora(m, d, ["--adapter", "lora", "--adapter-dropout", "1"]), fragments: ["dropout"]) },
+        Case("train --adapter lora-xs --adapter-dropout 0.1 (lora only)") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora-xs", "--adapter-dropout", "0.1"]), fragments: ["dropout"])
+        },
+        Case("train --parametrization sltrain --sltrain-density 0") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "sltrain", "--sltrain-density", "0"]), fragments: ["density"])
+        },
+        Case("train --adapter lora --sltrain-density 0.1 (sltrain only)") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora", "--sltrain-density", "0.1"]), fragments: ["sltrain"])
+        },
+        Case("train --adapter lora-sb --lora-sb-batches 0") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora-sb", "--lora-sb-batches", "0"]), fragments: ["LoRA-SB"])
+        },
+        Case("train --parametrization low-rank --momentum-reset without a cycle") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "low-rank", "--momentum-reset"]), fragments: ["--refactor-every", "--reset-every"])
+        },
+        Case("train --parametrization low-rank --refactor-every 2 --reset-every 3") { m, d in
+            Plan(args: train(m, d, steps: 8, ["--parametrization", "low-rank", "--refactor-every", "2", "--reset-every", "3"]), fragments: ["two cycles"])
+        },
+        Case("train --parametrization low-rank --refactor-every 0") { m, d in
+            Plan(args: train(m, d, steps: 8, ["--parametrization", "low-rank", "--refactor-every", "0"]), fragments: ["at least 2"])
+        },
+        Case("train --adapter lora --refactor-every 4 (parametrizations only)") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora", "--refactor-every", "4"]), fragments: ["restart flags"])
+        },
+        Case("train --parametrization low-rank --adapter-rank above min(in, out)") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "low-rank", "--adapter-rank", "100000"]), fragments: ["rank 100000"])
+        },
+        Case("train --init-from --parametrization low-rank (no base to fill)") { m, d in
+            Plan(args: lora(m, d, ["--parametrization", "low-rank", "--adapter-rank", "4"]), fragments: ["cannot start from dense weights"])
+        },
     ]
 
     @Test(arguments: adapterCases) func adapters(_ c: Case) throws { try check(c) }
