@@ -149,6 +149,26 @@ import Testing
         #expect(try Checkpoint.loadAdapterSettings(from: a.appendingPathComponent("checkpoint")) == c.adapter)
     }
 
+    /// The planner prices adapters exactly: weights (frozen included), gradients (trainable
+    /// only), optimizer state and activations equal what a real step allocates.
+    @Test(arguments: [AdapterSettings.Method.lora, .loraXS, .lowRank, .sltrain])
+    func plannerPricesAdaptersExactly(method: AdapterSettings.Method) throws {
+        let config = LlamaConfig(dim: 32, layers: 2, heads: 4, kvHeads: 2, ffnDim: 64, vocab: 40, maxSeq: 16)
+        var settings = AdapterSettings(method: method, rank: 4, targets: ["q_proj", "v_proj", "up_proj", "down_proj"])
+        if method == .sltrain { settings.density = 0.1 }
+        let plan = try MemoryPlan(MemoryPlan.Request(config: config, optimizer: "adamw", batch: 2, seq: 16, adapter: settings))
+        let model = try LlamaModel(config: config, seed: 1, operators: settings.operators())
+        let optimizer = try OptimizerRegistry.make("adamw", options: OptimizerOptions())
+        let step = try BackpropStep(model: model, optimizer: optimizer, options: StepOptions())
+        _ = try step.trainStep([randomBatch(vocab: 40, batch: 2, seq: 16, seed: 3)])
+        #expect(plan.weightsBytes == model.weightBytes)
+        #expect(plan.gradientsBytes == model.gradientBytes)
+        #expect(plan.optimizerStateBytes == optimizer.stateBytes(model.parameters))
+        #expect(plan.parameters == model.parameters.filter(\.requiresGrad).reduce(0) { $0 + $1.count })
+        #expect(plan.activationsBytes == model.activationBytes)
+        #expect(plan.parameters < config.parameterCount, "\(method): \(plan.parameters) trainable")
+    }
+
     /// `run_config.json` round-trips the adapter and restart settings, and a resume with
     /// other adapter settings is refused.
     @Test func runConfigKeepsAdapterSettings() throws {
