@@ -42,14 +42,8 @@ public enum OptimizerStateReset: Codable, Equatable, Sendable, CustomStringConve
         "exp_avg_cols", "momentum_u", "momentum_v", "momentum_s",
     ]
 
-    public var description: String {
-        switch self {
-        case .rebuild: return "rebuild"
-        case .zero: return "zero"
-        case .randomPrune(let f): return "random pruning \(f)"
-        case .magnitudePrune(let f): return "magnitude pruning \(f)"
-        }
-    }
+    /// The command line's form (`argument`).
+    public var description: String { argument }
 
     /// Parses the command line's form: `rebuild`, `zero`, `random:F` or `magnitude:F`
     /// (F the fraction of moment entries zeroed, in [0, 1]).
