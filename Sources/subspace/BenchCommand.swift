@@ -22,6 +22,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var opt: OptimizerFlags
+    @OptionGroup(title: "Adapters") var adapterFlags: AdapterFlags
 
     func run() throws {
         if let suite {
@@ -36,14 +37,15 @@ struct Bench: ParsableCommand {
             let seqLen = seq ?? min(256, config.maxSeq)
             return try Benchmark.run(
                 preset: preset, config: config, optimizerName: opt.optimizer ?? OptimizerRegistry.defaultName, options: try opt.options(),
-                stepOptions: opt.stepOptions(), batch: batch, seq: seqLen, steps: timed, warmup: warmup, seed: seed)
+                stepOptions: opt.stepOptions(), batch: batch, seq: seqLen, steps: timed, warmup: warmup, seed: seed,
+                adapter: try adapterFlags.adapterSettings(existing: nil))
         }
         if let w = BLAS.backend.warning { warn(w) }
         if json {
             print(jsonLine(result))
         } else {
             print(String(format: "%@ %@: %.0f tokens/s, step %.1f ms (median %.1f): forward %.1f, backward %.1f, optimizer %.1f ms; peak RSS %.1f MiB, optimizer state %.1f MiB, loss %.4f",
-                         result.preset, result.optimizer, result.tokens_per_s, result.step_ms_mean, result.step_ms_median,
+                         result.preset, result.optimizer + (result.adapter.map { " + \($0)" } ?? ""), result.tokens_per_s, result.step_ms_mean, result.step_ms_median,
                          result.forward_ms, result.backward_ms, result.optimizer_ms, Double(result.peak_rss_bytes) / 1048576,
                          Double(result.optimizer_state_bytes) / 1048576, result.loss))
         }

@@ -30,6 +30,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public var weights_bytes: Int
     public var activations_bytes: Int
     public var loss: Double
+    /// The slots' adapter or parametrization (`lora r8`), nil for the dense model.
+    public var adapter: String? = nil
 }
 
 public enum Benchmark {
@@ -39,15 +41,16 @@ public enum Benchmark {
     public static func run(
         preset: String, config: LlamaConfig, optimizerName: String, options: OptimizerOptions,
         stepOptions: StepOptions, rule: StepRuleName = .backprop, batch: Int, seq: Int, steps: Int, warmup: Int = 2, seed: UInt64 = 0,
-        progress: ((Int, StepReport) -> Void)? = nil
+        adapter: AdapterSettings? = nil, progress: ((Int, StepReport) -> Void)? = nil
     ) throws -> BenchmarkResult {
+        try adapter?.validate(for: config)
         try config.validate(batch: batch, seq: seq)
         guard steps > 0 else { throw ConfigurationError("steps must be positive, got \(steps)") }
         guard warmup >= 0 else { throw ConfigurationError("warmup steps must be non-negative, got \(warmup)") }
         try ResourceCheck.training(
             model: config, optimizer: optimizerName, options: options, perLayerUpdate: stepOptions.perLayerUpdate,
-            batch: batch, seq: seq, gradAccum: stepOptions.gradAccum, rule: rule.memory)
-        let model = try LlamaModel(config: config, seed: seed)
+            batch: batch, seq: seq, gradAccum: stepOptions.gradAccum, rule: rule.memory, adapter: adapter)
+        let model = try LlamaModel(config: config, seed: seed, operators: adapter?.operators() ?? .dense)
         let optimizer = try OptimizerRegistry.make(optimizerName, options: options)
         let trainer = try rule.make(model: model, optimizer: optimizer, options: stepOptions)
         var rng = RandomStream(seed: seed).split("bench-data")
@@ -87,6 +90,7 @@ public enum Benchmark {
             optimizer_ms: opt / Double(steps) * 1000, peak_rss_bytes: ProcessMemory.peakRSS,
             resident_file_bytes: ProcessMemory.residentFileBytes,
             optimizer_state_bytes: optimizer.stateBytes(model.parameters), weights_bytes: model.weightBytes,
-            activations_bytes: model.activationBytes, loss: Double(lastLoss))
+            activations_bytes: model.activationBytes, loss: Double(lastLoss),
+            adapter: adapter.map { "\($0.method.rawValue) r\($0.rank)" })
     }
 }
