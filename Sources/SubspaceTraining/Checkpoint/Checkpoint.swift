@@ -26,6 +26,7 @@ import Darwin
 ///   object mapping every parameter name to the `name` of the rule that owns it, so a restore
 ///   under different routing is refused rather than silently mixing states.
 /// - `trainer_state.json` (when a state is saved): a `TrainerState`.
+/// - `step_rule.safetensors` (zeroth-order rules with state): see `Checkpoint+StepRule.swift`.
 ///
 /// Saving is crash-safe: everything is written into the sibling `<dir>.tmp-<pid>`, each file
 /// and the directory are synced, then the old checkpoint is renamed to `<dir>.old`, the new
@@ -60,7 +61,8 @@ public enum Checkpoint {
     /// from the instant it exists.
     public static func save(
         to dir: URL, model: LlamaModel, optimizer: RoutedOptimizer? = nil, state: TrainerState? = nil,
-        specialTokens: SpecialTokenIds = SpecialTokenIds(), files: [(name: String, data: Data)] = []
+        specialTokens: SpecialTokenIds = SpecialTokenIds(), files: [(name: String, data: Data)] = [],
+        stepRuleState: [String: Tensor]? = nil
     ) throws {
         let dir = dir.standardizedFileURL
         let name = dir.lastPathComponent
@@ -101,6 +103,7 @@ public enum Checkpoint {
         }
         try writeFile(configData, to: configURL)
         if let optimizer { try writeOptimizer(optimizer, model: model, to: tmp.appendingPathComponent(optimizerFile)) }
+        if let stepRuleState { try writeStepRuleState(stepRuleState, to: tmp.appendingPathComponent(stepRuleFile)) }
         if let state {
             let url = tmp.appendingPathComponent(trainerStateFile)
             if let p = state.problem() { throw CheckpointError(.corruptFile, url, "cannot save trainer state: \(p)") }

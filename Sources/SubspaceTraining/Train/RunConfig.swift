@@ -36,6 +36,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// How each step is taken (`StepRuleName`); nil is backprop. Optional so that run
     /// configs written before rules existed decode, and omitted from the JSON when unset.
     public var stepRule: StepRuleName?
+    /// The zeroth-order rules' settings (`--zo-eps`, `--zo-rank`, ...) as given; nil
+    /// (omitted) when none was, so older run configs decode.
+    public var zerothOrder: ZerothOrderSettings?
     /// Evaluate every this many steps (and at the end); 0 evaluates only at the end.
     public var evalEvery: Int = 100
     /// Validation batches per periodic evaluation (0 = the whole validation split). The final
@@ -56,6 +59,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// Fills in what `train` decides for a new run that the method's own settings do not:
     /// `defaultAdamWLearningRate` for `adamw` without `--lr`.
     public mutating func applyTrainDefaults() {
+        // A zeroth-order rule's `.sgd` update has its own default rate (ZerothOrderSettings).
+        if resolvedStepRule.isZerothOrder { return }
         if optimizerOptions.learningRate == nil, optimizer == "adamw" { optimizerOptions.learningRate = Self.defaultAdamWLearningRate }
     }
 
@@ -132,6 +137,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if !(clip >= 0) || !clip.isFinite { throw ConfigurationError("clip must be non-negative, got \(clip)") }
         if evalEvery < 0 || evalBatches < 0 || checkpointEvery < 0 { throw ConfigurationError("eval and checkpoint intervals must be non-negative") }
         _ = try OptimizerRegistry.make(optimizer, options: optimizerOptions)
+        if resolvedStepRule.isZerothOrder { try (zerothOrder ?? ZerothOrderSettings()).validate(for: resolvedStepRule) }
     }
 
     public var learningRateSchedule: LearningRateSchedule {
@@ -141,9 +147,18 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// The step rule, resolved (`stepRule`, or backprop).
     public var resolvedStepRule: StepRuleName { stepRule ?? .backprop }
 
+    /// The zeroth-order settings with the rule's defaults filled in; nil for backprop.
+    public var resolvedZerothOrder: ZerothOrderSettings? {
+        resolvedStepRule.isZerothOrder ? (zerothOrder ?? ZerothOrderSettings()).resolved(for: resolvedStepRule) : nil
+    }
+
     public var stepOptions: StepOptions {
         var s = StepOptions()
         s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate; s.schedule = learningRateSchedule
+        s.seed = seed
+        s.zerothOrder = zerothOrder ?? ZerothOrderSettings()
+        s.zerothOrderLearningRate = optimizerOptions.learningRate
+        s.zerothOrderWeightDecay = optimizerOptions.weightDecay ?? 0
         return s
     }
 
@@ -161,7 +176,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if schedule != other.schedule || warmup != other.warmup || minLRRatio != other.minLRRatio { diff.append("schedule") }
         if clip != other.clip { diff.append("clip") }
         if perLayerUpdate != other.perLayerUpdate { diff.append("per-layer-update") }
-        if (stepRule ?? .backprop) != (other.stepRule ?? .backprop) { diff.append("step rule") }
+        if resolvedStepRule != other.resolvedStepRule { diff.append("step rule") }
+        if resolvedZerothOrder != other.resolvedZerothOrder { diff.append("zeroth-order settings") }
         if seed != other.seed { diff.append("seed") }
         if shuffle != other.shuffle { diff.append("shuffle") }
         return diff

@@ -179,6 +179,12 @@ public final class TrainingRun {
         }
         let trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
         trainer.setStep(state.step)
+        if resume, let stateful = trainer as? StatefulStepRule {
+            let saved = try Checkpoint.loadStepRuleState(from: checkpointDir)
+            do { try stateful.importState(saved) } catch let e as ConfigurationError {
+                throw CheckpointError(.optimizerMismatch, checkpointDir.appendingPathComponent(Checkpoint.stepRuleFile), e.message)
+            }
+        }
         let plan = RunPlan(
             config: c, trainTokens: data.train.count, validationTokens: data.validation.count,
             tokenizer: data.tokenizer == nil ? nil : (c.tokenizer ?? "trained on the training split (\(data.tokenizer!.vocabSize) tokens)"))
@@ -204,7 +210,7 @@ public final class TrainingRun {
             state.runConfig = c.jsonString()
             try Checkpoint.save(
                 to: checkpointDir, model: model, optimizer: optimizer, state: state,
-                specialTokens: special, files: hubFiles)
+                specialTokens: special, files: hubFiles, stepRuleState: (trainer as? StatefulStepRule)?.exportState())
             savedStep = state.step
             events(.checkpoint(step: state.step, path: checkpointDir.path))
         }
@@ -227,7 +233,7 @@ public final class TrainingRun {
             lastLoss = Double(report.loss)
             var m = StepMetrics(
                 step: trainer.step, tokens: state.tokensSeen, loss: lastLoss,
-                lr: Double((optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
+                lr: Double(report.learningRate ?? (optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
                 tokens_per_s: Double(tokensPerStep) / dt, rss_bytes: ProcessMemory.currentRSS, step_ms: dt * 1000)
             let last = trainer.step == c.steps
             if !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
