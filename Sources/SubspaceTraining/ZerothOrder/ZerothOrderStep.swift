@@ -58,8 +58,18 @@ public class ZerothOrderStep: StepRule {
 
     // MARK: Subclass hooks
 
-    /// Called once at the start of a step, before any perturbation (factor refreshes).
+    /// Called at the start of a step, before any perturbation (factor refreshes); runs
+    /// once per step however often it is asked (`prepareStep`).
     func prepare(step: Int) throws {}
+
+    private var preparedStep: Int? = nil
+
+    /// Runs `prepare` for the current step unless it already ran.
+    func prepareStep() throws {
+        guard preparedStep != step else { return }
+        try prepare(step: step)
+        preparedStep = step
+    }
 
     /// `theta_p += scale * z_p`.
     func perturb(_ p: Parameter, scale: Float, stream: RandomStream) {
@@ -89,7 +99,7 @@ public class ZerothOrderStep: StepRule {
         let lrScale = options.schedule.multiplier(step: step)
         let stream = ZerothOrderNoise.stepStream(seed: options.seed, step: step)
         var t0 = Clock.now()
-        try prepare(step: step)
+        try prepareStep()
         var opt = Clock.since(t0)
         t0 = Clock.now()
         func move(_ scale: Float) { for p in trainable { perturb(p, scale: scale, stream: stream) } }
