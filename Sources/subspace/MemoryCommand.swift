@@ -24,6 +24,7 @@ struct MemoryCommand: ParsableCommand {
     var runtimeBytes: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var opt: OptimizerFlags
+    @OptionGroup var zo: ZerothOrderFlags
 
     func run() throws {
         let runtime = runtimeBytes ?? ProcessMemory.currentRSS
@@ -33,7 +34,8 @@ struct MemoryCommand: ParsableCommand {
                 config: config, optimizer: opt.optimizer ?? OptimizerRegistry.defaultName, options: try opt.options(),
                 dtype: try MemoryDType(parsing: dtype), stateStorage: try StateStorage(bits: stateBits),
                 perLayerUpdate: opt.perLayerUpdate, batch: batch, seq: seq,
-                activationCheckpointing: activationCheckpointing, runtimeBytes: runtime))
+                activationCheckpointing: activationCheckpointing, runtimeBytes: runtime,
+                stepRule: try zo.stepRule(), zerothOrder: try zo.settings(base: nil) ?? ZerothOrderSettings()))
         }
         if json {
             print(jsonLine(plan.summary(model: model)))
@@ -51,13 +53,17 @@ struct MemoryCommand: ParsableCommand {
         var lines = [
             "model \(model): \(plan.parameters) parameters; optimizer \(r.optimizer); \(r.dtype.rawValue); states \(stateBits)-bit; "
                 + "batch \(r.batch) x seq \(r.seq)\(r.perLayerUpdate ? "; per-layer update" : "")"
-                + (r.activationCheckpointing ? "; activation checkpointing" : ""),
+                + (r.activationCheckpointing ? "; activation checkpointing" : "")
+                + (r.stepRule.map { $0.isZerothOrder ? "; trainer \($0.rawValue) (forward only)" : "" } ?? ""),
             "".padding(toLength: 18, withPad: " ", startingAt: 0) + "bytes".leftPadded(16) + "GiB".leftPadded(12),
             row("weights", plan.weightsBytes),
             row(r.perLayerUpdate ? "gradients (1)" : "gradients", plan.gradientsBytes),
             row("optimizer states", plan.optimizerStateBytes),
             row("projectors", plan.projectorBytes),
             row("activations", plan.activationsBytes),
+        ]
+        if (r.stepRule ?? .backprop).isZerothOrder { lines.append(row("step-rule state", plan.stepRuleStateBytes)) }
+        lines += [
             row("runtime", plan.runtimeBytes),
             row("total", plan.totalBytes),
         ]

@@ -246,3 +246,84 @@ final class GradientCollector: ParameterOptimizer {
         #expect(rule.u[name]!.array != u.array)
     }
 }
+
+/// Zeroth-order runs end to end: resume is bit-exact (with factor state across refreshes
+/// and the resume boundary), the planner prices the rules' state exactly, and the run
+/// config records and checks the settings.
+@Suite(.serialized) struct ZerothOrderRunTests {
+    /// N steps equal N/2 + a resume to N, bit for bit: losses, final validation loss,
+    /// weights. Intervals of 3 put a factor refresh on each side of the boundary at 4.
+    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero])
+    func resumeIsBitExact(rule: StepRuleName) throws {
+        let runs = TrainingRunTests()
+        let root = runs.tempDir("zo-resume")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var c = try runs.config(root, steps: 8)
+        c.stepRule = rule
+        c.zerothOrder = rule == .mezo ? nil : ZerothOrderSettings(rank: 2, interval: 3)
+        c.gradAccum = rule == .subzero ? 2 : 1
+        c.evalEvery = 4
+        let a = root.appendingPathComponent("a"), b = root.appendingPathComponent("b")
+        let full = try TrainingRun(config: c, outDir: a).run()
+        _ = try TrainingRun(config: c, outDir: b, stopAfter: 4).run()
+        _ = try TrainingRun(config: c, outDir: b, resume: true).run()
+        let ma = try MetricsLog.read(url: a.appendingPathComponent("metrics.jsonl"))
+        let mb = try MetricsLog.read(url: b.appendingPathComponent("metrics.jsonl"))
+        #expect(ma.count == 8 && ma.map(\.loss) == mb.map(\.loss))
+        #expect(ma.last?.val_loss == mb.last?.val_loss)
+        #expect(ma.first?.lr == Double(1e-3 as Float) * Double(c.learningRateSchedule.multiplier(step: 0)))
+        let wa = try Checkpoint.loadModel(from: a.appendingPathComponent("checkpoint"))
+        let wb = try Checkpoint.loadModel(from: b.appendingPathComponent("checkpoint"))
+        for (p, q) in zip(wa.parameters, wb.parameters) { #expect(p.value.array == q.value.array, "\(p.name)") }
+        let stateFile = a.appendingPathComponent("checkpoint/\(Checkpoint.stepRuleFile)")
+        #expect(FileManager.default.fileExists(atPath: stateFile.path) == (rule != .mezo))
+        // The run learned something from forward passes alone, and kept no optimizer state.
+        #expect(full.optimizerStateBytes == 0)
+        #expect(try Checkpoint.loadModel(from: a.appendingPathComponent("checkpoint")).parameters.map(\.value.array)
+                != (try LlamaModel(config: c.model, seed: c.seed)).parameters.map(\.value.array))
+    }
+
+    /// `subspace memory --trainer R` prices the rule's own state exactly as the rule keeps
+    /// it after a step, no gradients, the inference arena, and no optimizer state under the
+    /// `.sgd` update (AdamW's, under `.optimizer`).
+    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero])
+    func plannerPricesTheRuleState(rule: StepRuleName) throws {
+        let c = ZerothOrderTests.config
+        let zo = ZerothOrderSettings(rank: 3)
+        let plan = try MemoryPlan(.init(config: c, optimizer: "adamw", batch: 2, seq: 6, stepRule: rule, zerothOrder: zo))
+        let model = try LlamaModel(config: c, seed: 1)
+        let step = try rule.make(model: model, optimizer: RoutedOptimizer(fallback: SGD()), options: ZerothOrderTests.options(zo))
+        _ = try step.trainStep([randomBatch(vocab: 16, batch: 2, seq: 6, seed: 2)])
+        let kept = (step as? StatefulStepRule)?.exportState().values.reduce(0) { $0 + $1.byteCount } ?? 0
+        #expect(plan.stepRuleStateBytes == kept)
+        #expect(rule == .mezo ? kept == 0 : kept > 0)
+        #expect(plan.gradientsBytes == 0 && plan.optimizerStateBytes == 0)
+        #expect(plan.activationsBytes == model.activationBytes)
+        if rule != .lozoM {
+            let adam = try MemoryPlan(.init(config: c, optimizer: "adamw", stepRule: rule, zerothOrder: ZerothOrderSettings(rank: 3, update: .optimizer)))
+            #expect(adam.optimizerStateBytes == 2 * adam.weightsBytes)
+        }
+    }
+
+    /// The run config stores the settings only when given, resolves each rule's defaults,
+    /// and a resume with other settings is refused.
+    @Test func runConfigRecordsAndChecksTheSettings() throws {
+        var c = RunConfig(model: ZerothOrderTests.config, data: "x.txt")
+        c.stepRule = .lozo
+        #expect(!c.jsonString().contains("zerothOrder"))
+        #expect(c.resolvedZerothOrder == ZerothOrderSettings(eps: 1e-3, rank: 1, interval: 100, momentum: 0, update: .sgd))
+        var d = c
+        d.zerothOrder = ZerothOrderSettings(eps: 1e-3)
+        #expect(c.resumeMismatches(with: d).isEmpty)  // the default, given explicitly
+        d.zerothOrder = ZerothOrderSettings(eps: 1e-2)
+        #expect(c.resumeMismatches(with: d) == ["zeroth-order settings"])
+        let decoded = try JSONDecoder().decode(RunConfig.self, from: Data(d.jsonString().utf8))
+        #expect(decoded.zerothOrder == d.zerothOrder && decoded.stepRule == .lozo)
+        #expect(ZerothOrderSettings(rank: 4).unused(by: .mezo) == ["--zo-rank"])
+        #expect(throws: ConfigurationError.self) { try ZerothOrderSettings(eps: 0).validate(for: .mezo) }
+        #expect(throws: ConfigurationError.self) { try ZerothOrderSettings(rank: 0).validate(for: .subzero) }
+        // Without --lr a zeroth-order run keeps its own rate, not train's AdamW default.
+        c.applyTrainDefaults()
+        #expect(c.optimizerOptions.learningRate == nil && c.stepOptions.zerothOrderLearningRate == nil)
+    }
+}

@@ -45,17 +45,23 @@ public struct MemoryPlan: Equatable, Sendable {
         public var rule: StepRuleMemory
         /// Resident bytes of the process itself, added to the total (see the type's notes).
         public var runtimeBytes: Int
+        /// The step rule, when known: sets `rule` to its regime and prices its own state
+        /// (`StepRuleName.stateElements`); a zeroth-order rule's `.sgd` update keeps no
+        /// optimizer state.
+        public var stepRule: StepRuleName?
+        public var zerothOrder: ZerothOrderSettings
 
         public init(
             config: LlamaConfig, optimizer: String, options: OptimizerOptions = OptimizerOptions(),
             dtype: MemoryDType = .fp32, stateStorage: StateStorage = .full, perLayerUpdate: Bool = false,
             batch: Int = 8, seq: Int? = nil, activationCheckpointing: Bool = false, rule: StepRuleMemory = .backprop,
-            runtimeBytes: Int = 0
+            runtimeBytes: Int = 0, stepRule: StepRuleName? = nil, zerothOrder: ZerothOrderSettings = ZerothOrderSettings()
         ) {
             self.config = config; self.optimizer = optimizer; self.options = options; self.dtype = dtype
             self.stateStorage = stateStorage; self.perLayerUpdate = perLayerUpdate; self.batch = batch
             self.seq = seq ?? min(256, config.maxSeq); self.activationCheckpointing = activationCheckpointing
-            self.rule = rule; self.runtimeBytes = runtimeBytes
+            self.rule = stepRule?.memory ?? rule; self.runtimeBytes = runtimeBytes
+            self.stepRule = stepRule; self.zerothOrder = zerothOrder
         }
     }
 
@@ -76,6 +82,8 @@ public struct MemoryPlan: Equatable, Sendable {
     public let optimizerStateBytes: Int
     public let projectorBytes: Int
     public let activationsBytes: Int
+    /// The step rule's own state between steps (LOZO's V and N, SubZero's U and V), in `dtype`.
+    public let stepRuleStateBytes: Int
     /// Per rule, in the order the rules first own a parameter.
     public let rules: [RuleShare]
 
@@ -83,7 +91,7 @@ public struct MemoryPlan: Equatable, Sendable {
     public var runtimeBytes: Int { request.runtimeBytes }
 
     public var totalBytes: Int {
-        weightsBytes + gradientsBytes + optimizerStateBytes + projectorBytes + activationsBytes + runtimeBytes
+        weightsBytes + gradientsBytes + optimizerStateBytes + projectorBytes + activationsBytes + stepRuleStateBytes + runtimeBytes
     }
 
     /// Plans `request`.
@@ -98,9 +106,12 @@ public struct MemoryPlan: Equatable, Sendable {
         }
         let optimizer = try OptimizerRegistry.make(request.optimizer, options: request.options)
         let specs = c.parameterSpecs
+        let stepRule = request.stepRule ?? .backprop
+        if stepRule.isZerothOrder { try request.zerothOrder.validate(for: stepRule) }
+        let optimizerHolds = stepRule.usesOptimizerState(request.zerothOrder)
 
         var shares: [RuleShare] = [], index: [ObjectIdentifier: Int] = [:], silent: [String] = []
-        for p in specs {
+        for p in specs where optimizerHolds {
             let rule = optimizer.optimizer(for: p)
             guard let footprint = rule.stateFootprint(for: p) else {
                 if !silent.contains(rule.name) { silent.append(rule.name) }
@@ -140,6 +151,7 @@ public struct MemoryPlan: Equatable, Sendable {
             config: c, batch: request.batch, seq: request.seq, checkpointing: request.activationCheckpointing, dtype: dtype,
             rule: request.rule)
         rules = shares
+        stepRuleStateBytes = stepRule.stateElements(shapes: specs.map(\.shape), settings: request.zerothOrder) * dtype.bytesPerElement
     }
 }
 
@@ -160,6 +172,8 @@ extension MemoryPlan {
         public var optimizer_state_bytes: Int
         public var projector_bytes: Int
         public var activations_bytes: Int
+        /// The step rule's state (`stepRuleStateBytes`); nil (omitted) for backprop.
+        public var step_rule_state_bytes: Int?
         public var runtime_bytes: Int
         public var total_bytes: Int
     }
@@ -177,6 +191,7 @@ extension MemoryPlan {
             per_layer_update: r.perLayerUpdate, batch: r.batch, seq: r.seq,
             activation_checkpointing: r.activationCheckpointing, weights_bytes: weightsBytes,
             gradients_bytes: gradientsBytes, optimizer_state_bytes: optimizerStateBytes, projector_bytes: projectorBytes,
-            activations_bytes: activationsBytes, runtime_bytes: runtimeBytes, total_bytes: totalBytes)
+            activations_bytes: activationsBytes,
+            step_rule_state_bytes: (r.stepRule ?? .backprop).isZerothOrder ? stepRuleStateBytes : nil, runtime_bytes: runtimeBytes, total_bytes: totalBytes)
     }
 }

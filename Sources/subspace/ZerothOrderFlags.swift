@@ -1,0 +1,47 @@
+import ArgumentParser
+import Subspace
+
+/// The step rule and the zeroth-order rules' flags, shared by `train` and `memory`. Every
+/// flag is optional so that a resumed run can tell "not given" from "given"; the defaults
+/// quoted live in `ZerothOrderSettings`, where they are justified.
+struct ZerothOrderFlags: ParsableArguments {
+    @Option(name: [.customLong("trainer"), .customLong("step-rule")],
+            help: "How each step is taken: \(StepRuleName.allCases.map(\.rawValue).joined(separator: ", ")) (default backprop; the zeroth-order rules run forward passes only). --step-rule is the same flag.")
+    var trainer: String?
+    @Option(name: .customLong("zo-eps"), help: "Zeroth-order: perturbation size eps (default 0.001, MeZO's).")
+    var zoEps: Float?
+    @Option(name: .customLong("zo-rank"), help: "LOZO and SubZero: rank of the perturbation (default lozo 1, subzero 8).")
+    var zoRank: Int?
+    @Option(name: .customLong("zo-interval"), help: "LOZO: steps V is kept (nu, default 100); SubZero: steps between basis refreshes (default 2000).")
+    var zoInterval: Int?
+    @Option(name: .customLong("zo-momentum"), help: "LOZO-M: momentum beta (default 0.9 for lozo-m).")
+    var zoMomentum: Float?
+    @Option(name: .customLong("zo-update"), help: "Zeroth-order: sgd (the papers' in-place update; --lr default \(SettingText.number(ZerothOrderSettings.defaultLearningRate))) or optimizer (hand the estimate to --optimizer, e.g. MeZO-Adam) (default sgd).")
+    var zoUpdate: String?
+
+    /// The rule named by `--trainer`, if given.
+    func stepRule() throws -> StepRuleName? { try trainer.map { try StepRuleName(parsing: $0) } }
+
+    /// The given settings laid over `base`.
+    func settings(base: ZerothOrderSettings?) throws -> ZerothOrderSettings? {
+        guard zoEps != nil || zoRank != nil || zoInterval != nil || zoMomentum != nil || zoUpdate != nil else { return base }
+        var s = base ?? ZerothOrderSettings()
+        if let zoEps { s.eps = zoEps }
+        if let zoRank { s.rank = zoRank }
+        if let zoInterval { s.interval = zoInterval }
+        if let zoMomentum { s.momentum = zoMomentum }
+        if let zoUpdate {
+            guard let u = ZerothOrderUpdate(rawValue: zoUpdate) else {
+                throw ConfigurationError("--zo-update must be one of \(ZerothOrderUpdate.allCases.map(\.rawValue).joined(separator: ", ")), got '\(zoUpdate)'")
+            }
+            s.update = u
+        }
+        return s
+    }
+
+    /// Applies the given flags to a run config.
+    func apply(to c: inout RunConfig) throws {
+        if let rule = try stepRule() { c.stepRule = rule }
+        c.zerothOrder = try settings(base: c.zerothOrder)
+    }
+}
