@@ -10,7 +10,7 @@ struct ZerothOrderFlags: ParsableArguments {
     var trainer: String?
     @Option(name: .customLong("zo-eps"), help: "Zeroth-order: perturbation size eps (default 0.001, MeZO's).")
     var zoEps: Float?
-    @Option(name: .customLong("zo-rank"), help: "LOZO and SubZero: rank of the perturbation (default lozo 1, subzero 8).")
+    @Option(name: .customLong("zo-rank"), help: "LOZO, SubZero, EGGROLL: rank of the perturbation (default lozo 1, subzero 8, eggroll 1).")
     var zoRank: Int?
     @Option(name: .customLong("zo-interval"), help: "LOZO: steps V is kept (nu, default 100); SubZero: steps between basis refreshes (default 2000).")
     var zoInterval: Int?
@@ -18,13 +18,20 @@ struct ZerothOrderFlags: ParsableArguments {
     var zoMomentum: Float?
     @Option(name: .customLong("zo-update"), help: "Zeroth-order: sgd (the papers' in-place update; --lr default \(SettingText.number(ZerothOrderSettings.defaultLearningRate))) or optimizer (hand the estimate to --optimizer, e.g. MeZO-Adam) (default sgd).")
     var zoUpdate: String?
+    @Option(help: "EGGROLL: members per generation, even (antithetic pairs) (default 64).")
+    var population: Int?
+    @Option(help: "EGGROLL: noise scale sigma (default 0.001).")
+    var sigma: Float?
+    @Option(name: .customLong("fitness-shaping"), help: "EGGROLL: ranks (centred ranks) or zscore (the reference library's) (default ranks).")
+    var fitnessShaping: String?
 
     /// The rule named by `--trainer`, if given.
     func stepRule() throws -> StepRuleName? { try trainer.map { try StepRuleName(parsing: $0) } }
 
     /// The given settings laid over `base`.
     func settings(base: ZerothOrderSettings?) throws -> ZerothOrderSettings? {
-        guard zoEps != nil || zoRank != nil || zoInterval != nil || zoMomentum != nil || zoUpdate != nil else { return base }
+        guard zoEps != nil || zoRank != nil || zoInterval != nil || zoMomentum != nil || zoUpdate != nil
+                || population != nil || sigma != nil || fitnessShaping != nil else { return base }
         var s = base ?? ZerothOrderSettings()
         if let zoEps { s.eps = zoEps }
         if let zoRank { s.rank = zoRank }
@@ -35,6 +42,14 @@ struct ZerothOrderFlags: ParsableArguments {
                 throw ConfigurationError("--zo-update must be one of \(ZerothOrderUpdate.allCases.map(\.rawValue).joined(separator: ", ")), got '\(zoUpdate)'")
             }
             s.update = u
+        }
+        if let population { s.population = population }
+        if let sigma { s.sigma = sigma }
+        if let fitnessShaping {
+            guard let f = FitnessShaping(rawValue: fitnessShaping) else {
+                throw ConfigurationError("--fitness-shaping must be one of \(FitnessShaping.allCases.map(\.rawValue).joined(separator: ", ")), got '\(fitnessShaping)'")
+            }
+            s.shaping = f
         }
         return s
     }

@@ -95,14 +95,14 @@ final class GradientCollector: ParameterOptimizer {
     /// With lr 0 a step leaves the weights where they were, to within rounding (each element
     /// gets +eps z, -2 eps z, +eps z in float: a few ulps), and two runs from the same seed
     /// agree bit for bit.
-    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero])
+    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero, .eggroll])
     func stepWithZeroRateRestoresTheWeights(rule: StepRuleName) throws {
         let batch = randomBatch(vocab: 16, batch: 2, seq: 6, seed: 4)
         var runs: [[String: [Float]]] = []
         for _ in 0..<2 {
             let model = try LlamaModel(config: Self.config, seed: 3)
             let before = Self.weights(model)
-            let step = try rule.make(model: model, optimizer: RoutedOptimizer(fallback: SGD()), options: Self.options())
+            let step = try rule.make(model: model, optimizer: RoutedOptimizer(fallback: SGD()), options: Self.options(.init(population: 4)))
             for _ in 0..<3 { _ = try step.trainStep([batch]) }
             for p in model.parameters {
                 let b = before[p.name]!
@@ -253,14 +253,14 @@ final class GradientCollector: ParameterOptimizer {
 @Suite(.serialized) struct ZerothOrderRunTests {
     /// N steps equal N/2 + a resume to N, bit for bit: losses, final validation loss,
     /// weights. Intervals of 3 put a factor refresh on each side of the boundary at 4.
-    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero])
+    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero, .eggroll])
     func resumeIsBitExact(rule: StepRuleName) throws {
         let runs = TrainingRunTests()
         let root = runs.tempDir("zo-resume")
         defer { try? FileManager.default.removeItem(at: root) }
         var c = try runs.config(root, steps: 8)
         c.stepRule = rule
-        c.zerothOrder = rule == .mezo ? nil : ZerothOrderSettings(rank: 2, interval: 3)
+        c.zerothOrder = rule == .mezo ? nil : rule == .eggroll ? ZerothOrderSettings(population: 4) : ZerothOrderSettings(rank: 2, interval: 3)
         c.gradAccum = rule == .subzero ? 2 : 1
         c.evalEvery = 4
         let a = root.appendingPathComponent("a"), b = root.appendingPathComponent("b")
@@ -276,7 +276,7 @@ final class GradientCollector: ParameterOptimizer {
         let wb = try Checkpoint.loadModel(from: b.appendingPathComponent("checkpoint"))
         for (p, q) in zip(wa.parameters, wb.parameters) { #expect(p.value.array == q.value.array, "\(p.name)") }
         let stateFile = a.appendingPathComponent("checkpoint/\(Checkpoint.stepRuleFile)")
-        #expect(FileManager.default.fileExists(atPath: stateFile.path) == (rule != .mezo))
+        #expect(FileManager.default.fileExists(atPath: stateFile.path) == (rule != .mezo && rule != .eggroll))
         // The run learned something from forward passes alone, and kept no optimizer state.
         #expect(full.optimizerStateBytes == 0)
         #expect(try Checkpoint.loadModel(from: a.appendingPathComponent("checkpoint")).parameters.map(\.value.array)
@@ -286,21 +286,21 @@ final class GradientCollector: ParameterOptimizer {
     /// `subspace memory --trainer R` prices the rule's own state exactly as the rule keeps
     /// it after a step, no gradients, the inference arena, and no optimizer state under the
     /// `.sgd` update (AdamW's, under `.optimizer`).
-    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero])
+    @Test(arguments: [StepRuleName.mezo, .lozo, .lozoM, .subzero, .eggroll])
     func plannerPricesTheRuleState(rule: StepRuleName) throws {
         let c = ZerothOrderTests.config
-        let zo = ZerothOrderSettings(rank: 3)
+        let zo = ZerothOrderSettings(rank: 3, population: 4)
         let plan = try MemoryPlan(.init(config: c, optimizer: "adamw", batch: 2, seq: 6, stepRule: rule, zerothOrder: zo))
         let model = try LlamaModel(config: c, seed: 1)
         let step = try rule.make(model: model, optimizer: RoutedOptimizer(fallback: SGD()), options: ZerothOrderTests.options(zo))
         _ = try step.trainStep([randomBatch(vocab: 16, batch: 2, seq: 6, seed: 2)])
         let kept = (step as? StatefulStepRule)?.exportState().values.reduce(0) { $0 + $1.byteCount } ?? 0
         #expect(plan.stepRuleStateBytes == kept)
-        #expect(rule == .mezo ? kept == 0 : kept > 0)
+        #expect([.mezo, .eggroll].contains(rule) ? kept == 0 : kept > 0)
         #expect(plan.gradientsBytes == 0 && plan.optimizerStateBytes == 0)
         #expect(plan.activationsBytes == model.activationBytes)
         if rule != .lozoM {
-            let adam = try MemoryPlan(.init(config: c, optimizer: "adamw", stepRule: rule, zerothOrder: ZerothOrderSettings(rank: 3, update: .optimizer)))
+            let adam = try MemoryPlan(.init(config: c, optimizer: "adamw", stepRule: rule, zerothOrder: ZerothOrderSettings(rank: 3, update: .optimizer, population: 4)))
             #expect(adam.optimizerStateBytes == 2 * adam.weightsBytes)
         }
     }

@@ -61,12 +61,14 @@ public enum StepRuleName: String, Codable, Sendable, CaseIterable {
     case lozoM = "lozo-m"
     /// `SubZeroStep`: orthonormal per-layer bases, an r x r Gaussian core each step.
     case subzero
+    /// `EggrollStep`: evolution strategies with low-rank antithetic perturbations.
+    case eggroll
 
     /// The memory regime of the rule.
     public var memory: StepRuleMemory {
         switch self {
         case .backprop: return .backprop
-        case .mezo, .lozo, .lozoM, .subzero: return .forwardOnly
+        case .mezo, .lozo, .lozoM, .subzero, .eggroll: return .forwardOnly
         }
     }
 
@@ -80,6 +82,7 @@ public enum StepRuleName: String, Codable, Sendable, CaseIterable {
         case .mezo: return try MeZOStep(model: model, optimizer: optimizer, options: options)
         case .lozo, .lozoM: return try LOZOStep(model: model, optimizer: optimizer, options: options, rule: self)
         case .subzero: return try SubZeroStep(model: model, optimizer: optimizer, options: options)
+        case .eggroll: return try EggrollStep(model: model, optimizer: optimizer, options: options)
         }
     }
 

@@ -3,7 +3,7 @@ import SubspaceModels
 extension StepRuleName {
     /// Elements of the state the rule keeps between steps for trainable tensors of these
     /// shapes (what `StatefulStepRule.exportState` holds after a step), priced by the memory
-    /// planner: none for backprop and MeZO; LOZO's V (n x r) per matrix, plus LOZO-M's
+    /// planner: none for backprop, MeZO and EGGROLL; LOZO's V (n x r) per matrix, plus LOZO-M's
     /// momentum N (m x r); SubZero's U (m x r) and V (n x r); r clamped to min(m, n) per
     /// matrix as the rules do.
     public func stateElements(shapes: [[Int]], settings: ZerothOrderSettings) -> Int {
@@ -13,7 +13,7 @@ extension StepRuleName {
             let (m, n) = (shape[0], shape[1])
             let r = min(s.rank ?? 0, m, n)
             switch self {
-            case .backprop, .mezo: break
+            case .backprop, .mezo, .eggroll: break
             case .lozo, .lozoM: total += n * r + ((s.momentum ?? 0) > 0 ? m * r : 0)
             case .subzero: total += (m + n) * r
             }

@@ -15,6 +15,15 @@ public enum ZerothOrderUpdate: String, Codable, Sendable, CaseIterable {
     case optimizer
 }
 
+/// How EGGROLL turns a generation's fitnesses into weights.
+public enum FitnessShaping: String, Codable, Sendable, CaseIterable {
+    /// Centred ranks (Salimans et al. 2017's `compute_centered_ranks`): rank / (N - 1) - 1/2,
+    /// invariant to any monotone change of the loss. The choice; the default.
+    case ranks
+    /// The reference library's (`HyperscaleES`): (f - mean f) / sqrt(var f + 1e-5).
+    case zscore
+}
+
 /// The hyperparameters of the zeroth-order step rules (MeZO, LOZO, LOZO-M, SubZero), each
 /// optional so that a `run_config.json` records only what was given; `resolved(for:)` fills
 /// the defaults of the rule in use, and `validate(for:)` refuses impossible values in one
@@ -30,6 +39,11 @@ public enum ZerothOrderUpdate: String, Codable, Sendable, CaseIterable {
 /// - `momentum`: LOZO-M's beta 0.9 (`medium_models/lozo.sh`, `beta1`); 0 (plain LOZO) for
 ///   `lozo`.
 /// - `update`: `.sgd`, the papers' rule (see `ZerothOrderUpdate`).
+/// - EGGROLL (`EggrollStep`): `rank` 1 (the smallest the paper and nano-egg use, and the
+///   cheapest: O(r (m + n)) noise per matrix); `population` 64 (the reference's end-to-end
+///   test; its LLM runs use 1,024 per GPU, too many forward passes for a 2-core CPU);
+///   `sigma` 1e-3 (the reference's LLM scripts; its toy test's 0.2 is for a tiny MLP);
+///   `shaping` centred ranks (see `FitnessShaping`).
 /// - `learningRate` (used by `.sgd` when `--lr` is not given) 1e-4: the papers' rates
 ///   (1e-7 for OPT-13B, 1e-6 for RoBERTa-large) shrink with model size since the
 ///   estimate's variance grows with the parameter count d; on `tiny` (d = 5.3 M) 1e-4 was
@@ -41,9 +55,19 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
     public var interval: Int?
     public var momentum: Float?
     public var update: ZerothOrderUpdate?
+    /// EGGROLL: members per generation (antithetic pairs, so even).
+    public var population: Int?
+    /// EGGROLL: noise scale sigma.
+    public var sigma: Float?
+    /// EGGROLL: fitness shaping.
+    public var shaping: FitnessShaping?
 
-    public init(eps: Float? = nil, rank: Int? = nil, interval: Int? = nil, momentum: Float? = nil, update: ZerothOrderUpdate? = nil) {
+    public init(
+        eps: Float? = nil, rank: Int? = nil, interval: Int? = nil, momentum: Float? = nil, update: ZerothOrderUpdate? = nil,
+        population: Int? = nil, sigma: Float? = nil, shaping: FitnessShaping? = nil
+    ) {
         self.eps = eps; self.rank = rank; self.interval = interval; self.momentum = momentum; self.update = update
+        self.population = population; self.sigma = sigma; self.shaping = shaping
     }
 
     /// The `.sgd` update's learning rate when `--lr` is not given (see the type's notes).
@@ -62,6 +86,11 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
         case .subzero:
             r.rank = rank ?? 8
             r.interval = interval ?? 2000
+        case .eggroll:
+            r.rank = rank ?? 1
+            r.population = population ?? 64
+            r.sigma = sigma ?? 1e-3
+            r.shaping = shaping ?? .ranks
         case .mezo, .backprop:
             break
         }
@@ -74,11 +103,15 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
         let zo = rule != .backprop
         if !zo, eps != nil { out.append("--zo-eps") }
         if !zo, update != nil { out.append("--zo-update") }
-        if ![.lozo, .lozoM, .subzero].contains(rule) {
-            if rank != nil { out.append("--zo-rank") }
-            if interval != nil { out.append("--zo-interval") }
-        }
+        if ![.lozo, .lozoM, .subzero, .eggroll].contains(rule), rank != nil { out.append("--zo-rank") }
+        if ![.lozo, .lozoM, .subzero].contains(rule), interval != nil { out.append("--zo-interval") }
         if ![.lozo, .lozoM].contains(rule), momentum != nil { out.append("--zo-momentum") }
+        if rule == .eggroll, eps != nil { out.append("--zo-eps") }
+        if rule != .eggroll {
+            if population != nil { out.append("--population") }
+            if sigma != nil { out.append("--sigma") }
+            if shaping != nil { out.append("--fitness-shaping") }
+        }
         return out
     }
 
@@ -89,6 +122,10 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
         if let k = r.rank, k < 1 { throw ConfigurationError("--zo-rank must be at least 1, got \(k)") }
         if let n = r.interval, n < 1 { throw ConfigurationError("--zo-interval must be at least 1, got \(n)") }
         if let b = r.momentum, !(b >= 0 && b < 1) { throw ConfigurationError("--zo-momentum must be in [0, 1), got \(b)") }
+        if let n = r.population, n < 2 || n % 2 != 0 {
+            throw ConfigurationError("--population must be a positive even number (members come in antithetic pairs), got \(n)")
+        }
+        if let s = r.sigma, !(s > 0 && s.isFinite) { throw ConfigurationError("--sigma must be positive and finite, got \(s)") }
         if rule == .lozoM, r.momentum == 0 { throw ConfigurationError("lozo-m needs --zo-momentum above 0 (0 is plain lozo)") }
         if (r.momentum ?? 0) > 0, r.update == .optimizer {
             throw ConfigurationError("LOZO-M's momentum is its own update; with --zo-update optimizer use --trainer lozo and the optimizer's momentum")
@@ -102,6 +139,9 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
         if let rank { parts.append("rank=\(rank)") }
         if let interval { parts.append("interval=\(interval)") }
         if let momentum, momentum > 0 { parts.append("momentum=\(SettingText.number(momentum))") }
+        if let population { parts.append("population=\(population)") }
+        if let sigma { parts.append("sigma=\(SettingText.number(sigma))") }
+        if let shaping { parts.append("shaping=\(shaping.rawValue)") }
         if let update { parts.append("update=\(update.rawValue)") }
         return parts.joined(separator: " ")
     }

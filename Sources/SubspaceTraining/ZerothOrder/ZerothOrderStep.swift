@@ -32,7 +32,7 @@ public class ZerothOrderStep: StepRule {
     /// Resolved settings (`ZerothOrderSettings.resolved(for:)`).
     public let settings: ZerothOrderSettings
     public var memory: StepRuleMemory { .forwardOnly }
-    public private(set) var step = 0
+    public internal(set) var step = 0
     /// The parameters perturbed and updated, in model order.
     public let trainable: [Parameter]
     public let eps: Float
