@@ -19,12 +19,15 @@ before=$($bin eval --checkpoint "$base" --data "$data" --split validation --json
 printf "base (no fine-tuning)\t\t0\t0\t%s\t0\n" "$before" >> "$out"
 run() {  # name steps flags...
   local name=$1 steps=$2; shift 2
-  $bin train --init-from "$base" --data "$data" --steps "$steps" --schedule constant --warmup 0 --eval-every 0 \
-    --sample-tokens 0 --out "$work/$name" --overwrite "$@" > "$work/$name.log" 2>&1
   local fwd=$steps; case "$*" in *--trainer*) fwd=$((2 * steps));; esac
-  printf "%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$*" "$steps" "$fwd" "$(val "$work/$name")" "$(secs "$work/$name")" >> "$out"
+  if $bin train --init-from "$base" --data "$data" --steps "$steps" --schedule constant --warmup 0 --eval-every 0 \
+      --sample-tokens 0 --out "$work/$name" --overwrite "$@" > "$work/$name.log" 2>&1; then
+    printf "%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$*" "$steps" "$fwd" "$(val "$work/$name")" "$(secs "$work/$name")" >> "$out"
+  else  # diverged (or failed): the last validation loss the log shows
+    printf "%s\t%s\t%s\t%s\t%s\t\n" "$name" "$*" "$steps" "$fwd" "failed: $(grep -o 'validation loss [0-9.e+inf]*' "$work/$name.log" | tail -1)" >> "$out"
+  fi
 }
-for lr in 1e-2 1e-3 1e-4 1e-5; do run "mezo-lr$lr" "$zo_steps" --trainer mezo --lr $lr; done
+for lr in 1e-2 3e-3 1e-3 1e-4; do run "mezo-lr$lr" "$zo_steps" --trainer mezo --lr $lr; done
 run lozo "$zo_steps" --trainer lozo --lr 1e-4
 run subzero "$zo_steps" --trainer subzero --lr 1e-4
 run adamw $((2 * zo_steps)) --optimizer adamw --lr 1e-3

@@ -37,21 +37,19 @@ struct ZerothOrderFlags: ParsableArguments {
         if let zoRank { s.rank = zoRank }
         if let zoInterval { s.interval = zoInterval }
         if let zoMomentum { s.momentum = zoMomentum }
-        if let zoUpdate {
-            guard let u = ZerothOrderUpdate(rawValue: zoUpdate) else {
-                throw ConfigurationError("--zo-update must be one of \(ZerothOrderUpdate.allCases.map(\.rawValue).joined(separator: ", ")), got '\(zoUpdate)'")
-            }
-            s.update = u
-        }
+        if let zoUpdate { s.update = try Self.choice(ZerothOrderUpdate.self, "--zo-update", zoUpdate) }
         if let population { s.population = population }
         if let sigma { s.sigma = sigma }
-        if let fitnessShaping {
-            guard let f = FitnessShaping(rawValue: fitnessShaping) else {
-                throw ConfigurationError("--fitness-shaping must be one of \(FitnessShaping.allCases.map(\.rawValue).joined(separator: ", ")), got '\(fitnessShaping)'")
-            }
-            s.shaping = f
-        }
+        if let fitnessShaping { s.shaping = try Self.choice(FitnessShaping.self, "--fitness-shaping", fitnessShaping) }
         return s
+    }
+
+    /// The case of `T` named `value`, or a one-line error listing the choices.
+    static func choice<T: RawRepresentable & CaseIterable>(_ type: T.Type, _ flag: String, _ value: String) throws -> T where T.RawValue == String {
+        guard let v = T(rawValue: value) else {
+            throw ConfigurationError("\(flag) must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), got '\(value)'")
+        }
+        return v
     }
 
     /// Applies the given flags to a run config.

@@ -77,16 +77,7 @@ public final class EggrollStep: ZerothOrderStep {
         var t0 = Clock.now()
         var fitness = [Double](repeating: 0, count: population)
         for k in 0..<population / 2 {
-            let s = Self.pairStream(generation, k)
-            func move(_ scale: Float) { for p in trainable { perturb(p, scale: scale, stream: s) } }
-            move(sigma)
-            let plus = try meanLoss(microBatches)
-            move(-2 * sigma)
-            let minus = try meanLoss(microBatches)
-            move(sigma)
-            guard plus.isFinite, minus.isFinite else {
-                throw TrainingError.nonFiniteLoss(step: step + 1, loss: Float(plus.isFinite ? minus : plus))
-            }
+            let (plus, minus) = try twoPoint(microBatches, scale: sigma, stream: Self.pairStream(generation, k))
             fitness[2 * k] = -plus; fitness[2 * k + 1] = -minus
         }
         let fwd = Clock.since(t0)

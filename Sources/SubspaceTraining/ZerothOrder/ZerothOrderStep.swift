@@ -102,15 +102,9 @@ public class ZerothOrderStep: StepRule {
         try prepareStep()
         var opt = Clock.since(t0)
         t0 = Clock.now()
-        func move(_ scale: Float) { for p in trainable { perturb(p, scale: scale, stream: stream) } }
-        move(eps)
-        let plus = try meanLoss(microBatches)
-        move(-2 * eps)
-        let minus = try meanLoss(microBatches)
-        move(eps)
+        let (plus, minus) = try twoPoint(microBatches, scale: eps, stream: stream)
         let fwd = Clock.since(t0)
         let loss = Float((plus + minus) / 2)
-        guard plus.isFinite, minus.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, loss: plus.isFinite ? Float(minus) : Float(plus)) }
         let c = Float((plus - minus) / Double(2 * eps))
         t0 = Clock.now()
         try update(c: c, lrScale: lrScale, stream: stream)
@@ -131,6 +125,21 @@ public class ZerothOrderStep: StepRule {
                 optimizer.optimizer(for: p).update(p, gradient: g, lrScale: lrScale)
             }
         }
+    }
+
+    /// L(theta + scale z) and L(theta - scale z) for the direction z of `stream`, the
+    /// weights put back afterwards; a non-finite loss throws (after the restore).
+    func twoPoint(_ batches: [TokenBatch], scale: Float, stream: RandomStream) throws -> (plus: Double, minus: Double) {
+        func move(_ a: Float) { for p in trainable { perturb(p, scale: a, stream: stream) } }
+        move(scale)
+        let plus = try meanLoss(batches)
+        move(-2 * scale)
+        let minus = try meanLoss(batches)
+        move(scale)
+        guard plus.isFinite, minus.isFinite else {
+            throw TrainingError.nonFiniteLoss(step: step + 1, loss: Float(plus.isFinite ? minus : plus))
+        }
+        return (plus, minus)
     }
 
     /// The mean loss over the micro-batches (each a forward-only pass).
