@@ -18,6 +18,8 @@ for r in mezo lozo lozo-m subzero; do
   rss=$(peak $bin train --trainer $r --steps 20 --eval-every 0 --sample-tokens 0 --tokenizer "$tok" --out "$work/$r" --overwrite)
   printf "train --trainer %s\t%s\t%s\n" "$r" "$rss" "$(plan --trainer $r)" >> "$out"
 done
+rss=$(peak $bin train --trainer eggroll --population 8 --steps 20 --eval-every 0 --sample-tokens 0 --tokenizer "$tok" --out "$work/eggroll" --overwrite)
+printf "train --trainer eggroll --population 8\t%s\t%s\n" "$rss" "$(plan --trainer eggroll)" >> "$out"
 data=$(sed -n 's/^  "data" : "\(.*\)",$/\1/p' "$work/adamw/run_config.json" | sed 's#\\/#/#g')
 rss=$(peak $bin eval --checkpoint "$work/adamw/checkpoint" --data "$data" --split validation)
 printf "eval --split validation\t%s\t\n" "$rss" >> "$out"
