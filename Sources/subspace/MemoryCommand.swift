@@ -25,6 +25,7 @@ struct MemoryCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var opt: OptimizerFlags
     @OptionGroup(title: "Adapters") var adapterFlags: AdapterFlags
+    @OptionGroup var zo: ZerothOrderFlags
 
     func run() throws {
         let runtime = runtimeBytes ?? ProcessMemory.currentRSS
@@ -35,7 +36,8 @@ struct MemoryCommand: ParsableCommand {
                 dtype: try MemoryDType(parsing: dtype), stateStorage: try StateStorage(bits: stateBits),
                 perLayerUpdate: opt.perLayerUpdate, batch: batch, seq: seq,
                 activationCheckpointing: activationCheckpointing, runtimeBytes: runtime,
-                adapter: try adapterFlags.adapterSettings(existing: nil)))
+                adapter: try adapterFlags.adapterSettings(existing: nil),
+                stepRule: try zo.stepRule(), zerothOrder: try zo.settings(base: nil) ?? ZerothOrderSettings()))
         }
         if json {
             print(jsonLine(plan.summary(model: model)))
@@ -53,13 +55,17 @@ struct MemoryCommand: ParsableCommand {
         var lines = [
             "model \(model): \(plan.parameters) trainable parameters\(r.adapter.map { "; adapter \($0.method.rawValue) rank \($0.rank)" } ?? ""); optimizer \(r.optimizer); \(r.dtype.rawValue); states \(stateBits)-bit; "
                 + "batch \(r.batch) x seq \(r.seq)\(r.perLayerUpdate ? "; per-layer update" : "")"
-                + (r.activationCheckpointing ? "; activation checkpointing" : ""),
+                + (r.activationCheckpointing ? "; activation checkpointing" : "")
+                + (r.stepRule.map { $0.isZerothOrder ? "; trainer \($0.rawValue) (forward only)" : "" } ?? ""),
             "".padding(toLength: 18, withPad: " ", startingAt: 0) + "bytes".leftPadded(16) + "GiB".leftPadded(12),
             row("weights", plan.weightsBytes),
             row(r.perLayerUpdate ? "gradients (1)" : "gradients", plan.gradientsBytes),
             row("optimizer states", plan.optimizerStateBytes),
             row("projectors", plan.projectorBytes),
             row("activations", plan.activationsBytes),
+        ]
+        if (r.stepRule ?? .backprop).isZerothOrder { lines.append(row("step-rule state", plan.stepRuleStateBytes)) }
+        lines += [
             row("runtime", plan.runtimeBytes),
             row("total", plan.totalBytes),
         ]

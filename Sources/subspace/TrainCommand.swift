@@ -34,8 +34,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("stop-after"), help: "Pause after this step (checkpoint saved); continue later with --resume.") var stopAfter: Int?
     @Option(name: .customLong("sample-tokens"), help: "Tokens to sample at the end (0: none).") var sampleTokens: Int = 120
     @Option(name: .customLong("sample-prompt"), help: "Prompt of the sample at the end.") var samplePrompt: String = RunConfig.defaultSamplePrompt
-    @Option(name: .customLong("step-rule"), help: "How each step is taken: \(StepRuleName.allCases.map(\.rawValue).joined(separator: ", ")) (default backprop).")
-    var stepRule: String?
+    @OptionGroup var zo: ZerothOrderFlags
     @OptionGroup var opt: OptimizerFlags
     @OptionGroup(title: "Adapters and restarts") var adapterFlags: AdapterFlags
 
@@ -45,7 +44,12 @@ struct Train: ParsableCommand {
         if sampleTokens < 0 { fail("--sample-tokens must be non-negative, got \(sampleTokens)") }
         if resuming && overwrite { fail("--overwrite and --resume contradict each other") }
         // Flags the method does not read (--rank with adamw): a resumed run was warned when it began.
-        let ignored = resuming ? [] : OptimizerRegistry.ignoredOptions(cfg.optimizer, options: cfg.optimizerOptions)
+        let zoIgnored = (cfg.zerothOrder ?? ZerothOrderSettings()).unused(by: cfg.resolvedStepRule)
+        if !resuming, !zoIgnored.isEmpty {
+            writeStderr("warning: --trainer \(cfg.resolvedStepRule.rawValue) does not use \(zoIgnored.joined(separator: ", ")); ignored\n")
+        }
+        let ignored = resuming || !cfg.resolvedStepRule.usesOptimizerState(cfg.zerothOrder ?? ZerothOrderSettings())
+            ? [] : OptimizerRegistry.ignoredOptions(cfg.optimizer, options: cfg.optimizerOptions)
         if !ignored.isEmpty {
             let list = ignored.joined(separator: ", ")
             writeStderr("warning: \(cfg.optimizer) does not use \(list); \(ignored.count == 1 ? "it is" : "they are") ignored "
@@ -192,7 +196,7 @@ struct Train: ParsableCommand {
         if let evalBatches { c.evalBatches = evalBatches }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let seed { c.seed = seed }
-        if let stepRule { c.stepRule = try StepRuleName(parsing: stepRule) }
+        try zo.apply(to: &c)
         if let shuffle { c.shuffle = shuffle }
         try opt.apply(to: &c)
         try adapterFlags.apply(to: &c)

@@ -246,6 +246,10 @@ extension Reliability {
             let run = try m.copyBaseRun(into: d)
             return Plan(args: resume(run, ["--batch", "2"]), protect: [ck(run)], fragments: ["batch"])
         },
+        Case("resume a backprop run with --trainer mezo") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, ["--trainer", "mezo"]), protect: [ck(run)], fragments: ["step rule"])
+        },
         Case("resume with a different --data") { m, d in
             let run = try m.copyBaseRun(into: d)
             let other = d.appendingPathComponent("other.txt")
@@ -599,6 +603,24 @@ extension Reliability {
         flagCase(["--optimizer", "mkor", "--mkor-inner", "lbfgs"]),
         flagCase(["--optimizer", "mkor-h", "--switch-window", "0"]),
         flagCase(["--sample-tokens=-1"]),
+        flagCase(["--trainer", "mezo", "--zo-eps", "0"]),
+        flagCase(["--trainer", "mezo", "--zo-eps=-1"]),
+        flagCase(["--trainer", "mezo", "--zo-eps", "nan"]),
+        flagCase(["--trainer", "mezo", "--zo-eps", "inf"]),
+        flagCase(["--trainer", "lozo", "--zo-rank", "0"]),
+        flagCase(["--trainer", "subzero", "--zo-interval", "0"]),
+        flagCase(["--trainer", "lozo-m", "--zo-momentum", "1"]),
+        flagCase(["--trainer", "lozo-m", "--zo-momentum", "0"]),
+        flagCase(["--trainer", "lozo-m", "--zo-update", "optimizer"]),
+        flagCase(["--trainer", "mezo", "--zo-update", "adam"]),
+        flagCase(["--trainer", "mezo", "--lr", "nan"]),
+        flagCase(["--trainer", "eggroll", "--population", "0"]),
+        flagCase(["--trainer", "eggroll", "--population", "7"]),
+        flagCase(["--trainer", "eggroll", "--sigma", "0"]),
+        flagCase(["--trainer", "eggroll", "--sigma", "nan"]),
+        flagCase(["--trainer", "eggroll", "--fitness-shaping", "softmax"]),
+        flagCase(["--trainer", "no-such-rule"]),
+        flagCase(["--step-rule", "no-such-rule"]),
         flagCase(["--steps", "abc"], usage: true),
         flagCase(["--steps", "99999999999999999999"], usage: true),
         flagCase(["--bogus-flag"], usage: true),
@@ -631,6 +653,8 @@ extension Reliability {
         Case("memory --state-bits 3") { _, _ in Plan(args: ["memory", "--model", "tiny", "--state-bits", "3"]) },
         Case("memory --dtype fp8") { _, _ in Plan(args: ["memory", "--model", "tiny", "--dtype", "fp8"]) },
         Case("memory --runtime-bytes -1") { _, _ in Plan(args: ["memory", "--model", "tiny", "--runtime-bytes=-1"]) },
+        Case("memory --trainer lozo --zo-rank 0") { _, _ in Plan(args: ["memory", "--model", "tiny", "--trainer", "lozo", "--zo-rank", "0"]) },
+        Case("memory --trainer bogus") { _, _ in Plan(args: ["memory", "--model", "tiny", "--trainer", "bogus"]) },
     ]
 
     @Test(arguments: valueCases) func impossibleValues(_ c: Case) throws { try check(c) }

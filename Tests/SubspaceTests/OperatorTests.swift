@@ -248,6 +248,6 @@ final class ZeroOrderTestStep: StepRule {
         #expect(decoded.stepRule == nil)
         rc.stepRule = .backprop
         #expect(try JSONDecoder().decode(RunConfig.self, from: Data(rc.jsonString().utf8)).stepRule == .backprop)
-        #expect(throws: ConfigurationError.self) { try StepRuleName(parsing: "mezo") }
+        #expect(throws: ConfigurationError.self) { try StepRuleName(parsing: "no-such-rule") }
     }
 }

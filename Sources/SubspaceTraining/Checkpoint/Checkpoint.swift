@@ -26,6 +26,7 @@ import Darwin
 ///   object mapping every parameter name to the `name` of the rule that owns it, so a restore
 ///   under different routing is refused rather than silently mixing states.
 /// - `trainer_state.json` (when a state is saved): a `TrainerState`.
+/// - `step_rule.safetensors` (zeroth-order rules with state): see `Checkpoint+StepRule.swift`.
 ///
 /// Saving is crash-safe: everything is written into the sibling `<dir>.tmp-<pid>`, each file
 /// and the directory are synced, then the old checkpoint is renamed to `<dir>.old`, the new
@@ -63,7 +64,8 @@ public enum Checkpoint {
     /// as a base model plus a PEFT adapter (`Checkpoint+Adapters.swift`).
     public static func save(
         to dir: URL, model: LlamaModel, adapter: AdapterSettings? = nil, optimizer: RoutedOptimizer? = nil,
-        state: TrainerState? = nil, specialTokens: SpecialTokenIds = SpecialTokenIds(), files: [(name: String, data: Data)] = []
+        state: TrainerState? = nil, specialTokens: SpecialTokenIds = SpecialTokenIds(), files: [(name: String, data: Data)] = [],
+        stepRuleState: [String: Tensor]? = nil
     ) throws {
         if adapter == nil, hasAdapters(model) {
             throw CheckpointError(.io, dir, "the model holds adapters: saving it needs their settings")
@@ -107,6 +109,7 @@ public enum Checkpoint {
         }
         try writeFile(configData, to: configURL)
         if let optimizer { try writeOptimizer(optimizer, model: model, to: tmp.appendingPathComponent(optimizerFile)) }
+        if let stepRuleState { try writeStepRuleState(stepRuleState, to: tmp.appendingPathComponent(stepRuleFile)) }
         if let state {
             let url = tmp.appendingPathComponent(trainerStateFile)
             if let p = state.problem() { throw CheckpointError(.corruptFile, url, "cannot save trainer state: \(p)") }

@@ -50,18 +50,25 @@ public struct MemoryPlan: Equatable, Sendable {
         /// are priced as trainable tensors, a frozen base as weights only, their own saved
         /// activations with the arena.
         public var adapter: AdapterSettings?
+        /// The step rule, when known: sets `rule` to its regime and prices its own state
+        /// (`StepRuleName.stateElements`); a zeroth-order rule's `.sgd` update keeps no
+        /// optimizer state.
+        public var stepRule: StepRuleName?
+        public var zerothOrder: ZerothOrderSettings
 
         public init(
             config: LlamaConfig, optimizer: String, options: OptimizerOptions = OptimizerOptions(),
             dtype: MemoryDType = .fp32, stateStorage: StateStorage = .full, perLayerUpdate: Bool = false,
             batch: Int = 8, seq: Int? = nil, activationCheckpointing: Bool = false, rule: StepRuleMemory = .backprop,
-            runtimeBytes: Int = 0, adapter: AdapterSettings? = nil
+            runtimeBytes: Int = 0, adapter: AdapterSettings? = nil, stepRule: StepRuleName? = nil,
+            zerothOrder: ZerothOrderSettings = ZerothOrderSettings()
         ) {
             self.adapter = adapter
             self.config = config; self.optimizer = optimizer; self.options = options; self.dtype = dtype
             self.stateStorage = stateStorage; self.perLayerUpdate = perLayerUpdate; self.batch = batch
             self.seq = seq ?? min(256, config.maxSeq); self.activationCheckpointing = activationCheckpointing
-            self.rule = rule; self.runtimeBytes = runtimeBytes
+            self.rule = stepRule?.memory ?? rule; self.runtimeBytes = runtimeBytes
+            self.stepRule = stepRule; self.zerothOrder = zerothOrder
         }
     }
 
@@ -82,6 +89,8 @@ public struct MemoryPlan: Equatable, Sendable {
     public let optimizerStateBytes: Int
     public let projectorBytes: Int
     public let activationsBytes: Int
+    /// The step rule's own state between steps (LOZO's V and N, SubZero's U and V), in `dtype`.
+    public let stepRuleStateBytes: Int
     /// Per rule, in the order the rules first own a parameter.
     public let rules: [RuleShare]
 
@@ -89,7 +98,7 @@ public struct MemoryPlan: Equatable, Sendable {
     public var runtimeBytes: Int { request.runtimeBytes }
 
     public var totalBytes: Int {
-        weightsBytes + gradientsBytes + optimizerStateBytes + projectorBytes + activationsBytes + runtimeBytes
+        weightsBytes + gradientsBytes + optimizerStateBytes + projectorBytes + activationsBytes + stepRuleStateBytes + runtimeBytes
     }
 
     /// Plans `request`.
@@ -108,9 +117,12 @@ public struct MemoryPlan: Equatable, Sendable {
         let all = architecture.parameterSpecs
         // Frozen tensors (an adapter's base) cost their weights only: no gradient, no state.
         let specs = all.filter(\.trainable)
+        let stepRule = request.stepRule ?? .backprop
+        if stepRule.isZerothOrder { try request.zerothOrder.validate(for: stepRule) }
+        let optimizerHolds = stepRule.usesOptimizerState(request.zerothOrder)
 
         var shares: [RuleShare] = [], index: [ObjectIdentifier: Int] = [:], silent: [String] = []
-        for p in specs {
+        for p in specs where optimizerHolds {
             let rule = optimizer.optimizer(for: p)
             guard let footprint = rule.stateFootprint(for: p) else {
                 if !silent.contains(rule.name) { silent.append(rule.name) }
@@ -150,6 +162,7 @@ public struct MemoryPlan: Equatable, Sendable {
             architecture: architecture, batch: request.batch, seq: request.seq, checkpointing: request.activationCheckpointing,
             dtype: dtype, rule: request.rule)
         rules = shares
+        stepRuleStateBytes = stepRule.stateElements(shapes: specs.map(\.shape), settings: request.zerothOrder) * dtype.bytesPerElement
     }
 }
 
@@ -170,6 +183,8 @@ extension MemoryPlan {
         public var optimizer_state_bytes: Int
         public var projector_bytes: Int
         public var activations_bytes: Int
+        /// The step rule's state (`stepRuleStateBytes`); nil (omitted) for backprop.
+        public var step_rule_state_bytes: Int?
         public var runtime_bytes: Int
         public var total_bytes: Int
     }
@@ -187,6 +202,7 @@ extension MemoryPlan {
             per_layer_update: r.perLayerUpdate, batch: r.batch, seq: r.seq,
             activation_checkpointing: r.activationCheckpointing, weights_bytes: weightsBytes,
             gradients_bytes: gradientsBytes, optimizer_state_bytes: optimizerStateBytes, projector_bytes: projectorBytes,
-            activations_bytes: activationsBytes, runtime_bytes: runtimeBytes, total_bytes: totalBytes)
+            activations_bytes: activationsBytes,
+            step_rule_state_bytes: (r.stepRule ?? .backprop).isZerothOrder ? stepRuleStateBytes : nil, runtime_bytes: runtimeBytes, total_bytes: totalBytes)
     }
 }

@@ -42,6 +42,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var adapter: AdapterSettings?
     /// Periodic restarts (ReLoRA's merge-and-restart, Glentis et al.'s momentum reset); nil: none.
     public var restarts: RestartSettings?
+    /// The zeroth-order rules' settings (`--zo-eps`, `--zo-rank`, ...) as given; nil
+    /// (omitted) when none was, so older run configs decode.
+    public var zerothOrder: ZerothOrderSettings?
     /// Evaluate every this many steps (and at the end); 0 evaluates only at the end.
     public var evalEvery: Int = 100
     /// Validation batches per periodic evaluation (0 = the whole validation split). The final
@@ -62,6 +65,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// Fills in what `train` decides for a new run that the method's own settings do not:
     /// `defaultAdamWLearningRate` for `adamw` without `--lr`.
     public mutating func applyTrainDefaults() {
+        // A zeroth-order rule's `.sgd` update has its own default rate (ZerothOrderSettings).
+        if resolvedStepRule.isZerothOrder { return }
         if optimizerOptions.learningRate == nil, optimizer == "adamw" { optimizerOptions.learningRate = Self.defaultAdamWLearningRate }
     }
 
@@ -145,6 +150,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         } else if adapter?.method == .relora {
             throw ConfigurationError("--adapter relora needs --relora-every N (steps between merges)")
         }
+        if resolvedStepRule.isZerothOrder { try (zerothOrder ?? ZerothOrderSettings()).validate(for: resolvedStepRule) }
     }
 
     /// The operators of the model's linear slots (`adapter`, or dense).
@@ -157,10 +163,20 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// The step rule, resolved (`stepRule`, or backprop).
     public var resolvedStepRule: StepRuleName { stepRule ?? .backprop }
 
+    /// The zeroth-order settings with the rule's defaults filled in; nil for backprop.
+    public var resolvedZerothOrder: ZerothOrderSettings? {
+        resolvedStepRule.isZerothOrder ? (zerothOrder ?? ZerothOrderSettings()).resolved(for: resolvedStepRule) : nil
+    }
+
     public var stepOptions: StepOptions {
         var s = StepOptions()
         s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate
         s.schedule = restarts?.schedule(over: learningRateSchedule) ?? learningRateSchedule
+        s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate; s.schedule = learningRateSchedule
+        s.seed = seed
+        s.zerothOrder = zerothOrder ?? ZerothOrderSettings()
+        s.zerothOrderLearningRate = optimizerOptions.learningRate
+        s.zerothOrderWeightDecay = optimizerOptions.weightDecay ?? 0
         return s
     }
 
@@ -181,6 +197,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if (stepRule ?? .backprop) != (other.stepRule ?? .backprop) { diff.append("step rule") }
         if adapter != other.adapter { diff.append("adapter") }
         if restarts != other.restarts { diff.append("restarts") }
+        if resolvedStepRule != other.resolvedStepRule { diff.append("step rule") }
+        if resolvedZerothOrder != other.resolvedZerothOrder { diff.append("zeroth-order settings") }
         if seed != other.seed { diff.append("seed") }
         if shuffle != other.shuffle { diff.append("shuffle") }
         return diff

@@ -20,6 +20,9 @@ public struct RunPlan: Encodable, Equatable, Sendable {
     /// The tokenizer: its path, or "none (token ids)" for pre-tokenized data.
     public var tokenizer: String
     public var optimizer: ResolvedOptimizer?
+    /// A zeroth-order rule and its resolved settings (with the `.sgd` update's rate), or nil
+    /// for backprop; printed, and recorded as `resolvedTrainer`.
+    public var trainer: String?
     public var steps: Int
     /// `batch * seq * gradAccum`.
     public var tokensPerStep: Int
@@ -48,7 +51,7 @@ public struct RunPlan: Encodable, Equatable, Sendable {
     /// `resolvedOptimizer`).
     enum CodingKeys: String, CodingKey {
         case parameters, modelSummary = "modelSummary", initialWeights, tokenizerSource = "tokenizerSource", tokensPerStep,
-             stepsPerEpoch, epochs, trainTokens, validationTokens, evaluationPlan = "evaluationPlan"
+             stepsPerEpoch, epochs, trainTokens, validationTokens, evaluationPlan = "evaluationPlan", resolvedTrainer
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -63,6 +66,7 @@ public struct RunPlan: Encodable, Equatable, Sendable {
         try k.encode(trainTokens, forKey: .trainTokens)
         try k.encode(validationTokens, forKey: .validationTokens)
         try k.encode(evaluation, forKey: .evaluationPlan)
+        try k.encodeIfPresent(trainer, forKey: .resolvedTrainer)
     }
 
     public init(config c: RunConfig, trainTokens: Int, validationTokens: Int, tokenizer: String?) {
@@ -71,6 +75,17 @@ public struct RunPlan: Encodable, Equatable, Sendable {
         initialWeights = c.initFrom ?? "random (seed \(c.seed))"
         self.tokenizer = tokenizer ?? "none (token ids)"
         optimizer = c.resolvedOptimizer
+        let rule = c.resolvedStepRule
+        if let zo = c.resolvedZerothOrder {
+            var line = "\(rule.rawValue) (forward passes only) \(zo.line)"
+            if zo.update == .sgd {
+                // The optimizer is not used: the rule updates in place at its own rate.
+                optimizer = nil
+                let lr = c.optimizerOptions.learningRate ?? ZerothOrderSettings.defaultLearningRate
+                line += " lr=\(SettingText.number(lr)) weightDecay=\(SettingText.number(c.optimizerOptions.weightDecay ?? 0)) (matrices only)"
+            }
+            trainer = line
+        }
         steps = c.steps
         batch = c.batch; seq = c.seq; gradAccum = c.gradAccum
         tokensPerStep = c.batch * c.seq * c.gradAccum
@@ -82,7 +97,7 @@ public struct RunPlan: Encodable, Equatable, Sendable {
         schedule = c.schedule
         warmup = c.warmup
         minLRRatio = c.schedule == "cosine" ? c.minLRRatio : nil
-        clip = c.clip
+        clip = c.resolvedStepRule.isZerothOrder ? 0 : c.clip  // zeroth-order rules have no gradient to clip
         evaluation = c.evalEvery > 0
             ? "every \(c.evalEvery) steps (\(c.evalBatches > 0 ? "\(c.evalBatches) batches" : "the whole validation split")) and on the whole validation split at the end"
             : "on the whole validation split at the end"
@@ -95,6 +110,7 @@ public struct RunPlan: Encodable, Equatable, Sendable {
             "initial weights: \(initialWeights)",
             "tokenizer: \(tokenizer)",
         ]
+        if let trainer { out.append("trainer: \(trainer)") }
         if let optimizer {
             out.append("optimizer: \(optimizer.optimizer)")
             out += optimizer.lines.map { "  \($0)" }

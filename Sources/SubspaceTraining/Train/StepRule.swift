@@ -53,18 +53,36 @@ public enum StepRuleName: String, Codable, Sendable, CaseIterable {
     /// `BackpropStep`: forward, backward, clip, update (per-layer mode and gradient
     /// accumulation included). The default.
     case backprop
+    /// `MeZOStep`: two-point zeroth-order SGD with a dense Gaussian direction.
+    case mezo
+    /// `LOZOStep`: low-rank directions U V^T with V kept for `interval` steps.
+    case lozo
+    /// `LOZOStep` with momentum in the low-rank space (LOZO-M).
+    case lozoM = "lozo-m"
+    /// `SubZeroStep`: orthonormal per-layer bases, an r x r Gaussian core each step.
+    case subzero
+    /// `EggrollStep`: evolution strategies with low-rank antithetic perturbations.
+    case eggroll
 
     /// The memory regime of the rule.
     public var memory: StepRuleMemory {
         switch self {
         case .backprop: return .backprop
+        case .mezo, .lozo, .lozoM, .subzero, .eggroll: return .forwardOnly
         }
     }
+
+    /// Whether the rule is zeroth-order (reads `ZerothOrderSettings`).
+    public var isZerothOrder: Bool { self != .backprop }
 
     /// Builds the rule for `model`, stepping with `optimizer`.
     public func make(model: LlamaModel, optimizer: RoutedOptimizer, options: StepOptions) throws -> any StepRule {
         switch self {
         case .backprop: return try BackpropStep(model: model, optimizer: optimizer, options: options)
+        case .mezo: return try MeZOStep(model: model, optimizer: optimizer, options: options)
+        case .lozo, .lozoM: return try LOZOStep(model: model, optimizer: optimizer, options: options, rule: self)
+        case .subzero: return try SubZeroStep(model: model, optimizer: optimizer, options: options)
+        case .eggroll: return try EggrollStep(model: model, optimizer: optimizer, options: options)
         }
     }
 

@@ -19,6 +19,15 @@ public struct StepOptions: Codable, Equatable, Sendable {
     /// clipping is on (the clip needs the whole accumulated gradient).
     public var perLayerUpdate: Bool = false
     public var schedule: LearningRateSchedule = .constant(warmup: 0)
+    /// The run's seed: zeroth-order rules derive each step's perturbation from it.
+    public var seed: UInt64 = 0
+    /// The zeroth-order rules' settings (unresolved; each rule fills its defaults).
+    public var zerothOrder = ZerothOrderSettings()
+    /// The zeroth-order `.sgd` update's learning rate (`--lr`); nil takes
+    /// `ZerothOrderSettings.defaultLearningRate`.
+    public var zerothOrderLearningRate: Float? = nil
+    /// The zeroth-order `.sgd` update's weight decay (`--weight-decay`).
+    public var zerothOrderWeightDecay: Float = 0
     public init() {}
 }
 
@@ -40,6 +49,9 @@ public struct StepReport: Sendable {
     public var forwardSeconds: Double
     public var backwardSeconds: Double
     public var optimizerSeconds: Double
+    /// The learning rate the step used, when the rule sets it itself (the zeroth-order
+    /// `.sgd` update); nil means the optimizer's rate times `lrScale`.
+    public var learningRate: Float? = nil
     public var totalSeconds: Double { forwardSeconds + backwardSeconds + optimizerSeconds }
 }
 

@@ -196,14 +196,21 @@ public final class TrainingRun {
                 model: model, batches: (0..<n).map { _ in draw.next() },
                 stepSize: LoRASBInitialization.referenceStepSize(learningRate: lr, warmupSteps: c.warmup))
         }
-        var trainer = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        let rule = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        var trainer: any StepRule = rule
         if let r = c.restarts {
-            trainer = RestartingStep(inner: trainer, optimizer: optimizer, settings: r, totalSteps: c.steps, seed: c.seed)
+            trainer = RestartingStep(inner: rule, optimizer: optimizer, settings: r, totalSteps: c.steps, seed: c.seed)
         }
         trainer.setStep(state.step)
         // LoRA dropout draws one mask per training forward: one per micro-batch, so a resumed
         // run continues the masks where the saved one stopped.
         for op in model.loraOperators { op.dropoutDraws = UInt64(state.step) &* UInt64(c.gradAccum) }
+        if resume, let stateful = rule as? StatefulStepRule {
+            let saved = try Checkpoint.loadStepRuleState(from: checkpointDir)
+            do { try stateful.importState(saved) } catch let e as ConfigurationError {
+                throw CheckpointError(.optimizerMismatch, checkpointDir.appendingPathComponent(Checkpoint.stepRuleFile), e.message)
+            }
+        }
         let plan = RunPlan(
             config: c, trainTokens: data.train.count, validationTokens: data.validation.count,
             tokenizer: data.tokenizer == nil ? nil : (c.tokenizer ?? "trained on the training split (\(data.tokenizer!.vocabSize) tokens)"))
@@ -229,7 +236,7 @@ public final class TrainingRun {
             state.runConfig = c.jsonString()
             try Checkpoint.save(
                 to: checkpointDir, model: model, adapter: c.adapter, optimizer: optimizer, state: state,
-                specialTokens: special, files: hubFiles)
+                specialTokens: special, files: hubFiles, stepRuleState: (rule as? StatefulStepRule)?.exportState())
             savedStep = state.step
             events(.checkpoint(step: state.step, path: checkpointDir.path))
         }
@@ -252,7 +259,7 @@ public final class TrainingRun {
             lastLoss = Double(report.loss)
             var m = StepMetrics(
                 step: trainer.step, tokens: state.tokensSeen, loss: lastLoss,
-                lr: Double((optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
+                lr: Double(report.learningRate ?? (optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
                 tokens_per_s: Double(tokensPerStep) / dt, rss_bytes: ProcessMemory.currentRSS, step_ms: dt * 1000)
             let last = trainer.step == c.steps
             if !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
