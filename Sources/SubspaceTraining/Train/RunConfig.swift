@@ -172,7 +172,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
         var s = StepOptions()
         s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate
         s.schedule = restarts?.schedule(over: learningRateSchedule) ?? learningRateSchedule
-        s.gradAccum = gradAccum; s.clipNorm = clip; s.perLayerUpdate = perLayerUpdate; s.schedule = learningRateSchedule
         s.seed = seed
         s.zerothOrder = zerothOrder ?? ZerothOrderSettings()
         s.zerothOrderLearningRate = optimizerOptions.learningRate
@@ -194,7 +193,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if schedule != other.schedule || warmup != other.warmup || minLRRatio != other.minLRRatio { diff.append("schedule") }
         if clip != other.clip { diff.append("clip") }
         if perLayerUpdate != other.perLayerUpdate { diff.append("per-layer-update") }
-        if (stepRule ?? .backprop) != (other.stepRule ?? .backprop) { diff.append("step rule") }
         if adapter != other.adapter { diff.append("adapter") }
         if restarts != other.restarts { diff.append("restarts") }
         if resolvedStepRule != other.resolvedStepRule { diff.append("step rule") }
