@@ -54,6 +54,15 @@ import Testing
         }
     }
 
+    /// A validation loss whose perplexity overflows (a diverged run: MeZO at lr 1e-2 reached
+    /// 1,721 nats) is a one-line training error naming the step, not a failure to encode
+    /// the metrics line.
+    @Test func divergedRunIsATrainingError() {
+        let e = TrainingError.diverged(step: 3, validationLoss: 1721.4)
+        #expect(String(describing: e).contains("validation loss 1721.4 at step 3") && !String(describing: e).contains("\n"))
+        #expect(!exp(1721.4).isFinite && exp(709.0).isFinite)
+    }
+
     @Test func shuffleFalseReadsTheFileInOrder() throws {
         let ids = (0..<1000).map { Int32($0 % 300) }
         var s = try SequenceBatches(tokens: ids, batch: 2, seq: 10, shuffle: false, seed: 0)

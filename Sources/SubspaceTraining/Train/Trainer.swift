@@ -33,10 +33,15 @@ public struct StepOptions: Codable, Equatable, Sendable {
 
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case nonFiniteLoss(step: Int, loss: Float)
+    /// A validation loss so large that its perplexity overflows a double (above about 709
+    /// nats): the run has diverged, and its metrics could not be recorded.
+    case diverged(step: Int, validationLoss: Double)
     public var description: String {
         switch self {
         case .nonFiniteLoss(let step, let loss):
             return "loss became \(loss) at step \(step); stopping before the weights are touched (lower the learning rate or enable clipping)"
+        case .diverged(let step, let loss):
+            return String(format: "validation loss %.1f at step %d: the run diverged (its perplexity overflows); lower the learning rate", loss, step)
         }
     }
 }

@@ -270,6 +270,7 @@ public final class TrainingRun {
                 }
                 evalSeconds += Clock.since(te)
                 guard e.loss.isFinite else { throw TrainingError.nonFiniteLoss(step: trainer.step, loss: Float(e.loss)) }
+                guard exp(e.loss).isFinite else { throw TrainingError.diverged(step: trainer.step, validationLoss: e.loss) }
                 m.val_loss = e.loss; m.val_ppl = exp(e.loss)
                 lastVal = e.loss
                 state.bestValLoss = min(state.bestValLoss ?? .infinity, e.loss)
