@@ -67,9 +67,18 @@ public final class RunDirectory {
         let lockPath = url.appendingPathComponent(Self.lockFile).path
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ConfigurationError("cannot create '\(lockPath)': \(String(cString: strerror(errno)))") }
+        var ownRetries = 0
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
             let holder = Self.readPid(fd)
+            // Our own pid: a lock this process released is still held by a child it is
+            // spawning (between fork and exec the child shares the lock's open file, which
+            // O_CLOEXEC closes only at exec). That lasts microseconds: wait, up to 2 s.
+            if holder == getpid(), ownRetries < 200 {
+                ownRetries += 1
+                usleep(10_000)
+                continue
+            }
             close(fd)
             throw ConfigurationError("run directory '\(path)' is in use by process \(holder.map(String.init) ?? "unknown")")
         }
