@@ -1196,6 +1196,12 @@ extension Reliability {
         Case("train --parametrization low-rank --adapter-rank above min(in, out)") { m, d in
             Plan(args: train(m, d, ["--parametrization", "low-rank", "--adapter-rank", "100000"]), fragments: ["rank 100000"])
         },
+        Case("bench --adapter lora --adapter-rank 0") { _, _ in
+            Plan(args: ["bench", "--preset", "tiny", "--steps", "1", "--adapter", "lora", "--adapter-rank", "0"], fragments: ["rank"])
+        },
+        Case("bench --parametrization bogus") { _, _ in
+            Plan(args: ["bench", "--preset", "tiny", "--steps", "1", "--parametrization", "bogus"], fragments: ["unknown parametrization"])
+        },
         Case("train --init-from --parametrization low-rank (no base to fill)") { m, d in
             Plan(args: lora(m, d, ["--parametrization", "low-rank", "--adapter-rank", "4"]), fragments: ["cannot start from dense weights"])
         },
