@@ -45,6 +45,13 @@ public struct PerfusionExamples: Sendable {
         keyPositions = positions
     }
 
+    /// Already tokenized sentences and the word's last-token positions in each (tests).
+    init(sentences: [[Int32]], keyPositions: [[Int]]) {
+        precondition(sentences.count == keyPositions.count && keyPositions.allSatisfy { !$0.isEmpty })
+        self.sentences = sentences
+        self.keyPositions = keyPositions
+    }
+
     /// All sentences as one batch, padded to the longest (every token is a row, the last has
     /// no target): targets are the next tokens after
     /// each sentence's first occurrence of the word (the word's own last token predicts the
