@@ -39,11 +39,14 @@ import Testing
         return PerfusionExamples(sentences: sentences, keyPositions: sentences.map { [$0.firstIndex(of: word)!] })
     }
 
-    static func fitted(steps: Int = 40, beta: Float = 0.75) throws -> (LlamaModel, PerfusionEdit) {
+    /// An edit of a freshly initialised model: 40 steps at lr 0.01 (the default 0.1 is sized
+    /// for a trained model, whose residual stream is far larger than this one's), C from 16
+    /// batches of 64 rows (1,024 rows for a 64-wide input).
+    static func fitted(steps: Int = 40) throws -> (LlamaModel, PerfusionEdit) {
         let source = try LlamaModel(config: config, seed: 3)
         var s = PerfusionSettings()
-        s.steps = steps; s.beta = beta; s.covarianceBatches = 8
-        return (source, try PerfusionEdit.fit(source: source, examples: examples(), corpus: batches(8, seed: 1), settings: s))
+        s.steps = steps; s.covarianceBatches = 16; s.learningRate = 0.01
+        return (source, try PerfusionEdit.fit(source: source, examples: examples(), corpus: batches(16, seed: 1), settings: s))
     }
 
     @Test func metricKeySolvesTheCovarianceSystem() throws {
@@ -66,30 +69,46 @@ import Testing
         let batch = Self.examples().batch()
         let before = try source.loss(batch).loss, after = try edit.model.loss(batch).loss
         #expect(edit.losses.count == 41)
-        #expect(after < before - 0.3, "loss \(before) -> \(after)")
+        #expect(after < before - 0.05, "loss \(before) -> \(after)")
         // Only o* moved: every other tensor is the source's.
         for p in edit.model.parameters where !p.name.hasSuffix(".edit.output") {
             if let q = source.parameter(named: p.name) { #expect(q.value.array == p.value.array, "\(p.name)") }
         }
     }
 
-    /// Unrelated inputs (no token 39): the largest change of any logit over 4 batches. Measured
-    /// 0.01 with the paper's gate; an always-open gate (beta -10) gives 2.1 on the same model.
-    static func unrelatedLogitChange(_ source: LlamaModel, _ edit: PerfusionEdit) throws -> Float {
-        try batches(4, seed: 50).map { b in maxAbsDiff(try source.logits(b).array, try edit.model.logits(b).array) }.max()!
+    /// The largest change of any logit between two models over `batches`, at `rows` (all rows when nil).
+    static func logitChange(_ a: LlamaModel, _ b: LlamaModel, _ batches: [TokenBatch], rows: [Int]? = nil) throws -> Float {
+        try batches.map { batch in
+            let (x, y) = (try a.logits(batch), try b.logits(batch)), v = a.config.vocab
+            return (rows ?? Array(0..<batch.tokens.count)).map { r in maxAbsDiff(Array(x.array[r * v..<(r + 1) * v]), Array(y.array[r * v..<(r + 1) * v])) }.max()!
+        }.max()!
     }
 
+    /// The fitted edit with its gate always open (beta -10): a broken gate, same i*, C⁻¹ i*, o*.
+    static func openGate(_ source: LlamaModel, _ edit: PerfusionEdit) throws -> LlamaModel {
+        let op = edit.op
+        let kind = RankOneEditLinear.Kind(
+            key: op.key.value.array, metricKey: op.metricKey.value.array, output: op.output.value.array, beta: -10, tau: op.tau)
+        let model = try LlamaModel(config: source.config, operators: LinearOperators.dense.replacing([edit.path], with: kind))
+        try model.loadDense(from: source)
+        return model
+    }
+
+    /// Unrelated inputs (no token 39): s stays below beta, and no logit moves by more than
+    /// 0.15 (measured: 0.037, against 0.86 at the key rows); the same edit with its gate
+    /// always open moves unrelated logits by more than 0.5 (measured 1.04).
     @Test func unrelatedInputsAreNearlyUnchanged() throws {
         let (source, edit) = try Self.fitted()
-        let keyed = try edit.scores([Self.examples().batch()])
-        let unrelated = try edit.scores(Self.batches(4, seed: 50))
-        #expect(Self.examples().keyRows().map { keyed[$0] }.allSatisfy { $0 > 0.75 })
+        let examples = Self.examples(), unrelatedBatches = Self.batches(4, seed: 50)
+        let keyed = try edit.scores([examples.batch()])
+        let unrelated = try edit.scores(unrelatedBatches)
+        #expect(examples.keyRows().map { keyed[$0] }.allSatisfy { $0 > 0.75 })
         #expect(unrelated.allSatisfy { $0 < 0.75 }, "max s \(unrelated.max()!)")
-        let change = try Self.unrelatedLogitChange(source, edit)
-        #expect(change < 0.05, "max |Δ logit| \(change)")
-        let (_, open) = try Self.fitted(beta: -10)
-        let broken = try Self.unrelatedLogitChange(source, open)
-        #expect(broken > 0.05 * 10, "an open gate changed logits by only \(broken)")
+        let atKey = try Self.logitChange(source, edit.model, [examples.batch()], rows: examples.keyRows())
+        let change = try Self.logitChange(source, edit.model, unrelatedBatches)
+        let broken = try Self.logitChange(source, Self.openGate(source, edit), unrelatedBatches)
+        #expect(change < 0.15, "max |Δ logit| \(change) on unrelated rows, \(atKey) at the key")
+        #expect(broken > 0.5, "an open gate changed unrelated logits by only \(broken)")
     }
 
     @Test func theWordIsFoundByTokens() throws {

@@ -8,8 +8,8 @@ import SubspaceModels
 /// An occurrence is found by characters, then mapped to tokens by encoding the sentence up to
 /// the word's end: its last token is the position `encode(prefix).count - 1`, provided that
 /// prefix encodes to the start of the sentence's tokens (true when the word ends where the
-/// tokenizer's pre-tokenizer cuts, as before a space or punctuation; an occurrence glued to
-/// other letters, "zorblats", is not the word and is skipped).
+/// tokenizer's pre-tokenizer cuts, as before a space or punctuation). An occurrence glued to
+/// other letters or digits, "zorblats", is not the word and is skipped.
 public struct PerfusionExamples: Sendable {
     /// Token ids per sentence.
     public let sentences: [[Int32]]
@@ -29,7 +29,9 @@ public struct PerfusionExamples: Sendable {
             var search = line.startIndex
             while let r = line.range(of: word, range: search..<line.endIndex) {
                 let prefix = tokenizer.encode(String(line[..<r.upperBound]))
-                if !prefix.isEmpty, prefix.count <= ids.count, Array(ids[..<prefix.count]) == prefix, found.last != prefix.count - 1 {
+                let glued = { (c: Character?) in c.map { $0.isLetter || $0.isNumber } ?? false }
+                let before = r.lowerBound > line.startIndex ? line[line.index(before: r.lowerBound)] : nil
+                if !glued(before), !glued(r.upperBound < line.endIndex ? line[r.upperBound] : nil), !prefix.isEmpty, prefix.count <= ids.count, Array(ids[..<prefix.count]) == prefix, found.last != prefix.count - 1 {
                     found.append(prefix.count - 1)
                 }
                 search = r.upperBound
