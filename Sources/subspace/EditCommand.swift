@@ -63,7 +63,7 @@ struct EditCommand: ParsableCommand {
             let edit = try PerfusionEdit.fit(source: source, examples: fitted, corpus: train, settings: settings)
             let figures = try edit.figures(source: source, examples: fitted, heldOut: held, validation: validation)
             let record = PerfusionEditFiles.Record(
-                word: word, slot: path, checkpoint: dir.path, settings: settings, energy: edit.op.energy, figures: figures, fitLosses: edit.losses)
+                word: word, slot: path, checkpoint: checkpoint, settings: settings, energy: edit.op.energy, figures: figures, fitLosses: edit.losses)
             try PerfusionEditFiles.write(edit, record: record, to: outURL)
             return record
         }

@@ -1199,7 +1199,7 @@ extension Reliability {
         },
         Case("edit: a word that tokenizes to nothing") { m, d in Plan(args: try edit(m, d, word: " "), fragments: ["tokenizes to nothing"]) },
         Case("edit: unknown slot") { m, d in Plan(args: try edit(m, d, ["--slot", "model.layers.9.mlp.down_proj"]), fragments: ["unknown slot"]) },
-        Case("edit: --steps -1") { m, d in Plan(args: try edit(m, d, ["--steps", "-1"]), fragments: ["--steps"]) },
+        Case("edit: --steps=-1") { m, d in Plan(args: try edit(m, d, ["--steps=-1"]), fragments: ["--steps"]) },
         Case("edit: --tau 0") { m, d in Plan(args: try edit(m, d, ["--tau", "0"]), fragments: ["--tau"]) },
         Case("edit: --out exists (no --overwrite)") { m, d in
             let out = d.appendingPathComponent("edit")
