@@ -1211,6 +1211,12 @@ extension Reliability {
             try Files.write("keep me", out.appendingPathComponent("notes.txt"))
             return Plan(args: try edit(m, d, ["--overwrite"]), protect: [out], fragments: ["refusing"])
         },
+        Case("eval --edit a folder without an edit") { m, d in Plan(args: eval(m, ck(m.baseRun), ["--edit", d.path]), fragments: ["edit.json"]) },
+        Case("sample --edit whose edit.json is garbage") { _, d in
+            let m = try Micro.shared()
+            try Files.write(garbage(64), d.appendingPathComponent("edit.json"))
+            return Plan(args: sample(ck(m.baseRun), ["--edit", d.path]), fragments: ["edit.json"])
+        },
     ]
 
     @Test(arguments: editCases) func edits(_ c: Case) throws { try check(c) }

@@ -129,7 +129,7 @@ import Testing
         #expect(throws: ConfigurationError.self) { try PerfusionExamples(word: "zorblat", lines: lines, tokenizer: tok, maxTokens: 3) }
     }
 
-    @Test func editFilesRefuseAnOccupiedFolder() throws {
+    @Test func editFilesRoundTripAndRefuseAnOccupiedFolder() throws {
         let (source, edit) = try Self.fitted(steps: 1)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("perfusion-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -142,6 +142,9 @@ import Testing
         try PerfusionEditFiles.checkDestination(dir, overwrite: true)
         let saved = try SafeTensorsFile.load(url: dir.appendingPathComponent(PerfusionEditFiles.tensorsFile))
         #expect(try saved.tensor(edit.path + ".edit.output").array == edit.op.output.value.array)
+        let loaded = try PerfusionEditFiles.load(from: dir, onto: source)
+        let b = Self.examples().batch()
+        #expect(try loaded.logits(b).array == edit.model.logits(b).array, "the saved edit reloads to the same model")
         try Data("x".utf8).write(to: dir.appendingPathComponent("notes.txt"))
         #expect(throws: ConfigurationError.self) { try PerfusionEditFiles.checkDestination(dir, overwrite: true) }
     }

@@ -13,3 +13,17 @@ for lr in 0.1 0.5; do
         --examples bench/perfusion/examples.txt --held-out bench/perfusion/held-out.txt \
         --lr "$lr" --out "$out/zorblat-lr$lr" --overwrite | tee "$out/zorblat-lr$lr.txt"
 done
+# The whole validation split with and without each edit, and greedy continuations of a
+# held-out-like prompt.
+data=$(ls -d data/shakespeare ../shared/data/shakespeare 2>/dev/null | head -1)
+{
+    echo "base: $(.build/release/subspace eval --checkpoint "$base" --data "$data" --split validation)"
+    for lr in 0.1 0.5; do
+        echo "edit lr $lr: $(.build/release/subspace eval --checkpoint "$base" --data "$data" --split validation --edit "$out/zorblat-lr$lr")"
+    done
+    for e in "" "$out/zorblat-lr0.1" "$out/zorblat-lr0.5"; do
+        echo "--- sample ${e:-(no edit)}"
+        .build/release/subspace sample --checkpoint "$base" --prompt "I heard the zorblat" --tokens 30 --temperature 0 ${e:+--edit "$e"} 2>/dev/null
+        echo
+    done
+} | tee "$out/validation-and-samples.txt"

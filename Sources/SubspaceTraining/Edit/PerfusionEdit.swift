@@ -126,6 +126,12 @@ public struct PerfusionEdit {
         let open = RankOneEditLinear.sigmoid((1 - settings.beta) / settings.tau)
         let kind = RankOneEditLinear.Kind(
             key: key.array, metricKey: metricKey.array, output: image.array.map { $0 / open }, beta: settings.beta, tau: settings.tau)
+        return try model(source: source, slot: path, kind: kind)
+    }
+
+    /// `source`'s function with `slot` replaced by the edit `kind`, every tensor but o* frozen.
+    static func model(source: LlamaModel, slot path: String, kind: RankOneEditLinear.Kind) throws -> (LlamaModel, RankOneEditLinear) {
+        try checkSlot(path, in: source)
         let model = try LlamaModel(config: source.config, operators: LinearOperators.dense.replacing([path], with: kind).freezingOthers())
         try model.loadDense(from: source)
         return (model, model.slot(path)!.op as! RankOneEditLinear)

@@ -1,5 +1,6 @@
 import Foundation
 import SubspaceCore
+import SubspaceModels
 
 /// The files of a Perfusion edit: `edit.safetensors` (i*, C⁻¹ i* and o* under
 /// `<slot>.edit.key`, `.edit.metric_key`, `.edit.output`) and `edit.json` (the word, the
@@ -39,6 +40,24 @@ public enum PerfusionEditFiles {
         guard others.isEmpty else {
             throw ConfigurationError("refusing to overwrite '\(dir.path)': it holds \(others.sorted().prefix(3).joined(separator: ", ")), not only an edit's files")
         }
+    }
+
+    /// `source` with the edit saved in `dir` applied (for `eval --edit`, `sample --edit`).
+    /// - Throws: `ConfigurationError` when the files are missing, unreadable or do not fit
+    ///   the model (unknown slot, wrong shapes).
+    public static func load(from dir: URL, onto source: LlamaModel) throws -> LlamaModel {
+        let recordURL = dir.appendingPathComponent(recordFile), tensorsURL = dir.appendingPathComponent(tensorsFile)
+        guard let data = FileManager.default.contents(atPath: recordURL.path) else { throw ConfigurationError("cannot read '\(recordURL.path)'") }
+        let record: Record
+        do { record = try JSONDecoder().decode(Record.self, from: data) } catch {
+            throw ConfigurationError("'\(recordURL.path)' is not a Perfusion edit record")
+        }
+        let file = try SafeTensorsFile.load(url: tensorsURL)
+        func vector(_ name: String) throws -> [Float] { try file.tensor(record.slot + ".edit." + name).array }
+        let kind = RankOneEditLinear.Kind(
+            key: try vector("key"), metricKey: try vector("metric_key"), output: try vector("output"),
+            beta: record.settings.beta, tau: record.settings.tau)
+        return try PerfusionEdit.model(source: source, slot: record.slot, kind: kind).0
     }
 
     /// Writes the edit's tensors and its record into `dir` (created if needed).
