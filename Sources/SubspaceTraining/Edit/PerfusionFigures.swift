@@ -33,17 +33,18 @@ extension PerfusionEdit {
             for b in batches { let r = try m.loss(b); sum += r.loss * Double(r.tokens); n += r.tokens }
             return (n > 0 ? sum / Double(n) : .nan, n)
         }
-        func pair(_ batches: [TokenBatch]) throws -> BeforeAfter {
-            BeforeAfter(before: try loss(source, batches).0, after: try loss(model, batches).0)
+        func pair(_ batches: [TokenBatch]) throws -> (BeforeAfter, tokens: Int) {
+            let before = try loss(source, batches)
+            return (BeforeAfter(before: before.0, after: try loss(model, batches).0), before.1)
         }
         func keyScores(_ e: PerfusionExamples) throws -> [Float] {
             let s = try scores([e.batch()])
             return e.keyRows().map { s[$0] }
         }
-        let v = try scores(validation)
+        let v = try scores(validation), unrelated = try pair(validation)
         return PerfusionFigures(
-            examplesLoss: try pair([examples.batch()]), heldOutLoss: try heldOut.map { try pair([$0.batch()]) },
-            validationLoss: try pair(validation), validationTokens: try loss(source, validation).1,
+            examplesLoss: try pair([examples.batch()]).0, heldOutLoss: try heldOut.map { try pair([$0.batch()]).0 },
+            validationLoss: unrelated.0, validationTokens: unrelated.tokens,
             keyScores: try keyScores(examples), heldOutKeyScores: try heldOut.map(keyScores),
             validationMaxScore: v.max() ?? 0, validationRowsAtBeta: v.filter { $0 >= settings.beta }.count, validationRows: v.count)
     }
