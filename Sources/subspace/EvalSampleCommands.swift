@@ -10,6 +10,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Which part of text data: all, train or validation (the corpus split).") var split: String = "all"
     @Option(help: "A tokenizer.json to encode text with (default: the checkpoint's own).") var tokenizer: String?
     @Option(help: "A PEFT adapter folder to put on the --checkpoint model (default: the adapter the checkpoint holds, if any).") var adapter: String?
+    @Option(help: "A Perfusion edit folder (edit.json, edit.safetensors from `subspace edit`) to apply to the --checkpoint model.") var edit: String?
     @Option(help: "Sequences per batch.") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
     @Flag(help: "Print {\"loss\", \"ppl\", \"tokens\"} as JSON.") var json = false
@@ -19,7 +20,8 @@ struct Eval: ParsableCommand {
             guard ["all", "train", "validation"].contains(split) else { throw ConfigurationError("--split must be all, train or validation") }
             // The published checkpoint, or its `.old` twin when a save was cut between renames.
             let dir = Checkpoint.resolve(checkpointDirectory(checkpoint))
-            let model = try Checkpoint.loadModel(from: dir, adapter: adapter.map { URL(fileURLWithPath: $0) })
+            var model = try Checkpoint.loadModel(from: dir, adapter: adapter.map { URL(fileURLWithPath: $0) })
+            if let edit { model = try PerfusionEditFiles.load(from: URL(fileURLWithPath: edit), onto: model) }
             let t = seq ?? min(256, model.config.maxSeq)
             try model.config.validate(batch: batch, seq: t)
             try ResourceCheck.inference(model.config, batch: batch, seq: t)
@@ -73,6 +75,7 @@ struct Sample: ParsableCommand {
             """)
     @Option(help: "Checkpoint directory with a tokenizer.json (or the run directory holding it).") var checkpoint: String
     @Option(help: "A PEFT adapter folder to put on the --checkpoint model (default: the adapter the checkpoint holds, if any).") var adapter: String?
+    @Option(help: "A Perfusion edit folder (edit.json, edit.safetensors from `subspace edit`) to apply to the --checkpoint model.") var edit: String?
     @Option(help: "Text to continue.") var prompt: String = "\n"
     @Option(help: "Tokens to generate per sample (prompt plus tokens at most the model's context, unless --sliding-window).") var tokens: Int = 200
     @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
@@ -94,7 +97,7 @@ struct Sample: ParsableCommand {
             try sampleText(
                 checkpoint: checkpointDirectory(checkpoint), prompt: prompt, tokens: tokens, temperature: temperature,
                 topK: topK, topP: topP, seed: seed, slidingWindow: slidingWindow, stops: stops, numSamples: numSamples,
-                useCache: !noCache, adapter: adapter.map { URL(fileURLWithPath: $0) })
+                useCache: !noCache, adapter: adapter.map { URL(fileURLWithPath: $0) }, edit: edit.map { URL(fileURLWithPath: $0) })
         }
         writeStderr(samplingRateLine(stats, samples: numSamples, cached: !noCache) + "\n")
     }

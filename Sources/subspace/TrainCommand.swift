@@ -221,7 +221,7 @@ func defaultData() -> String { DefaultCorpus.path("shakespeare") }
 @discardableResult
 func sampleText(
     checkpoint: URL, prompt: String, tokens: Int, temperature: Float, topK: Int, topP: Float = 1, seed: UInt64,
-    slidingWindow: Bool = false, stops: [String] = [], numSamples: Int = 1, useCache: Bool = true, adapter: URL? = nil,
+    slidingWindow: Bool = false, stops: [String] = [], numSamples: Int = 1, useCache: Bool = true, adapter: URL? = nil, edit: URL? = nil,
     newStream: () -> TextStream = { TextStream() }
 ) throws -> GenerationStats {
     guard tokens >= 0 else { throw ConfigurationError("--tokens must be non-negative, got \(tokens)") }
@@ -238,7 +238,8 @@ func sampleText(
     guard FileManager.default.fileExists(atPath: tokPath.path) else {
         throw ConfigurationError("'\(checkpoint.path)' has no tokenizer.json to sample text with")
     }
-    let model = try Checkpoint.loadModel(from: checkpoint, adapter: adapter)
+    var model = try Checkpoint.loadModel(from: checkpoint, adapter: adapter)
+    if let edit { model = try PerfusionEditFiles.load(from: edit, onto: model) }
     let tok = try TokenizerJSON.load(path: tokPath.path)
     if tok.vocabSize > model.config.vocab {
         throw ConfigurationError("the tokenizer has \(tok.vocabSize) tokens but the model's vocabulary is \(model.config.vocab)")

@@ -1209,6 +1209,58 @@ extension Reliability {
 
     @Test(arguments: adapterCases) func adapters(_ c: Case) throws { try check(c) }
 
+    // MARK: Perfusion edits
+
+    /// `edit` of the micro base run with `word`, examples `lines` (written to a file).
+    static func edit(_ m: Micro, _ d: URL, word: String = "zorblat", lines: String = "the zorblat was here.\nwe saw a zorblat.\n", _ extra: [String] = []) throws -> [String] {
+        let f = d.appendingPathComponent("examples.txt")
+        try Files.write(lines, f)
+        return ["edit", "--checkpoint", m.baseRun.path, "--word", word, "--examples", f.path, "--corpus", m.corpus.path,
+                "--steps", "2", "--covariance-batches", "2", "--eval-batches", "1", "--out", d.appendingPathComponent("edit").path] + extra
+    }
+
+    static let editCases: [Case] = [
+        Case("edit: no example contains the word") { m, d in Plan(args: try edit(m, d, lines: "no word here.\nnor here.\n"), fragments: ["no example", "zorblat"]) },
+        Case("edit: empty examples file") { m, d in Plan(args: try edit(m, d, lines: "\n  \n"), fragments: ["no sentences"]) },
+        Case("edit: examples file missing") { m, d in
+            var args = try edit(m, d)
+            args[args.firstIndex(of: "--examples")! + 1] = d.appendingPathComponent("nope.txt").path
+            return Plan(args: args, fragments: ["cannot read"])
+        },
+        Case("edit: a word that tokenizes to nothing") { m, d in Plan(args: try edit(m, d, word: " "), fragments: ["tokenizes to nothing"]) },
+        Case("edit: unknown slot") { m, d in Plan(args: try edit(m, d, ["--slot", "model.layers.9.mlp.down_proj"]), fragments: ["unknown slot"]) },
+        Case("edit: --steps=-1") { m, d in Plan(args: try edit(m, d, ["--steps=-1"]), fragments: ["--steps"]) },
+        Case("edit: --tau 0") { m, d in Plan(args: try edit(m, d, ["--tau", "0"]), fragments: ["--tau"]) },
+        Case("edit: --out exists (no --overwrite)") { m, d in
+            let out = d.appendingPathComponent("edit")
+            try Files.write("keep me", out.appendingPathComponent("edit.json"))
+            return Plan(args: try edit(m, d), protect: [out], fragments: ["exists", "--overwrite"])
+        },
+        Case("edit --overwrite over a folder that is not an edit") { m, d in
+            let out = d.appendingPathComponent("edit")
+            try Files.write("keep me", out.appendingPathComponent("notes.txt"))
+            return Plan(args: try edit(m, d, ["--overwrite"]), protect: [out], fragments: ["refusing"])
+        },
+        Case("eval --edit a folder without an edit") { m, d in Plan(args: eval(m, ck(m.baseRun), ["--edit", d.path]), fragments: ["edit.json"]) },
+        Case("sample --edit whose edit.json is garbage") { _, d in
+            let m = try Micro.shared()
+            try Files.write(garbage(64), d.appendingPathComponent("edit.json"))
+            return Plan(args: sample(ck(m.baseRun), ["--edit", d.path]), fragments: ["edit.json"])
+        },
+    ]
+
+    @Test(arguments: editCases) func edits(_ c: Case) throws { try check(c) }
+
+    /// A good edit of the micro base run succeeds and writes its two files.
+    @Test func editWritesItsFiles() throws {
+        let m = try Micro.shared()
+        let d = try m.scratch("edit")
+        defer { Files.remove(d) }
+        let r = try CLI.run(try Self.edit(m, d))
+        Promise.expectSuccess(r)
+        for f in ["edit.safetensors", "edit.json"] { #expect(Files.exists(d.appendingPathComponent("edit/\(f)")), "\(f)") }
+    }
+
     /// Paths with spaces and non-ASCII characters work end to end.
     @Test func pathsWithSpacesAndUnicode() throws {
         let m = try Micro.shared()

@@ -1,4 +1,5 @@
-// The only file that imports LAPACK. Thin SVD and QR for the optimizers.
+// The only file that imports LAPACK. Thin SVD and QR for the optimizers; a Cholesky solve for
+// Perfusion's inverse-covariance metric.
 #if canImport(CLAPACKE)
 import CLAPACKE
 #endif
@@ -130,6 +131,31 @@ public enum Linalg {
         return (q, r)
         #else
         throw LinalgError.unsupported("qr")
+        #endif
+    }
+
+    /// Solves `A x = b` for a symmetric positive definite n x n matrix A (read from its upper
+    /// triangle) and a right-hand side b of n values, by Cholesky factorization `A = Uᵀ U`
+    /// and two triangular solves (`sposv`): no inverse is formed. Throws
+    /// `invalidArgument` when A is not positive definite (LAPACK's info > 0: a leading minor
+    /// is not positive) and `nonFinite` for NaN or infinite input.
+    public static func choleskySolve(symmetric a: Tensor, _ b: Tensor) throws -> Tensor {
+        guard a.shape.count == 2, a.shape[0] == a.shape[1], a.shape[0] > 0 else {
+            throw LinalgError.invalidArgument("a Cholesky solve needs a square matrix, got \(a.shape)")
+        }
+        let n = a.shape[0]
+        guard b.count == n else { throw LinalgError.invalidArgument("right-hand side of \(b.count) values for a \(n) x \(n) matrix") }
+        for i in 0..<a.count where !a.data[i].isFinite { throw LinalgError.nonFinite("Cholesky solve") }
+        for i in 0..<n where !b.data[i].isFinite { throw LinalgError.nonFinite("Cholesky solve") }
+        #if canImport(CLAPACKE)
+        BLAS.configure()
+        let factor = a.copy(), x = b.copy()  // x: b as an n x 1 row-major matrix, overwritten by the solution
+        let info = LAPACKE_sposv(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "U")), Int32(n), 1, factor.data, Int32(n), x.data, 1)
+        if info > 0 { throw LinalgError.invalidArgument("the matrix is not positive definite (leading minor \(info))") }
+        if info < 0 { throw LinalgError.invalidArgument("sposv info \(info)") }
+        return x
+        #else
+        throw LinalgError.unsupported("Cholesky solve")
         #endif
     }
 }

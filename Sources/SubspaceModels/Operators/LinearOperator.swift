@@ -215,13 +215,17 @@ public typealias LinearObserver = (LinearSlotSpec, ActivationView) -> Void
 ///
 /// The model calls the slot, which fires the observers and delegates to the operator, so
 /// observers work whatever the operator. `inputObserver` fires on training forwards only
-/// (evaluation and sampling would skew running statistics); `outputGradientObserver` fires
+/// (evaluation and sampling would skew running statistics), unless `observesForwardOnly` is
+/// set (statistics gathered without training: Perfusion's input covariance, from
+/// `model.loss` over a corpus); `outputGradientObserver` fires
 /// once per micro-batch, when dL/dy is complete, before the operator's backward calls.
 public final class LinearSlot {
     public let spec: LinearSlotSpec
     public let op: any LinearOperator
     public var inputObserver: LinearObserver?
     public var outputGradientObserver: LinearObserver?
+    /// When true, `inputObserver` also fires on forward-only passes (`model.loss`, `logits`).
+    public var observesForwardOnly = false
 
     init(spec: LinearSlotSpec, op: any LinearOperator) throws {
         guard op.inFeatures == spec.inFeatures, op.outFeatures == spec.outFeatures else {
@@ -234,7 +238,7 @@ public final class LinearSlot {
 
     @inline(__always)
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool = false, mode: ForwardMode) {
-        if mode == .training, let inputObserver {
+        if mode == .training || observesForwardOnly, let inputObserver {
             inputObserver(spec, ActivationView(data: x, rows: rows, columns: spec.inFeatures))
         }
         op.forward(x, y, rows: rows, accumulate: accumulate, mode: mode)

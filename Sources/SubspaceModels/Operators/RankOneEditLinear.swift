@@ -33,8 +33,6 @@ public final class RankOneEditLinear: LinearOperator {
     public let tau: Float
     /// E = i*ᵀ C⁻¹ i*.
     public let energy: Float
-    /// W i* `[out]`.
-    private let keyImage: Tensor
     private var savedScores: Tensor?
 
     public var inFeatures: Int { weight.shape[1] }
@@ -55,11 +53,17 @@ public final class RankOneEditLinear: LinearOperator {
         self.weight = weight; self.key = key; self.metricKey = metricKey; self.output = output
         self.beta = beta; self.tau = tau; energy = e
         weight.requiresGrad = false; key.requiresGrad = false; metricKey.requiresGrad = false
-        keyImage = Tensor(zeros: [o])
-        BLAS.gemv(m: o, n: i, a: weight.value.data, lda: i, x: key.value.data, y: keyImage.data)
     }
 
-    @inline(__always) static func sigmoid(_ z: Float) -> Float { 1 / (1 + Foundation.exp(-z)) }
+    /// W i* `[out]`, from the current W (computed per call, an `out x in` product: W may be
+    /// filled after construction, as `loadDense(from:)` fills a slot's base).
+    public func keyImage() -> Tensor {
+        let t = Tensor(zeros: [outFeatures])
+        BLAS.gemv(m: outFeatures, n: inFeatures, a: weight.value.data, lda: inFeatures, x: key.value.data, y: t.data)
+        return t
+    }
+
+    @inline(__always) public static func sigmoid(_ z: Float) -> Float { 1 / (1 + Foundation.exp(-z)) }
 
     /// s(e) for each row.
     private func scores(_ x: UnsafePointer<Float>, rows: Int, into s: UnsafeMutablePointer<Float>) {
@@ -77,7 +81,7 @@ public final class RankOneEditLinear: LinearOperator {
             s = Tensor(zeros: [rows])
         }
         scores(x, rows: rows, into: s.data)
-        let o = outFeatures, wi = keyImage.data, out = output.value.data
+        let o = outFeatures, image = keyImage(), wi = image.data, out = output.value.data
         for r in 0..<rows {
             let sr = s.data[r], gate = Self.sigmoid((sr - beta) / tau)
             let yr = y + r * o
@@ -98,11 +102,11 @@ public final class RankOneEditLinear: LinearOperator {
         Linear.backwardInput(dy: dy, weight: weight.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate)
         guard rows > 0 else { return }
         let s = savedOrRecomputed(nil, rows: rows)
-        let o = outFeatures, i = inFeatures
+        let o = outFeatures, i = inFeatures, image = keyImage()
         for r in 0..<rows {
             let dyr = dy + r * o
             let gate = Self.sigmoid((s.data[r] - beta) / tau)
-            let coefficient = (-BLAS.dot(o, dyr, keyImage.data) + gate * (1 - gate) / tau * BLAS.dot(o, dyr, output.value.data)) / energy
+            let coefficient = (-BLAS.dot(o, dyr, image.data) + gate * (1 - gate) / tau * BLAS.dot(o, dyr, output.value.data)) / energy
             BLAS.axpy(i, coefficient, metricKey.value.data, dx + r * i)
         }
     }
@@ -116,4 +120,9 @@ public final class RankOneEditLinear: LinearOperator {
     }
 
     public func releaseActivations() { savedScores = nil }
+}
+
+extension RankOneEditLinear: DenseBased {
+    /// The frozen W, which `loadDense(from:)` fills with the source model's weight.
+    public var base: Parameter { weight }
 }
