@@ -12,23 +12,6 @@ import Testing
 @Suite(.serialized) struct AdapterRunTests {
     let runs = TrainingRunTests()
 
-    /// Runs `c` straight and as `stopAfter` + resume; both must agree bit for bit.
-    func expectResumeIsExact(_ c: RunConfig, stopAfter: Int, _ name: String) throws -> URL {
-        let root = runs.tempDir(name)
-        let a = root.appendingPathComponent("a"), b = root.appendingPathComponent("b")
-        _ = try TrainingRun(config: c, outDir: a).run()
-        _ = try TrainingRun(config: c, outDir: b, stopAfter: stopAfter).run()
-        _ = try TrainingRun(config: c, outDir: b, resume: true).run()
-        let ma = try MetricsLog.read(url: a.appendingPathComponent("metrics.jsonl"))
-        let mb = try MetricsLog.read(url: b.appendingPathComponent("metrics.jsonl"))
-        #expect(ma.count == c.steps && ma.map(\.loss) == mb.map(\.loss))
-        let wa = try Checkpoint.loadModel(from: a.appendingPathComponent("checkpoint"))
-        let wb = try Checkpoint.loadModel(from: b.appendingPathComponent("checkpoint"))
-        #expect(wa.parameters.map(\.name) == wb.parameters.map(\.name))
-        for (p, q) in zip(wa.parameters, wb.parameters) { #expect(p.value.array == q.value.array, "\(p.name)") }
-        return a
-    }
-
     /// A base model trained for a few steps, for the fine-tunes to start from.
     func base(_ root: URL) throws -> (RunConfig, URL) {
         var c = try runs.config(root, steps: 6)
@@ -49,7 +32,7 @@ import Testing
         c.tokenizer = baseDir.appendingPathComponent("checkpoint/tokenizer.json").path
         c.steps = 10; c.gradAccum = 2
         c.adapter = AdapterSettings(rank: 4, alpha: 8, targets: ["q_proj", "v_proj", "down_proj"])
-        let a = try expectResumeIsExact(c, stopAfter: 4, "lora-resume")
+        let a = try runs.expectResumeIsExact(c, stopAfter: 4, "lora-resume", in: root)
         let start = try SafeTensorsFile.load(url: baseDir.appendingPathComponent("checkpoint/model.safetensors"))
         let end = try SafeTensorsFile.load(url: a.appendingPathComponent("checkpoint/model.safetensors"))
         #expect(start.names == end.names)
@@ -69,8 +52,8 @@ import Testing
         c.evalEvery = 0
         c.adapter = AdapterSettings(method: .relora, rank: 4, alpha: 8)
         c.restarts = RestartSettings(every: 4, action: .merge, reset: .randomPrune(fraction: 0.9), warmup: 2, startRatio: 0)
-        let a = try expectResumeIsExact(c, stopAfter: 6, "relora-6")
-        _ = try expectResumeIsExact(c, stopAfter: 8, "relora-8")
+        let a = try runs.expectResumeIsExact(c, stopAfter: 6, "relora-6", in: root)
+        _ = try runs.expectResumeIsExact(c, stopAfter: 8, "relora-8", in: root)
         let m = try MetricsLog.read(url: a.appendingPathComponent("metrics.jsonl"))
         // Steps 5, 9, 13 (0-based 4, 8, 12) run at rate 0; steps 6, 10, 14 at half the base rate's value two steps on.
         for s in [4, 8, 12] { #expect(m[s].lr == 0, "step \(s + 1)") }
@@ -139,7 +122,7 @@ import Testing
             }
         }
         c.evalEvery = 0
-        let a = try expectResumeIsExact(c, stopAfter: 5, "\(method)-resume")
+        let a = try runs.expectResumeIsExact(c, stopAfter: 5, "\(method)-resume", in: root)
         if c.adapter!.method.isParametrization {
             // From scratch the loss falls within ten steps; the fine-tunes' per-batch losses
             // are noise at this length (their learning is the operators' tests' business).

@@ -352,17 +352,8 @@ import Testing
         c.optimizer = method
         c.optimizerOptions.factorInterval = 3
         if method == "mkor-h" { c.optimizerOptions.switchWindow = 5; c.optimizerOptions.switchThreshold = 1 }
-        let a = root.appendingPathComponent("a"), b = root.appendingPathComponent("b")
-        _ = try TrainingRun(config: c, outDir: a).run()
-        _ = try TrainingRun(config: c, outDir: b, stopAfter: 8).run()
-        _ = try TrainingRun(config: c, outDir: b, resume: true).run()
-        let ma = try MetricsLog.read(url: a.appendingPathComponent("metrics.jsonl"))
-        let mb = try MetricsLog.read(url: b.appendingPathComponent("metrics.jsonl"))
-        #expect(ma.count == 16 && ma.map(\.loss) == mb.map(\.loss))
-        let wa = try Checkpoint.loadModel(from: a.appendingPathComponent("checkpoint"))
-        let wb = try Checkpoint.loadModel(from: b.appendingPathComponent("checkpoint"))
-        for (p, q) in zip(wa.parameters, wb.parameters) { #expect(p.value.array == q.value.array, "\(p.name)") }
-        let state = try SafeTensorsFile.load(url: b.appendingPathComponent("checkpoint").appendingPathComponent(Checkpoint.optimizerFile))
+        let a = try runs.expectResumeIsExact(c, stopAfter: 8, "mkor-\(method)-resume", in: root)
+        let state = try SafeTensorsFile.load(url: a.appendingPathComponent("checkpoint").appendingPathComponent(Checkpoint.optimizerFile))
         let q = "model.layers.0.self_attn.q_proj.weight"
         if method == "mkor-h" {
             #expect(try state.tensor("\(q)/\(MKORHybridSwitch.key)").array.prefix(3) == [1, 10, 16])

@@ -31,23 +31,34 @@ import Testing
         return c
     }
 
+    /// Runs `c` straight and as `stopAfter` + resume, in `root/name/{a,b}`; both must agree
+    /// bit for bit (losses and weights). Returns the straight run's directory.
+    @discardableResult
+    func expectResumeIsExact(_ c: RunConfig, stopAfter: Int, _ name: String, in root: URL) throws -> URL {
+        let a = root.appendingPathComponent(name).appendingPathComponent("a"), b = root.appendingPathComponent(name).appendingPathComponent("b")
+        _ = try TrainingRun(config: c, outDir: a).run()
+        _ = try TrainingRun(config: c, outDir: b, stopAfter: stopAfter).run()
+        _ = try TrainingRun(config: c, outDir: b, resume: true).run()
+        let ma = try MetricsLog.read(url: a.appendingPathComponent("metrics.jsonl"))
+        let mb = try MetricsLog.read(url: b.appendingPathComponent("metrics.jsonl"))
+        #expect(ma.count == c.steps && ma.map(\.loss) == mb.map(\.loss))
+        let wa = try Checkpoint.loadModel(from: a.appendingPathComponent("checkpoint"))
+        let wb = try Checkpoint.loadModel(from: b.appendingPathComponent("checkpoint"))
+        #expect(wa.parameters.map(\.name) == wb.parameters.map(\.name))
+        for (p, q) in zip(wa.parameters, wb.parameters) { #expect(p.value.array == q.value.array, "\(p.name)") }
+        return a
+    }
+
     @Test func resumedRunMatchesUninterruptedRun() throws {
         let root = tempDir("resume")
         defer { try? FileManager.default.removeItem(at: root) }
         var full = try config(root, steps: 16)
         full.gradAccum = 2
-        let a = root.appendingPathComponent("a"), b = root.appendingPathComponent("b")
-        _ = try TrainingRun(config: full, outDir: a).run()
-        _ = try TrainingRun(config: full, outDir: b, stopAfter: 8).run()
-        _ = try TrainingRun(config: full, outDir: b, resume: true).run()
+        let a = try expectResumeIsExact(full, stopAfter: 8, "run", in: root)
+        let b = a.deletingLastPathComponent().appendingPathComponent("b")
         let ma = try MetricsLog.read(url: a.appendingPathComponent("metrics.jsonl"))
         let mb = try MetricsLog.read(url: b.appendingPathComponent("metrics.jsonl"))
-        #expect(ma.count == 16 && mb.count == 16)
-        #expect(ma.map(\.loss) == mb.map(\.loss))
         #expect(ma.last?.val_loss == mb.last?.val_loss)
-        let wa = try Checkpoint.loadModel(from: a.appendingPathComponent("checkpoint"))
-        let wb = try Checkpoint.loadModel(from: b.appendingPathComponent("checkpoint"))
-        for (p, q) in zip(wa.parameters, wb.parameters) { #expect(maxAbsDiff(p.value.array, q.value.array) == 0, "\(p.name)") }
         // The run directory holds what a user expects.
         for f in ["run_config.json", "metrics.jsonl", "loss.svg", "tokenizer.json", "checkpoint/model.safetensors", "checkpoint/config.json", "checkpoint/tokenizer.json"] {
             #expect(FileManager.default.fileExists(atPath: a.appendingPathComponent(f).path), "\(f)")
