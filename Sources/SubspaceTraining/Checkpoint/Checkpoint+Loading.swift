@@ -35,8 +35,11 @@ extension Checkpoint {
         let dir = resolve(dir)
         let adapterFound = fileKind((adapter ?? dir).appendingPathComponent(adapterSettingsFile)) != nil
             || fileKind((adapter ?? dir).appendingPathComponent(adapterConfigFile)) != nil
-        if adapterFound, let settings = try loadAdapterSettings(from: adapter ?? dir, layers: loadConfig(from: dir).config.layers) {
-            return try loadAdapterModel(from: dir, adapterDir: adapter ?? dir, settings: settings)
+        if adapterFound {
+            let config = try loadConfig(from: dir).config
+            if let settings = try loadAdapterSettings(from: adapter ?? dir, layers: config.layers) {
+                return try loadAdapterModel(config, from: dir, adapterDir: adapter ?? dir, settings: settings)
+            }
         }
         if let adapter {
             throw CheckpointError(.missingFile, adapter.appendingPathComponent(adapterConfigFile), "adapter config does not exist")
@@ -61,8 +64,7 @@ extension Checkpoint {
     }
 
     /// `loadModel` for a base model with an adapter.
-    static func loadAdapterModel(from dir: URL, adapterDir: URL, settings: AdapterSettings) throws -> LlamaModel {
-        let config = try loadConfig(from: dir).config
+    static func loadAdapterModel(_ config: LlamaConfig, from dir: URL, adapterDir: URL, settings: AdapterSettings) throws -> LlamaModel {
         let adapterURL = adapterDir.appendingPathComponent(adapterSettingsFile)
         do { try config.validate(); try settings.validate(for: config) } catch {
             throw CheckpointError(.invalidConfig, adapterURL, "\(error)")

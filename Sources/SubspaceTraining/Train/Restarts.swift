@@ -129,7 +129,7 @@ public final class RestartingStep: StepRule {
 
     /// Restart number `k` (1 for the first).
     func restart(number k: Int) throws {
-        let trainable = model.parameters.filter(\.requiresGrad)
+        var trainable: [Parameter] { model.parameters.filter(\.requiresGrad) }
         switch settings.action {
         case .merge:
             let ops = model.loraOperators
