@@ -2,9 +2,15 @@
 """Makes a classification task from the corpus: which of two plays a speech comes from.
 
 Each example is one speech (the text under a speaker's name, stage directions in brackets
-removed, its first --max-words words), as TRL's prompt-completion format:
+removed, its first --max-words words), as TRL's prompt-completion format, with a template
+and one label word a play (a verbalizer, as MeZO's prompt-based fine-tuning uses for its
+classification tasks, after LM-BFF):
 
-    {"prompt": "<speech>\\nPlay:", "completion": " Macbeth"}
+    {"prompt": "<speech>\\nThis play is about", "completion": " war"}
+
+The default words, " war" for Macbeth and " love" for Twelfth Night, are one token each in
+the base model's tokenizer, so the summed log-likelihood that scores a label does not
+favour the shorter of two names (" Macbeth" is 4 tokens there, " Twelfth Night" 7).
 
 Speeches of fewer than --min-words words are skipped; each play gives the same number of
 examples (the smaller play's count, drawn at random from the larger), and the whole file is
@@ -54,7 +60,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=default_corpus, help="folder of the plays' *_gut.txt files")
     ap.add_argument("--plays", default="macbeth,twelfth_night", help="two file stems")
-    ap.add_argument("--labels", default="Macbeth,Twelfth Night", help="the completion word(s) of each play")
+    ap.add_argument("--labels", default="war,love", help="the label word of each play")
+    ap.add_argument("--template", default="This play is about", help="the text after the speech, before the label")
     ap.add_argument("--min-words", type=int, default=8)
     ap.add_argument("--max-words", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
@@ -75,7 +82,7 @@ def main():
     rows = []
     for s, label in zip(per_play, labels):
         for t in rng.sample(s, n):
-            rows.append({"prompt": " ".join(t.split()[: a.max_words]) + "\nPlay:", "completion": " " + label})
+            rows.append({"prompt": " ".join(t.split()[: a.max_words]) + "\n" + a.template, "completion": " " + label})
     rng.shuffle(rows)
     with open(a.out + ".tmp", "w", encoding="utf-8") as f:
         for r in rows:

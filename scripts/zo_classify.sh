@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fine-tuning without backprop on a classification task: which of two plays (Macbeth or
-# Twelfth Night, neither in the pre-training split) a speech comes from, as a
+# Twelfth Night, neither in the pre-training split) a speech comes from, labelled " war" or
+# " love" after the template "This play is about", as a
 # prompt-completion file (scripts/make_play_task.py). A tiny model pre-trained on Shakespeare
 # (BASE, a run directory or checkpoint) is fine-tuned with MeZO, LOZO and SubZero against
 # AdamW and SGD with backprop, on the completion's tokens only, constant rate, 16 examples a
@@ -34,13 +35,13 @@ run() {  # name steps flags...
     printf "%s\t%s\t%s\t%s\t\tfailed: %s\t\n" "$name" "$*" "$steps" "$fwd" "$(grep -o 'error: .*' "$work/$name.log" | tail -1)" >> "$out"
   fi
 }
-for lr in 1e-3 1e-4; do run "mezo-lr$lr" "$zo_steps" --trainer mezo --lr $lr; done
+for lr in 1e-4 3e-5; do run "mezo-lr$lr" "$zo_steps" --trainer mezo --lr $lr; done
 run lozo "$zo_steps" --trainer lozo --lr 1e-4
 run subzero "$zo_steps" --trainer subzero --lr 1e-4
 run adamw $((2 * zo_steps)) --optimizer adamw --lr 1e-4
 run sgd $((2 * zo_steps)) --optimizer sgd --lr 1e-2
-# Equal wall time: as many backprop steps as fit in MeZO's (lr 1e-3) training seconds.
-mezo_s=$(field "$work/mezo-lr1e-3" trainSeconds)
+# Equal wall time: as many backprop steps as fit in MeZO's (lr 1e-4) training seconds.
+mezo_s=$(field "$work/mezo-lr1e-4" trainSeconds)
 for m in adamw sgd; do
   per=$(awk -v s="$(field "$work/$m" trainSeconds)" -v n=$((2 * zo_steps)) 'BEGIN { print s / n }')
   steps=$(awk -v t="$mezo_s" -v p="$per" 'BEGIN { n = int(t / p); print n < 1 ? 1 : n }')
