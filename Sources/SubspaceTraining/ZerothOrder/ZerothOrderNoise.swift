@@ -39,7 +39,7 @@ public enum ZerothOrderNoise {
             var r = base.split("chunk", index: UInt64(c))
             let z = UnsafeMutablePointer<Float>.allocate(capacity: hi - lo)
             defer { z.deallocate() }
-            for i in 0..<(hi - lo) { z[i] = r.normal() }
+            FastGaussian.fill(z, count: hi - lo, stream: &r)
             body(z, lo..<hi)
         }
     }
