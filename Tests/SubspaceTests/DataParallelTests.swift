@@ -14,7 +14,7 @@ enum MPIRun {
     }()
     static var available: Bool { path != nil }
     static func launcher(ranks: Int) -> [String] {
-        [path ?? "mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
+        [path ?? "mpirun", "-q", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
     }
     static let env = [
         "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -45,9 +45,9 @@ struct DataParallelTests {
         return (one, two)
     }
 
-    /// Per-step losses equal within `tolerance` relative; final weights within `tolerance`
-    /// (absolute below 1, relative above).
-    func expectSameRun(_ one: URL, _ two: URL, steps: Int = 20, tolerance: Double) throws {
+    /// Per-step losses equal within `tolerance` relative; final weights within
+    /// `weightTolerance` (default `tolerance`; absolute below 1, relative above).
+    func expectSameRun(_ one: URL, _ two: URL, steps: Int = 20, tolerance: Double, weightTolerance: Double? = nil) throws {
         let a = try MetricsLog.read(url: one.appendingPathComponent("metrics.jsonl"))
         let b = try MetricsLog.read(url: two.appendingPathComponent("metrics.jsonl"))
         try #require(a.count == steps && b.count == steps, "steps logged: \(a.count) and \(b.count)")
@@ -64,18 +64,24 @@ struct DataParallelTests {
                 worst = max(worst, abs(u - v) / max(1, abs(u)))
             }
         }
-        #expect(worst <= tolerance, "final weights differ by \(worst)")
+        #expect(worst <= weightTolerance ?? tolerance, "final weights differ by \(worst)")
     }
 
+    /// Tolerances: float AdamW 1e-5. GaLore and Fira take their projector from an SVD of the
+    /// gradient, which amplifies the reduction's rounding: 2e-4. 8-bit AdamW's losses hold to
+    /// 1e-5, but its weights amplify rounding too: a last-bit change in a moment flips its
+    /// 8-bit code, which moves that weight by up to lr x a quantization step; on this setup
+    /// a change of BLAS kernel alone (OPENBLAS_CORETYPE SkylakeX against Haswell, one
+    /// process) moves the final weights by 5.3e-4, so they are held to 2e-3.
     @Test("2 ranks at batch 4 = 1 process at batch 8", arguments: [
-        ("adamw", [] as [String], 1e-5),
-        ("adamw8bit", ["--min-8bit-size", "256"], 1e-5),
-        ("galore", ["--rank", "8", "--update-gap", "5"], 2e-4),
-        ("fira", ["--rank", "8", "--update-gap", "5"], 2e-4),
+        ("adamw", [] as [String], 1e-5, 1e-5),
+        ("adamw8bit", ["--min-8bit-size", "256"], 1e-5, 2e-3),
+        ("galore", ["--rank", "8", "--update-gap", "5"], 2e-4, 2e-4),
+        ("fira", ["--rank", "8", "--update-gap", "5"], 2e-4, 2e-4),
     ])
-    func twoRanksEqualOneProcess(_ method: String, _ flags: [String], _ tolerance: Double) throws {
+    func twoRanksEqualOneProcess(_ method: String, _ flags: [String], _ tolerance: Double, _ weightTolerance: Double) throws {
         let (one, two) = try pair(method, ["--optimizer", method, "--lr", "3e-3", "--clip", "1"] + flags)
-        try expectSameRun(one, two, tolerance: tolerance)
+        try expectSameRun(one, two, tolerance: tolerance, weightTolerance: weightTolerance)
     }
 
     @Test("per-layer GaLore with gradient accumulation over 2 ranks")
