@@ -82,6 +82,35 @@ struct DataParallelTests {
     func twoRanksEqualOneProcess(_ method: String, _ flags: [String], _ tolerance: Double, _ weightTolerance: Double) throws {
         let (one, two) = try pair(method, ["--optimizer", method, "--lr", "3e-3", "--clip", "1"] + flags)
         try expectSameRun(one, two, tolerance: tolerance, weightTolerance: weightTolerance)
+        // Every step all-reduced each trainable gradient once: the plan's payload.
+        let config = try LlamaConfig(huggingFaceJSON: Data(contentsOf: try Micro.shared().config))
+        let plan = CommunicationPlan(specs: config.parameterSpecs.filter(\.trainable), bytesPerElement: 4, ranks: 2)
+        let logged = try MetricsLog.read(url: two.appendingPathComponent("metrics.jsonl")).map(\.comm_bytes)
+        #expect(logged.allSatisfy { $0 == plan.allreduceBytes }, "comm_bytes \(Set(logged)) against \(plan.allreduceBytes)")
+        #expect(try MetricsLog.read(url: one.appendingPathComponent("metrics.jsonl")).allSatisfy { $0.comm_bytes == nil })
+    }
+
+    @Test("communication plan: payload, ring traffic and GaLore's projected payload in closed form")
+    func communicationPlan() {
+        let specs = [ParameterSpec(name: "model.layers.0.mlp.up_proj.weight", role: .mlp, shape: [64, 32]),
+                     ParameterSpec(name: "model.norm.weight", role: .norm, shape: [32])]
+        let p = CommunicationPlan(specs: specs, bytesPerElement: 4, ranks: 4, projection: (rank: 8, updateGap: 4))
+        #expect(p.allreduceBytes == (64 * 32 + 32) * 4)
+        #expect(p.ringBytesPerRank == 2 * 3 * (64 * 32 + 32) * 4 / 4)
+        // up: R = 8 x 64 (the shorter side, 32, is projected), its 32 x 8 projector once per
+        // 4 steps; the norm's gradient whole.
+        #expect(p.projectedBytes == (8 * 64 + 32 * 8 / 4 + 32) * 4)
+        #expect(CommunicationPlan(specs: specs, bytesPerElement: 2, ranks: 1).ringBytesPerRank == 0)
+    }
+
+    @Test("launch environment: mpirun's variables, and threads so that ranks x threads = cores")
+    func launchEnvironment() {
+        let plain = LaunchEnvironment(environment: [:])
+        #expect(plain == LaunchEnvironment(size: 1, rank: 0, localSize: 1) && !plain.isDistributed)
+        let e = LaunchEnvironment(environment: ["OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_LOCAL_SIZE": "2"])
+        #expect(e == LaunchEnvironment(size: 4, rank: 3, localSize: 2) && e.isDistributed)
+        #expect(e.threadsPerRank(cores: 16) == 8)
+        #expect(e.threadsPerRank(cores: 1) == 1)
     }
 
     @Test("per-layer GaLore with gradient accumulation over 2 ranks")
