@@ -2,7 +2,7 @@
 # Data parallelism over MPI: bytes communicated per optimizer step, planned and measured, and
 # the throughput of 2 ranks x 1 thread against 1 rank x 2 threads on this machine.
 #
-#   bench/mpi_throughput.sh [--steps 40] [--rounds 2] [--out results/mpi]
+#   bench/mpi_throughput.sh [--steps 40] [--rounds 2] [--out results/mpi] [--peers | --peers-only]
 #
 # Writes to OUT:
 # - planned_bytes.tsv: `subspace memory --ranks N --json` per model (tiny, llama60m, llama1b,
@@ -18,15 +18,21 @@
 #   ring all-reduce 2 (N-1)/N x payload / link bandwidth (GBPS Gb/s), no overlap (the
 #   pessimistic bound); efficiency = compute / (compute + communication). Defaults: 25 Gb/s,
 #   1 TFLOP/s sustained per node, 4,096 tokens per node and step (--gbps, --tflops, --tokens).
+# - peers.tsv (--peers, or --peers-only for this part alone; needs .venv with torch and
+#   transformers, scripts/setup-python.sh): torch DDP (gloo, torchrun --nproc_per_node 2,
+#   bench/peers/torch_ddp_bench.py) with torch AdamW at 2 ranks x 1 thread, next to Subspace's
+#   2 x 1 and 1 x 2, tiny at a global batch of 8 x 256 (random tokens for torch), STEPS steps,
+#   run one after another so that they share the machine's load.
 # As root, Open MPI needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (set here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=40; rounds=2; out=results/mpi; gbps=25; tflops=1; tokens=4096; only_model=0
+steps=40; rounds=2; out=results/mpi; gbps=25; tflops=1; tokens=4096; only_model=0; peers=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --steps) steps=$2; shift 2;; --rounds) rounds=$2; shift 2;; --out) out=$2; shift 2;;
     --gbps) gbps=$2; shift 2;; --tflops) tflops=$2; shift 2;; --tokens) tokens=$2; shift 2;;
     --model-only) only_model=1; shift;;
+    --peers) peers=1; shift;; --peers-only) peers=2; shift;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -38,6 +44,22 @@ mpi=(mpirun -q -np 2 --oversubscribe --bind-to none)
 data=data/shakespeare; [[ -d $data ]] || data=../shared/data/shakespeare
 mkdir -p "$out"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+
+peer_table() {  # 4. torch DDP against Subspace's two layouts
+  local py=.venv/bin/python; [[ -x $py ]] || py=../main/.venv/bin/python
+  [[ -f $work/tokenizer.json ]] || $bin tokenizer train --data "$data" --vocab 4096 --out "$work/tokenizer.json" >/dev/null 2>&1
+  local args=(--preset tiny --data "$data" --tokenizer "$work/tokenizer.json" --steps "$steps" --seq 256 --warmup 4
+              --eval-every 0 --eval-batches 1 --sample-tokens 0)
+  printf 'implementation\tlayout\ttokens_per_s\n' >"$out/peers.tsv"
+  "$(dirname "$py")/torchrun" --nproc_per_node 2 bench/peers/torch_ddp_bench.py --preset tiny --batch 4 --steps "$steps" --threads 1 2>/dev/null |
+    jq -r '["torch DDP gloo, AdamW", "2 ranks x 1 thread", (.tokens_per_s|floor)] | @tsv' >>"$out/peers.tsv"
+  "${mpi[@]}" $bin train "${args[@]}" --batch 4 --out "$work/peer-two" >/dev/null 2>&1
+  jq -r '["subspace, AdamW", "2 ranks x 1 thread", (.tokensPerSecond|floor)] | @tsv' "$work/peer-two/summary.json" >>"$out/peers.tsv"
+  SUBSPACE_THREADS=2 $bin train "${args[@]}" --batch 8 --out "$work/peer-one" >/dev/null 2>&1
+  jq -r '["subspace, AdamW", "1 rank x 2 threads", (.tokensPerSecond|floor)] | @tsv' "$work/peer-one/summary.json" >>"$out/peers.tsv"
+  column -t -s $'\t' "$out/peers.tsv"
+}
+if [[ $peers == 2 ]]; then peer_table; exit 0; fi
 
 # 1. Planned bytes.
 printf 'model\tmethod\tranks\ttrainable_params\tallreduce_bytes\tring_bytes_per_rank\tprojected_bytes\n' >"$out/planned_bytes.tsv"
@@ -89,4 +111,5 @@ for r in $(seq 1 "$rounds"); do
       "$work/$layout-$r/summary.json" >>"$out/throughput.tsv"
   done
 done
+[[ $peers == 1 ]] && peer_table
 column -t -s $'\t' "$out/planned_bytes.tsv"; echo; column -t -s $'\t' "$out/scaling.tsv"; echo; column -t -s $'\t' "$out/measured_bytes.tsv"; echo; column -t -s $'\t' "$out/throughput.tsv"

@@ -113,11 +113,17 @@ struct DataParallelTests {
         #expect(e.threadsPerRank(cores: 1) == 1)
     }
 
-    @Test("per-layer GaLore with gradient accumulation over 2 ranks")
-    func perLayerWithAccumulation() throws {
-        let (one, two) = try pair("per-layer", [
-            "--optimizer", "galore", "--rank", "8", "--update-gap", "5", "--per-layer-update", "--grad-accum", "2", "--lr", "3e-3"])
-        try expectSameRun(one, two, tolerance: 2e-4)
+    /// The per-layer update steps each parameter once its all-reduce has run alongside the
+    /// next parameter's backward; ProjFactor's earlier micro-batches go through its compressed
+    /// accumulator, each gradient all-reduced (blocking) before it is handed over.
+    @Test("per-layer updates with gradient accumulation over 2 ranks", arguments: [
+        ("galore", ["--rank", "8", "--update-gap", "5"], 2e-4),
+        ("adamw", ["--clip", "1"], 1e-5),
+        ("projfactor", ["--rank", "8", "--update-gap", "5"], 1e-5),
+    ])
+    func perLayerWithAccumulation(_ method: String, _ flags: [String], _ tolerance: Double) throws {
+        let (one, two) = try pair("per-layer-\(method)", ["--optimizer", method, "--per-layer-update", "--grad-accum", "2", "--lr", "3e-3"] + flags)
+        try expectSameRun(one, two, tolerance: tolerance)
     }
 
     @Test("a 2-rank checkpoint resumes in one process")

@@ -9,7 +9,7 @@ Usage: torchrun --nproc_per_node 2 bench/peers/torch_ddp_bench.py --preset tiny 
 import argparse, json, os, statistics, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_bench import PRESETS, peak_rss_bytes  # noqa: E402
+from torch_bench import build_model, make_optimizer, peak_rss_bytes  # noqa: E402
 
 
 def main():
@@ -24,34 +24,19 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--update-gap", type=int, default=200)
+    ap.add_argument("--scale", type=float, default=0.25)
     args = ap.parse_args()
 
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    dim, layers, heads, kv, ffn, vocab, max_seq = PRESETS[args.preset]
-    seq = args.seq or min(256, max_seq)
-    cfg = LlamaConfig(hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=kv, intermediate_size=ffn, vocab_size=vocab,
-                      max_position_embeddings=max_seq, rms_norm_eps=1e-6, tie_word_embeddings=False)
-    cfg._attn_implementation = "sdpa"
-    model = LlamaForCausalLM(cfg).float().train()
+    model, vocab, seq = build_model(args)
     ddp = DistributedDataParallel(model)
-    if args.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    else:
-        from galore_torch import GaLoreAdamW
-        galore = [p for n, p in model.named_parameters() if p.dim() == 2 and ("attn" in n or "mlp" in n)]
-        ids = {id(p) for p in galore}
-        rest = [p for p in model.parameters() if id(p) not in ids]
-        opt = GaLoreAdamW([{"params": rest}, {"params": galore, "rank": args.rank, "update_proj_gap": args.update_gap,
-                            "scale": 0.25, "proj_type": "std"}], lr=args.lr, weight_decay=0.0)
+    opt = make_optimizer(model, args)
     gen = torch.Generator().manual_seed(0)
     times, loss_val = [], 0.0
     for s in range(args.warmup + args.steps):

@@ -15,14 +15,16 @@ import SubspaceModels
 ///   the parameter), progressed while backward goes on, and `finish()` waits for all of
 ///   them before clipping and the optimizer step (PyTorch DDP's overlap, Li et al. 2020,
 ///   "PyTorch Distributed: Experiences on Accelerating Data Parallel Training");
-/// - `reduce(_:)`: one blocking all-reduce, for the per-layer update, which steps a
-///   parameter in the same hook right after its gradient is complete.
+/// - the per-layer update: `start(_:)` in the hook too, and `finishOldest()` hands back the
+///   parameter whose all-reduce has had the next parameter's backward to run in, for its
+///   step (at most two gradients held at once); `reduce(_:)` is the blocking form, for
+///   gradients handed over at once (compressed accumulation).
 ///
 /// `bytes` counts the payload all-reduced by this rank (4 bytes per float); a ring
 /// all-reduce moves 2 (N - 1) / N times that over each rank's link.
 public final class GradientReducer {
     public let communicator: any Communicator
-    private var pending: [(request: CommunicatorRequest, grad: Tensor)] = []
+    private var pending: [(request: CommunicatorRequest, grad: Tensor, parameter: Parameter)] = []
     /// The first error raised inside a backward hook (hooks cannot throw); `finish` rethrows it.
     private var hookError: Error?
     /// Payload bytes all-reduced so far.
@@ -34,7 +36,7 @@ public final class GradientReducer {
     public func start(_ p: Parameter) {
         guard hookError == nil, p.requiresGrad, let g = p.grad else { return }
         do {
-            pending.append((try communicator.startAllreduceSum(g.data, count: g.count), g))
+            pending.append((try communicator.startAllreduceSum(g.data, count: g.count), g, p))
             bytes += g.count * MemoryLayout<Float>.stride
             // Give the transport a chance to move the oldest bucket while backward continues.
             if let first = pending.first { _ = try first.request.poll() }
@@ -45,10 +47,23 @@ public final class GradientReducer {
     public func finish() throws {
         defer { pending.removeAll() }
         if let e = hookError { hookError = nil; throw e }
-        for (r, g) in pending {
+        for (r, g, _) in pending {
             try r.wait()
             scale(g)
         }
+    }
+
+    /// All-reduces started and not yet handed back.
+    public var pendingCount: Int { pending.count }
+
+    /// Waits for the oldest started all-reduce, scales it by 1/N and returns its parameter
+    /// (nil when none is pending, or after an error, which `finish` rethrows).
+    public func finishOldest() -> Parameter? {
+        guard hookError == nil, !pending.isEmpty else { return nil }
+        let (r, g, p) = pending.removeFirst()
+        do { try r.wait() } catch { hookError = error; return nil }
+        scale(g)
+        return p
     }
 
     /// Averages `p`'s gradient now (blocking). Errors are kept for `finish`.

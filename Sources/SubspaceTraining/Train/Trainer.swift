@@ -75,7 +75,7 @@ public final class BackpropStep: StepRule {
     public var options: StepOptions
     /// Optimizer steps completed.
     public private(set) var step: Int = 0
-    private let totalCount: Int
+    fileprivate let totalCount: Int
     /// The optimizer's statistics consumers and loss readers (MKOR, MKOR-H).
     private let hooks: SlotStatisticsHooks
     /// Data parallelism: averages each gradient over the job's ranks once it is complete for
@@ -122,12 +122,19 @@ public final class BackpropStep: StepRule {
                 var inHook = 0.0
                 model.backward { p in
                     let h0 = Clock.now()
-                    self.reducer?.reduce(p)
-                    if self.options.clipNorm > 0 {
-                        GradientClipping.clipParameter(p, maxNorm: self.options.clipNorm, totalCount: self.totalCount)
+                    if let reducer = self.reducer {
+                        // Data-parallel: p's all-reduce starts now; the parameter before it,
+                        // whose all-reduce ran during p's backward, is stepped.
+                        reducer.start(p)
+                        while reducer.pendingCount > 1, let q = reducer.finishOldest() { self.stepLayer(q, lrScale: lrScale) }
+                    } else {
+                        self.stepLayer(p, lrScale: lrScale)
                     }
-                    self.optimizer.update(p, lrScale: lrScale)
-                    p.releaseGradient()
+                    inHook += Clock.since(h0)
+                }
+                if let reducer {
+                    let h0 = Clock.now()
+                    while let q = reducer.finishOldest() { stepLayer(q, lrScale: lrScale) }
                     inHook += Clock.since(h0)
                 }
                 let total = Clock.since(t0)
@@ -163,6 +170,17 @@ public final class BackpropStep: StepRule {
         let loss = try reducer?.average(lossSum * scale) ?? lossSum * scale
         hooks.end(loss: loss)
         return StepReport(step: step, loss: loss, lrScale: lrScale, forwardSeconds: fwd, backwardSeconds: bwd, optimizerSeconds: opt)
+    }
+}
+
+extension BackpropStep {
+    /// The per-layer update of one parameter whose gradient is complete: clip, step, free.
+    fileprivate func stepLayer(_ p: Parameter, lrScale: Float) {
+        if options.clipNorm > 0 {
+            GradientClipping.clipParameter(p, maxNorm: options.clipNorm, totalCount: totalCount)
+        }
+        optimizer.update(p, lrScale: lrScale)
+        p.releaseGradient()
     }
 }
 
