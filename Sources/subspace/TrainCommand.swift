@@ -17,7 +17,7 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("new-tokenizer"), help: "With --init-from: train a new tokenizer on the data instead of using the model's own (its embeddings then read ids they were not trained on).") var newTokenizer = false
     @Option(help: "Replay a run: its run_config.json (or its run directory); flags given override the recipe's values.") var recipe: String?
     @Option(help: "Optimizer steps (default \(d.steps)).") var steps: Int?
-    @Option(help: "Sequences per micro-batch (default \(d.batch)).") var batch: Int?
+    @Option(help: "Sequences per micro-batch (default \(d.batch)); per rank under mpirun -np N (the global batch is N x this).") var batch: Int?
     @Option(help: "Sequence length (default \(d.seq), at most the model's maximum).") var seq: Int?
     @Option(help: "constant or cosine (linear warm-up, cosine decay to --min-lr-ratio) (default \(d.schedule)).") var schedule: String?
     @Option(help: "Warm-up steps (default \(d.warmup)); at most --steps - 1: a longer warm-up is clamped, with a note.") var warmup: Int?
