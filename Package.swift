@@ -32,6 +32,9 @@ let package = Package(
             providers: [.apt(["liblapacke-dev"])]),
         // cpuid / xgetbv and Linux's AMX permission request: what Swift cannot say itself.
         .target(name: "CSupport"),
+        // Open MPI (libopenmpi-dev) for data parallelism: its handles are macros, so a C shim
+        // names them (Sources/CMPI/include/cmpi.h). Linked always; MPI_Init runs only under mpirun.
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("mpi")]),
 
         // MARK: - The layers
         .target(
@@ -45,7 +48,7 @@ let package = Package(
         .target(name: "SubspaceModels", dependencies: ["SubspaceCore"]),
         .target(name: "SubspaceData", dependencies: ["SubspaceCore", "SubspaceModels"]),
         .target(name: "SubspaceOptim", dependencies: ["SubspaceCore", "SubspaceModels"]),
-        .target(name: "SubspaceTraining", dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim"]),
+        .target(name: "SubspaceTraining", dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim", "CMPI"]),
         .target(name: "SubspaceBench", dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim", "SubspaceTraining"]),
         .target(name: "SubspaceExperimental", dependencies: ["SubspaceCore", "SubspaceModels", "SubspaceData", "SubspaceOptim", "SubspaceTraining"]),
 

@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 want_data=1
 [[ ${1:-} == --no-data ]] && want_data=0
 
-# 1. System packages: OpenBLAS (cblas.h), LAPACKE (lapacke.h), pkg-config. Debian's OpenBLAS is a
+# 1. System packages: OpenBLAS (cblas.h), LAPACKE (lapacke.h), pkg-config, Open MPI (mpi.h,
+#    libmpi, mpirun: data-parallel training, `mpirun -np N subspace train`). Debian's OpenBLAS is a
 #    DYNAMIC_ARCH build (kernels for every x86 family); Subspace switches it to the widest
 #    kernel the CPU has at start-up (BLASBackend), so no OPENBLAS_CORETYPE is needed.
 missing=()
-for p in libopenblas-dev liblapacke-dev pkg-config; do
+for p in libopenblas-dev liblapacke-dev pkg-config libopenmpi-dev openmpi-bin; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if ((${#missing[@]})); then

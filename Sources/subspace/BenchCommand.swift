@@ -25,6 +25,9 @@ struct Bench: ParsableCommand {
     @OptionGroup(title: "Adapters") var adapterFlags: AdapterFlags
 
     func run() throws {
+        if LaunchEnvironment.current.isDistributed {
+            fail("bench runs one process; time data-parallel training with mpirun ... subspace train (bench/mpi_throughput.sh)")
+        }
         if let suite {
             let spec = guarded { try suiteOptions.spec(suite: suite, out: out ?? "runs/suite-\(suite)", steps: self.steps) }
             suiteOptions.run(spec: spec)

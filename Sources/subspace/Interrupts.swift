@@ -1,4 +1,5 @@
 import Foundation
+import Subspace
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,12 +16,15 @@ enum Interrupts {
     /// Written only by the handler, read by the training loop between steps.
     nonisolated(unsafe) static var received: Int32 = 0
     nonisolated(unsafe) static var graceful = false
+    /// Ranks other than 0 of a data-parallel job stop as rank 0 does but say nothing (one
+    /// message per job; an aborted job's ranks are ended by SIGTERM).
+    nonisolated(unsafe) static var quiet = LaunchEnvironment.current.rank != 0
 
     /// The signal that asked for the stop, if any.
     static var requested: Int32? { received == 0 ? nil : received }
 
     static func install() {
-        _ = received; _ = graceful
+        _ = received; _ = graceful; _ = quiet
         for sig in [SIGINT, SIGTERM] {
             let previous = signal(sig, handler)
             if sig == SIGINT, unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) {
@@ -33,11 +37,12 @@ enum Interrupts {
     private static let handler: @convention(c) (Int32) -> Void = { sig in
         if Interrupts.received != 0 || !Interrupts.graceful {
             let text: StaticString = "\ninterrupted: exiting without saving; the last checkpoint is unchanged\n"
-            _ = write(STDERR_FILENO, text.utf8Start, text.utf8CodeUnitCount)
+            if !Interrupts.quiet { _ = write(STDERR_FILENO, text.utf8Start, text.utf8CodeUnitCount) }
             _exit(128 + sig)
         }
         Interrupts.received = sig
         let text: StaticString = "\ninterrupt received: saving a checkpoint after this step (interrupt again to exit without saving)\n"
+        if Interrupts.quiet { return }
         _ = write(STDERR_FILENO, text.utf8Start, text.utf8CodeUnitCount)
     }
 }

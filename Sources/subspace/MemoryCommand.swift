@@ -22,6 +22,8 @@ struct MemoryCommand: ParsableCommand {
     var activationCheckpointing = false
     @Option(name: .customLong("runtime-bytes"), help: "Resident bytes of the process itself, added to the total (default: this process's own resident set, the same binary as train; 0 prices the tensors alone).")
     var runtimeBytes: Int?
+    @Option(help: "Data-parallel ranks (mpirun -np N): adds what each step all-reduces (memory is per rank; --batch is per rank).")
+    var ranks: Int = 1
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var opt: OptimizerFlags
     @OptionGroup(title: "Adapters") var adapterFlags: AdapterFlags
@@ -39,11 +41,40 @@ struct MemoryCommand: ParsableCommand {
                 adapter: try adapterFlags.adapterSettings(existing: nil),
                 stepRule: try zo.stepRule(), zerothOrder: try zo.settings(base: nil) ?? ZerothOrderSettings()))
         }
+        let comm = guarded { try communication(plan) }
         if json {
-            print(jsonLine(plan.summary(model: model)))
+            print(comm.map { jsonLine(MemoryWithCommunication(memory: plan.summary(model: model), communication: $0)) } ?? jsonLine(plan.summary(model: model)))
         } else {
-            print(table(plan))
+            print(table(plan) + (comm.map { "\n" + communicationLines($0) } ?? ""))
         }
+    }
+
+    /// With --ranks N > 1: what each step all-reduces (nil for one rank); refuses what cannot
+    /// run data-parallel (as `train` under mpirun does).
+    func communication(_ plan: MemoryPlan) throws -> CommunicationPlan? {
+        guard ranks >= 1 else { throw ConfigurationError("--ranks must be at least 1, got \(ranks)") }
+        guard ranks > 1 else { return nil }
+        if let rule = try zo.stepRule(), rule.isZerothOrder {
+            throw ConfigurationError("--trainer \(rule.rawValue) cannot run data-parallel (\(ranks) ranks): only backprop averages gradients over ranks")
+        }
+        let r = plan.request
+        let specs = LlamaArchitecture(config: r.config, operators: try r.adapter?.operators() ?? .dense).parameterSpecs.filter(\.trainable)
+        // The SVD-projected GaLore family (galore-torch's defaults, ProjectionSettings.galore).
+        let svdProjected: Set<String> = ["galore", "galore-adafactor", "galore8bit", "qgalore", "fira"]
+        let d = ProjectionSettings.galore
+        let projected = svdProjected.contains(r.optimizer)
+            ? (rank: r.options.rank ?? d.rank, updateGap: r.options.updateGap ?? d.updateGap) : nil
+        return CommunicationPlan(specs: specs, bytesPerElement: plan.request.dtype.bytesPerElement, ranks: ranks, projection: projected)
+    }
+
+    func communicationLines(_ c: CommunicationPlan) -> String {
+        func mib(_ b: Int) -> String { String(format: "%.2f MiB", Double(b) / 1_048_576) }
+        var lines = ["data-parallel over \(c.ranks) ranks, per optimizer step and rank:",
+                     "  all-reduce payload \(c.allreduceBytes) B (\(mib(c.allreduceBytes))); ring traffic \(c.ringBytesPerRank) B (\(mib(c.ringBytesPerRank)))"]
+        if let p = c.projectedBytes {
+            lines.append("  projected all-reduce (GaLore family, planned) \(p) B (\(mib(p))), \(String(format: "%.1f", Double(c.allreduceBytes) / Double(max(p, 1))))x less")
+        }
+        return lines.joined(separator: "\n")
     }
 
     func table(_ plan: MemoryPlan) -> String {
@@ -74,6 +105,12 @@ struct MemoryCommand: ParsableCommand {
         }
         return lines.joined(separator: "\n")
     }
+}
+
+/// `memory --json --ranks N`: the memory plan and the communication plan.
+struct MemoryWithCommunication: Encodable {
+    let memory: MemoryPlan.Summary
+    let communication: CommunicationPlan
 }
 
 private extension String {

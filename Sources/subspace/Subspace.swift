@@ -65,8 +65,8 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
 /// Prints a one-line error and exits non-zero: user mistakes never produce a crash trace.
 func fail(_ message: String, status: Int32 = 1) -> Never {
     let text = message.split(whereSeparator: \.isNewline).joined(separator: " ")
-    writeStderr("error: \(text)\n")
-    exit(status)
+    // One rank of several: rank 0's line first, then the whole job ends (Distributed.fail).
+    Distributed.fail(printing: "error: \(text)\n", status: status, write: writeStderr)
 }
 
 /// Prints a one-line warning to standard error.

@@ -17,7 +17,7 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("new-tokenizer"), help: "With --init-from: train a new tokenizer on the data instead of using the model's own (its embeddings then read ids they were not trained on).") var newTokenizer = false
     @Option(help: "Replay a run: its run_config.json (or its run directory); flags given override the recipe's values.") var recipe: String?
     @Option(help: "Optimizer steps (default \(d.steps)).") var steps: Int?
-    @Option(help: "Sequences per micro-batch (default \(d.batch)).") var batch: Int?
+    @Option(help: "Sequences per micro-batch (default \(d.batch)); per rank under mpirun -np N (the global batch is N x this).") var batch: Int?
     @Option(help: "Sequence length (default \(d.seq), at most the model's maximum).") var seq: Int?
     @Option(help: "constant or cosine (linear warm-up, cosine decay to --min-lr-ratio) (default \(d.schedule)).") var schedule: String?
     @Option(help: "Warm-up steps (default \(d.warmup)); at most --steps - 1: a longer warm-up is clamped, with a note.") var warmup: Int?
@@ -39,18 +39,25 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "Adapters and restarts") var adapterFlags: AdapterFlags
 
     func run() throws {
+        // Under `mpirun -np N`: N ranks share the cores, and the run must be one that splits.
+        let launch = LaunchEnvironment.current
+        if launch.isDistributed && ProcessInfo.processInfo.environment["SUBSPACE_THREADS"] == nil {
+            Parallel.workers = launch.threadsPerRank()
+        }
+        let root = launch.rank == 0
         let (cfg, dir, resuming) = guarded { try resolve() }
+        guarded { try DataParallel.check(cfg, ranks: launch.size) }
         if let stopAfter, stopAfter <= 0 { fail("--stop-after must be a positive step, got \(stopAfter)") }
         if sampleTokens < 0 { fail("--sample-tokens must be non-negative, got \(sampleTokens)") }
         if resuming && overwrite { fail("--overwrite and --resume contradict each other") }
         // Flags the method does not read (--rank with adamw): a resumed run was warned when it began.
         let zoIgnored = (cfg.zerothOrder ?? ZerothOrderSettings()).unused(by: cfg.resolvedStepRule)
-        if !resuming, !zoIgnored.isEmpty {
+        if root, !resuming, !zoIgnored.isEmpty {
             writeStderr("warning: --trainer \(cfg.resolvedStepRule.rawValue) does not use \(zoIgnored.joined(separator: ", ")); ignored\n")
         }
         let ignored = resuming || !cfg.resolvedStepRule.usesOptimizerState(cfg.zerothOrder ?? ZerothOrderSettings())
             ? [] : OptimizerRegistry.ignoredOptions(cfg.optimizer, options: cfg.optimizerOptions)
-        if !ignored.isEmpty {
+        if root, !ignored.isEmpty {
             let list = ignored.joined(separator: ", ")
             writeStderr("warning: \(cfg.optimizer) does not use \(list); \(ignored.count == 1 ? "it is" : "they are") ignored "
                         + "(subspace settings --optimizer \(cfg.optimizer) shows what it uses)\n")
@@ -58,10 +65,13 @@ struct Train: ParsableCommand {
         let progress = Progress(total: cfg.steps)
         Interrupts.install()
         var warned = false
+        let communicator = guarded { try Distributed.start(launch) }
         let summary: RunSummary = guarded {
             let run = TrainingRun(config: cfg, outDir: dir, resume: resuming, stopAfter: stopAfter, overwrite: overwrite)
             run.shouldStop = { Interrupts.requested != nil }
+            run.communicator = communicator
             return try run.run { event in
+                guard root else { return }
                 switch event {
                 case .status(let s): progress.line(s)
                 case .notice(let s): progress.line("note: \(s)")
@@ -81,6 +91,8 @@ struct Train: ParsableCommand {
                 }
             }
         }
+        (communicator as? MPICommunicator)?.finish()
+        if !root { Foundation.exit(Interrupts.requested.map { 128 + $0 } ?? 0) }
         if let sig = Interrupts.requested {
             progress.finish()
             writeStderr("interrupted at step \(summary.steps); continue with: subspace train --resume \(shellQuoted(dir.path))\n")
@@ -168,6 +180,7 @@ struct Train: ParsableCommand {
         cfg.initFrom = initFrom
         if newTokenizer { cfg.newTokenizer = true }
         cfg.seq = min(256, model.maxSeq)
+        cfg.batch *= LaunchEnvironment.current.size
         try apply(to: &cfg)
         // The default run's AdamW rate (tuned for `tiny` on Shakespeare); every other optimizer
         // keeps its own documented default unless --lr is given.
@@ -187,7 +200,8 @@ struct Train: ParsableCommand {
         if let data { c.data = data }
         if let tokenizer { c.tokenizer = tokenizer }
         if let steps { c.steps = steps }
-        if let batch { c.batch = batch }
+        // --batch is per rank: the global batch (run_config.json's) is ranks x --batch.
+        if let batch { c.batch = batch * LaunchEnvironment.current.size }
         if let seq { c.seq = seq }
         if let schedule { c.schedule = schedule }
         if let warmup { c.warmup = warmup }

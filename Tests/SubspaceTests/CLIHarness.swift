@@ -101,8 +101,8 @@ enum CLI {
     }
 
     /// Runs `subspace args...` to completion (or until `timeout`, then SIGKILL).
-    static func run(_ args: [String], cwd: URL? = nil, timeout: Double = defaultTimeout, env: [String: String] = [:]) throws -> CLIResult {
-        try Child.spawn(args, cwd: cwd, env: env).wait(timeout: timeout)
+    static func run(_ args: [String], cwd: URL? = nil, timeout: Double = defaultTimeout, env: [String: String] = [:], launcher: [String] = []) throws -> CLIResult {
+        try Child.spawn(args, cwd: cwd, env: env, launcher: launcher).wait(timeout: timeout)
     }
 }
 
@@ -120,7 +120,8 @@ final class Child {
 
     struct SpawnError: Error, CustomStringConvertible { let description: String }
 
-    static func spawn(_ args: [String], cwd: URL? = nil, env: [String: String] = [:]) throws -> Child {
+    /// `launcher` runs before the binary (`mpirun -np 2`): the binary becomes its argument.
+    static func spawn(_ args: [String], cwd: URL? = nil, env: [String: String] = [:], launcher: [String] = []) throws -> Child {
         guard let bin = CLI.binary else {
             throw SpawnError(description: "the subspace binary is not next to the test bundle (build with --build-tests)")
         }
@@ -130,7 +131,7 @@ final class Child {
 
         // sh lowers the address-space limit, changes directory and execs the binary (same pid).
         let script = "ulimit -v \(CLI.addressSpaceLimitKiB) 2>/dev/null; cd \"$0\" || exit 121; exec \"$@\""
-        let argv = ["/bin/sh", "-c", script, (cwd ?? io).path, bin.path] + args
+        let argv = ["/bin/sh", "-c", script, (cwd ?? io).path] + launcher + [bin.path] + args
         var environment = ProcessInfo.processInfo.environment
         environment["SUBSPACE_THREADS"] = "1"
         environment["OPENBLAS_NUM_THREADS"] = "1"

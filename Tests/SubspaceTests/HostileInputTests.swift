@@ -654,6 +654,10 @@ extension Reliability {
         Case("memory --dtype fp8") { _, _ in Plan(args: ["memory", "--model", "tiny", "--dtype", "fp8"]) },
         Case("memory --runtime-bytes -1") { _, _ in Plan(args: ["memory", "--model", "tiny", "--runtime-bytes=-1"]) },
         Case("memory --trainer lozo --zo-rank 0") { _, _ in Plan(args: ["memory", "--model", "tiny", "--trainer", "lozo", "--zo-rank", "0"]) },
+        Case("memory --ranks 0") { _, _ in Plan(args: ["memory", "--model", "tiny", "--ranks", "0"], fragments: ["--ranks"]) },
+        Case("memory --ranks 2 --trainer mezo (cannot run data-parallel)") { _, _ in
+            Plan(args: ["memory", "--model", "tiny", "--ranks", "2", "--trainer", "mezo"], fragments: ["data-parallel"])
+        },
         Case("memory --trainer bogus") { _, _ in Plan(args: ["memory", "--model", "tiny", "--trainer", "bogus"]) },
     ]
 

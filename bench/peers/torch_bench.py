@@ -24,6 +24,38 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def build_model(args):
+    """The preset's LlamaForCausalLM (float32, train mode, seed 0), its vocabulary and the
+    sequence length (--seq or min(256, context)); `args.attn` picks the attention kernel."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    dim, layers, heads, kv, ffn, vocab, max_seq = PRESETS[args.preset]
+    seq = args.seq or min(256, max_seq)
+    cfg = LlamaConfig(hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
+                      num_key_value_heads=kv, intermediate_size=ffn, vocab_size=vocab,
+                      max_position_embeddings=max_seq, rms_norm_eps=1e-6, rope_theta=10000.0,
+                      tie_word_embeddings=False, attention_bias=False, mlp_bias=False)
+    cfg._attn_implementation = getattr(args, "attn", "sdpa")
+    return LlamaForCausalLM(cfg).float().train(), vocab, seq
+
+
+def make_optimizer(model, args):
+    """torch.optim.AdamW, or galore-torch's GaLoreAdamW on the attention and MLP matrices
+    (AdamW on the rest), at args.lr, no weight decay."""
+    import torch
+
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    from galore_torch import GaLoreAdamW
+    galore = [p for n, p in model.named_parameters() if p.dim() == 2 and ("attn" in n or "mlp" in n)]
+    ids = {id(p) for p in galore}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return GaLoreAdamW([{"params": rest}, {"params": galore, "rank": args.rank, "update_proj_gap": args.update_gap,
+                         "scale": args.scale, "proj_type": "std"}], lr=args.lr, weight_decay=0.0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="tiny")
@@ -41,28 +73,11 @@ def main():
     args = ap.parse_args()
 
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    dim, layers, heads, kv, ffn, vocab, max_seq = PRESETS[args.preset]
-    seq = args.seq or min(256, max_seq)
-    cfg = LlamaConfig(hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=kv, intermediate_size=ffn, vocab_size=vocab,
-                      max_position_embeddings=max_seq, rms_norm_eps=1e-6, rope_theta=10000.0,
-                      tie_word_embeddings=False, attention_bias=False, mlp_bias=False)
-    cfg._attn_implementation = args.attn
-    model = LlamaForCausalLM(cfg).float().train()
+    model, vocab, seq = build_model(args)
     params = sum(p.numel() for p in model.parameters())
-    if args.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    else:
-        from galore_torch import GaLoreAdamW
-        galore = [p for n, p in model.named_parameters() if p.dim() == 2 and ("attn" in n or "mlp" in n)]
-        ids = {id(p) for p in galore}
-        rest = [p for p in model.parameters() if id(p) not in ids]
-        opt = GaLoreAdamW([{"params": rest}, {"params": galore, "rank": args.rank, "update_proj_gap": args.update_gap,
-                            "scale": args.scale, "proj_type": "std"}], lr=args.lr, weight_decay=0.0)
+    opt = make_optimizer(model, args)
     gen = torch.Generator().manual_seed(0)
     times, fwd, bwd, optt = [], 0.0, 0.0, 0.0
     loss_val = 0.0

@@ -17,6 +17,8 @@ public struct StepMetrics: Codable, Sendable {
     /// On a classification file: validation accuracy (`ChoiceAccuracy`).
     public var val_accuracy: Double?
     public var step_ms: Double
+    /// Data-parallel runs: gradient bytes this rank all-reduced in the step (nil: one process).
+    public var comm_bytes: Int?
     public init(step: Int, tokens: Int, loss: Double, lr: Double, tokens_per_s: Double, rss_bytes: Int, val_loss: Double? = nil, val_ppl: Double? = nil, step_ms: Double) {
         self.step = step; self.tokens = tokens; self.loss = loss; self.lr = lr; self.tokens_per_s = tokens_per_s
         self.rss_bytes = rss_bytes; self.val_loss = val_loss; self.val_ppl = val_ppl; self.step_ms = step_ms

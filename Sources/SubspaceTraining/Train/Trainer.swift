@@ -75,9 +75,15 @@ public final class BackpropStep: StepRule {
     public var options: StepOptions
     /// Optimizer steps completed.
     public private(set) var step: Int = 0
-    private let totalCount: Int
+    fileprivate let totalCount: Int
     /// The optimizer's statistics consumers and loss readers (MKOR, MKOR-H).
     private let hooks: SlotStatisticsHooks
+    /// Data parallelism: averages each gradient over the job's ranks once it is complete for
+    /// the step, before clipping and the update (nil: one process). See `GradientReducer`.
+    public var reducer: GradientReducer? = nil
+    /// Whether the optimizer reads per-rank activation statistics (MKOR), which data
+    /// parallelism would leave different on every rank.
+    public var readsSlotStatistics: Bool { !hooks.consumers.isEmpty }
 
     public init(model: LlamaModel, optimizer: RoutedOptimizer, options: StepOptions) throws {
         guard options.gradAccum >= 1 else { throw ConfigurationError("grad accumulation must be at least 1, got \(options.gradAccum)") }
@@ -116,11 +122,19 @@ public final class BackpropStep: StepRule {
                 var inHook = 0.0
                 model.backward { p in
                     let h0 = Clock.now()
-                    if self.options.clipNorm > 0 {
-                        GradientClipping.clipParameter(p, maxNorm: self.options.clipNorm, totalCount: self.totalCount)
+                    if let reducer = self.reducer {
+                        // Data-parallel: p's all-reduce starts now; the parameter before it,
+                        // whose all-reduce ran during p's backward, is stepped.
+                        reducer.start(p)
+                        while reducer.pendingCount > 1, let q = reducer.finishOldest() { self.stepLayer(q, lrScale: lrScale) }
+                    } else {
+                        self.stepLayer(p, lrScale: lrScale)
                     }
-                    self.optimizer.update(p, lrScale: lrScale)
-                    p.releaseGradient()
+                    inHook += Clock.since(h0)
+                }
+                if let reducer {
+                    let h0 = Clock.now()
+                    while let q = reducer.finishOldest() { stepLayer(q, lrScale: lrScale) }
                     inHook += Clock.since(h0)
                 }
                 let total = Clock.since(t0)
@@ -131,15 +145,20 @@ public final class BackpropStep: StepRule {
                 // take each gradient as soon as it is complete and it is freed at once.
                 model.backward { p in
                     guard let acc = self.optimizer.compressedAccumulator(for: p), let g = p.grad else { return }
+                    self.reducer?.reduce(p)  // the accumulator takes the global micro-batch's gradient
                     acc.accumulate(p, gradient: g)
                     p.releaseGradient()
                 }
+                bwd += Clock.since(t0)
+            } else if last, let reducer {
+                model.backward { p in reducer.start(p) }
                 bwd += Clock.since(t0)
             } else {
                 model.backward()
                 bwd += Clock.since(t0)
             }
         }
+        try reducer?.finish()
         if !options.perLayerUpdate {
             let t0 = Clock.now()
             if options.clipNorm > 0 { GradientClipping.clipGlobalNorm(model.parameters, maxNorm: options.clipNorm) }
@@ -148,8 +167,20 @@ public final class BackpropStep: StepRule {
             opt += Clock.since(t0)
         }
         step += 1
-        hooks.end(loss: lossSum * scale)
-        return StepReport(step: step, loss: lossSum * scale, lrScale: lrScale, forwardSeconds: fwd, backwardSeconds: bwd, optimizerSeconds: opt)
+        let loss = try reducer?.average(lossSum * scale) ?? lossSum * scale
+        hooks.end(loss: loss)
+        return StepReport(step: step, loss: loss, lrScale: lrScale, forwardSeconds: fwd, backwardSeconds: bwd, optimizerSeconds: opt)
+    }
+}
+
+extension BackpropStep {
+    /// The per-layer update of one parameter whose gradient is complete: clip, step, free.
+    fileprivate func stepLayer(_ p: Parameter, lrScale: Float) {
+        if options.clipNorm > 0 {
+            GradientClipping.clipParameter(p, maxNorm: options.clipNorm, totalCount: totalCount)
+        }
+        optimizer.update(p, lrScale: lrScale)
+        p.releaseGradient()
     }
 }
 

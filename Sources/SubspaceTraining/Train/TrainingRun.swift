@@ -77,6 +77,10 @@ public final class TrainingRun {
     /// with `RunSummary.interrupted` set (how the command line turns SIGINT and SIGTERM into
     /// a clean stop).
     public var shouldStop: () -> Bool = { false }
+    /// The job this run is one rank of (`Distributed.start`); one process by default. With
+    /// N ranks each reads its share of every global batch (`DataParallel`), gradients are
+    /// averaged before each update, and rank 0 alone writes the run directory and evaluates.
+    public var communicator: any Communicator = SingleProcess()
 
     public init(config: RunConfig, outDir: URL, resume: Bool = false, stopAfter: Int? = nil, overwrite: Bool = false) {
         self.config = config; self.outDir = outDir; self.resume = resume; self.stopAfter = stopAfter; self.overwrite = overwrite
@@ -132,9 +136,13 @@ public final class TrainingRun {
         if let stopAfter, stopAfter <= 0 || stopAfter >= c.steps {
             throw ConfigurationError("--stop-after \(stopAfter) must be between 1 and \(c.steps - 1), a step before the last (\(c.steps))")
         }
-        try ResourceCheck.training(c)
-        // Claim the directory (refusals, the lock) before any work.
-        let claim = try RunDirectory(outDir, mode: resume ? .resume : .fresh(overwrite: overwrite))
+        let comm = communicator, root = comm.isRoot
+        try DataParallel.check(c, ranks: comm.size)
+        var perRank = c
+        perRank.batch = c.batch / comm.size
+        try ResourceCheck.training(perRank)
+        // Claim the directory (refusals, the lock) before any work; rank 0 alone writes it.
+        let claim = root ? try RunDirectory(outDir, mode: resume ? .resume : .fresh(overwrite: overwrite)) : nil
         defer { withExtendedLifetime(claim) {} }
         let started = Date()
 
@@ -220,6 +228,15 @@ public final class TrainingRun {
                 stepSize: LoRASBInitialization.referenceStepSize(learningRate: lr, warmupSteps: c.warmup))
         }
         let rule = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        let reducer = comm.size > 1 ? GradientReducer(communicator: comm) : nil
+        if let reducer {
+            guard let backprop = rule as? BackpropStep, !backprop.readsSlotStatistics else {
+                throw ConfigurationError("--optimizer \(c.optimizer) cannot run data-parallel: it reads each rank's own activations")
+            }
+            backprop.reducer = reducer
+            // Every rank starts from rank 0's weights (they agree already; this makes sure).
+            for p in model.parameters { try comm.broadcast(p.value) }
+        }
         var trainer: any StepRule = rule
         if let r = c.restarts {
             trainer = RestartingStep(inner: rule, optimizer: optimizer, settings: r, totalSteps: c.steps, seed: c.seed)
@@ -237,12 +254,12 @@ public final class TrainingRun {
         let plan = RunPlan(
             config: c, trainTokens: data.train.count, validationTokens: data.validation.count,
             tokenizer: data.tokenizer == nil ? nil : (c.tokenizer ?? "trained on the training split (\(data.tokenizer!.vocabSize) tokens)"))
-        try AtomicFile.write(c.jsonString(plan: plan) + "\n", to: outDir.appendingPathComponent("run_config.json"))
-        if let tokenizerData {
+        if root { try AtomicFile.write(c.jsonString(plan: plan) + "\n", to: outDir.appendingPathComponent("run_config.json")) }
+        if root, let tokenizerData {
             try AtomicFile.write(tokenizerData, to: outDir.appendingPathComponent("tokenizer.json"))
         }
         let metricsURL = outDir.appendingPathComponent("metrics.jsonl")
-        let log = try MetricsLog(url: metricsURL, truncateAfterStep: resume ? state.step : nil)
+        let log = root ? try MetricsLog(url: metricsURL, truncateAfterStep: resume ? state.step : nil) : nil
 
         // What transformers needs besides weights and config.json to load the checkpoint as a
         // whole (`AutoTokenizer`, `generate()` without arguments): the tokenizer, its config
@@ -256,6 +273,7 @@ public final class TrainingRun {
         var savedStep = resume ? state.step : -1
         func saveCheckpoint() throws {
             state.dataPosition = batches.position
+            guard root else { savedStep = state.step; return }
             state.runConfig = c.jsonString()
             try Checkpoint.save(
                 to: checkpointDir, model: model, adapter: c.adapter, optimizer: optimizer, state: state,
@@ -273,7 +291,8 @@ public final class TrainingRun {
         events(.started(plan, firstStep: firstStep))
         while trainer.step < end {
             let t0 = Clock.now()
-            let mbs = (0..<c.gradAccum).map { _ in batches.next() }
+            let mbs = (0..<c.gradAccum).map { _ in DataParallel.shard(batches.next(), rank: comm.rank, of: comm.size) }
+            let commBefore = reducer?.bytes ?? 0
             let report = try trainer.trainStep(mbs)
             let dt = Clock.since(t0)
             trainSeconds += dt; trainTokens += tokensPerStep
@@ -284,8 +303,9 @@ public final class TrainingRun {
                 step: trainer.step, tokens: state.tokensSeen, loss: lastLoss,
                 lr: Double(report.learningRate ?? (optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
                 tokens_per_s: Double(tokensPerStep) / dt, rss_bytes: ProcessMemory.currentRSS, step_ms: dt * 1000)
+            m.comm_bytes = reducer.map { $0.bytes - commBefore }
             let last = trainer.step == c.steps
-            if !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
+            if root, !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
                 let te = Clock.now()
                 let step = trainer.step
                 let e = try Self.evaluate(model: model, batches: last ? allEvalBatches : evalBatches) { done, total in
@@ -303,16 +323,16 @@ public final class TrainingRun {
                 state.bestValLoss = min(state.bestValLoss ?? .infinity, e.loss)
                 events(.evaluation(step: trainer.step, loss: e.loss, perplexity: exp(e.loss)))
             }
-            try log.append(m)
+            try log?.append(m)
             events(.step(m, totalSteps: c.steps))
             if trainer.step == end || (c.checkpointEvery > 0 && trainer.step % c.checkpointEvery == 0) { try saveCheckpoint() }
-            if trainer.step < end && shouldStop() {
+            if trainer.step < end, try comm.size > 1 ? comm.any(shouldStop()) : shouldStop() {
                 if savedStep != trainer.step { try saveCheckpoint() }
                 interrupted = true
                 break
             }
         }
-        if let all = try? MetricsLog.read(url: metricsURL) {
+        if root, let all = try? MetricsLog.read(url: metricsURL) {
             try? AtomicFile.write(MetricsLog.lossPlot(runs: [(outDir.lastPathComponent, all)]), to: outDir.appendingPathComponent("loss.svg"))
         }
         let summary = RunSummary(
@@ -324,7 +344,7 @@ public final class TrainingRun {
             peakRSSBytes: ProcessMemory.peakRSS,
             optimizerStateBytes: optimizer.stateBytes(model.parameters), checkpoint: checkpointDir.path,
             interrupted: interrupted ? true : nil)
-        if trainer.step == c.steps {
+        if root, trainer.step == c.steps {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             if let d = try? enc.encode(summary) { try AtomicFile.write(d, to: outDir.appendingPathComponent("summary.json")) }
