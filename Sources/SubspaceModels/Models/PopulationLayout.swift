@@ -94,6 +94,11 @@ public final class PopulationLayout {
             precondition(d.a.shape[0] == outFeatures && d.b.shape[0] == inFeatures, "\(name): delta shape")
             let t = UnsafeMutablePointer<Float>.allocate(capacity: count * r)
             defer { t.deallocate() }
+            if r == 1 {  // rank 1 (the default): a matrix-vector product and row updates, no GEMM packing
+                BLAS.gemv(m: count, n: inFeatures, a: x + off * inFeatures, lda: inFeatures, x: d.b.data, y: t, parallel: false)
+                for i in 0..<count { BLAS.axpy(outFeatures, d.scale * t[i], d.a.data, y + (off + i) * outFeatures) }
+                return
+            }
             BLAS.gemm(m: count, n: r, k: inFeatures, a: x + off * inFeatures, lda: inFeatures, b: d.b.data, ldb: r, c: t, ldc: r, parallel: false)
             BLAS.gemm(
                 transB: true, m: count, n: outFeatures, k: r, alpha: d.scale, a: t, lda: r, b: d.a.data, ldb: r,
