@@ -70,22 +70,26 @@ import Testing
         #expect(model.step([65, 65], state: model.zeroState(rows: 2), noise: nil).array[256..<512].elementsEqual(y.array))
     }
 
-    /// A short run on a small patterned corpus goes below the unigram bits per byte.
+    /// A short run beats the unigram bits per byte on a small corpus of four phrases in
+    /// random order (unigram about 3.4 bits, bigram about 1.1): only what the model learns
+    /// from context goes below the unigram. sigma = 2^-2 (`sigmaShift` 2) rather than the
+    /// reference's 2^-4: at this population (64, against the reference's 1,024 per GPU) the
+    /// larger perturbation learns in a few hundred generations (`subspace nano-egg` on
+    /// such a corpus: 3.67 bits at 200 generations against 5.0 with shift 4).
     @Test func tinyRunBeatsUnigram() throws {
-        var words = ["the cat sat. ", "a dog ran. ", "the dog sat. ", "a cat ran. "]
+        let phrases = ["the cat sat. ", "a dog ran. ", "the dog sat. ", "a cat ran. "]
         var r = RandomStream(seed: 3)
         var text = ""
-        for _ in 0..<3000 { text += words[r.int(words.count)] }
-        words.removeAll()
+        for _ in 0..<3000 { text += phrases[r.int(phrases.count)] }
         let bytes = Array(text.utf8)
         var s = NanoEggSettings()
-        s.width = 16; s.layers = 1; s.population = 64; s.seq = 24; s.evalWindows = 32; s.horizon = 100
-        let t = try NanoEggTrainer(settings: s, train: Array(bytes[..<30000]), validation: Array(bytes[30000...]))
+        s.width = 16; s.layers = 1; s.population = 64; s.seq = 24; s.evalWindows = 32; s.sigmaShift = 2
+        let t = try NanoEggTrainer(settings: s, train: Array(bytes[..<30_000]), validation: Array(bytes[30_000...]))
         let base = t.baselines(), before = t.evaluate()
-        for _ in 0..<100 { t.generation() }
+        for _ in 0..<600 { t.generation() }
         let after = t.evaluate()
-        #expect(after < before, "\(before) -> \(after)")
-        #expect(after < base.unigram, "after 100 generations \(after) bits/byte; unigram \(base.unigram), bigram \(base.bigram)")
+        #expect(after < before - 3, "\(before) -> \(after)")
+        #expect(after < base.unigram, "after 600 generations \(after) bits/byte; unigram \(base.unigram), bigram \(base.bigram)")
     }
 
     @Test func settingsRefuseBadValues() {
