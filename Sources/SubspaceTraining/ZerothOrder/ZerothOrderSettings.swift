@@ -98,8 +98,9 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
     /// Activation bytes the stacked forward may use when `populationChunk` is not given:
     /// 1 GiB, a quarter of the smallest machine the project supports (4 GiB; `tiny`'s
     /// weights and AdamW state are under 100 MiB), enough for 256 members of `tiny` on one
-    /// sequence of 64 tokens (about 0.6 GiB) and, at the default population of 64, for
-    /// the default batch of 8 x 256 tokens in chunks of 5 members.
+    /// sequence of 64 tokens in one pass (0.33 GiB, `subspace memory --model tiny --trainer
+    /// eggroll --population 256 --batch 1 --seq 64`) and, at the default population of 64
+    /// and batch of 8 x 256 tokens, for chunks of 14 members (0.96 GiB; 72 MiB sequential).
     public static let populationArenaBudget = 1 << 30
 
     /// Members per stacked forward: `populationChunk` when given, else the most members
