@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "subspace",
             dependencies: [
-                "Subspace", "SubspaceBench",
+                "Subspace", "SubspaceBench", "SubspaceExperimental",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

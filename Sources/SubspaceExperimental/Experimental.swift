@@ -13,7 +13,8 @@ import SubspaceTraining
 /// defaults in one settings type, its differences from the reference documented, and no
 /// edits to mainline files.
 public enum Experimental {
-    /// The methods this module offers, by registry name. Empty: every method built so far has
-    /// earned the mainline.
-    public static let methods: [String] = []
+    /// The methods this module offers, by name: `nano-egg`, int8 EGGROLL pre-training of a
+    /// byte-level recurrent model (`NanoEgg/`, `subspace nano-egg`), a model and trainer of
+    /// its own rather than an optimizer of the LLaMA engine.
+    public static let methods: [String] = ["nano-egg"]
 }

@@ -24,6 +24,10 @@ struct ZerothOrderFlags: ParsableArguments {
     var sigma: Float?
     @Option(name: .customLong("fitness-shaping"), help: "EGGROLL: ranks (centred ranks) or zscore (the reference library's) (default ranks).")
     var fitnessShaping: String?
+    @Option(name: .customLong("population-forward"), help: "EGGROLL: batched (members stacked into one forward per chunk, the paper's) or sequential (one member at a time, weights perturbed in place: no extra activation memory) (default batched where the model's trainable tensors allow).")
+    var populationForward: String?
+    @Option(name: .customLong("population-chunk"), help: "EGGROLL: members per batched forward (default: as many as fit in 1 GiB of activations).")
+    var populationChunk: Int?
 
     /// The rule named by `--trainer`, if given.
     func stepRule() throws -> StepRuleName? { try trainer.map { try StepRuleName(parsing: $0) } }
@@ -31,7 +35,8 @@ struct ZerothOrderFlags: ParsableArguments {
     /// The given settings laid over `base`.
     func settings(base: ZerothOrderSettings?) throws -> ZerothOrderSettings? {
         guard zoEps != nil || zoRank != nil || zoInterval != nil || zoMomentum != nil || zoUpdate != nil
-                || population != nil || sigma != nil || fitnessShaping != nil else { return base }
+                || population != nil || sigma != nil || fitnessShaping != nil || populationForward != nil
+                || populationChunk != nil else { return base }
         var s = base ?? ZerothOrderSettings()
         if let zoEps { s.eps = zoEps }
         if let zoRank { s.rank = zoRank }
@@ -41,6 +46,8 @@ struct ZerothOrderFlags: ParsableArguments {
         if let population { s.population = population }
         if let sigma { s.sigma = sigma }
         if let fitnessShaping { s.shaping = try Self.choice(FitnessShaping.self, "--fitness-shaping", fitnessShaping) }
+        if let populationForward { s.forward = try Self.choice(PopulationForward.self, "--population-forward", populationForward) }
+        if let populationChunk { s.populationChunk = populationChunk }
         return s
     }
 

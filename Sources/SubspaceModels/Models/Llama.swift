@@ -144,7 +144,7 @@ public final class LlamaModel {
 
     /// The arena of a forward-only pass: the training arena when one of this shape exists
     /// (evaluation during training then allocates nothing), else the inference arena.
-    private func inferenceBuffers(batch: Int, seq: Int) -> LlamaActivations {
+    func inferenceBuffers(batch: Int, seq: Int) -> LlamaActivations {
         if let a = activations, a.batch == batch, a.seq == seq { return a }
         if let a = inferenceActivations, a.batch == batch, a.seq == seq { return a }
         inferenceActivations = nil
@@ -153,7 +153,7 @@ public final class LlamaModel {
         return a
     }
 
-    private func check(_ batch: TokenBatch) throws {
+    func check(_ batch: TokenBatch) throws {
         try config.validate(batch: batch.batch, seq: batch.seq)
         for t in batch.tokens where t < 0 || Int(t) >= config.vocab {
             throw ConfigurationError("token id \(t) is outside the vocabulary (size \(config.vocab))")
@@ -169,17 +169,26 @@ public final class LlamaModel {
     /// `headChunks`. The same code serves both arena layouts: per layer, `a.layer(l)` and
     /// `a.residualOut(l)` are that layer's own buffers (training) or the single reused set
     /// (inference); `mode` tells the slot operators whether a backward pass follows.
-    private func forwardToLogits(_ batch: TokenBatch, in a: LlamaActivations, mode: ForwardMode) {
+    /// `population` (forward only) gives each member's block of rows its own weights; the
+    /// slots read it from `LinearSlot.population`.
+    func forwardToLogits(_ batch: TokenBatch, in a: LlamaActivations, mode: ForwardMode, population: PopulationLayout? = nil) {
         a.tokenIds = batch.tokens
         a.targets = batch.targets
         let c = config, n = batch.batch * batch.seq, d = c.dim
         a.tokenIds.withUnsafeBufferPointer { tp in
             Embedding.forward(tokens: tp.baseAddress!, table: embedding.value.data, out: a.layers.first?.x.data ?? a.xL.data, count: n, dim: d)
+            population?.addEmbedding(embedding.name, tokens: tp.baseAddress!, out: a.layers.first?.x.data ?? a.xL.data, count: n, dim: d)
+        }
+        func norm(_ g: Parameter, _ x: Tensor, _ y: Tensor, _ rstd: Tensor) {
+            guard let population else {
+                return RMSNorm.forward(x: x.data, weight: g.value.data, y: y.data, rstd: rstd.data, rows: n, dim: d, eps: c.normEps)
+            }
+            population.rmsNorm(g.name, x: x.data, weight: g.value.data, y: y.data, rstd: rstd.data, rows: n, dim: d, eps: c.normEps)
         }
         for (l, blk) in blocks.enumerated() {
             let L = a.layer(l)
             let next = a.residualOut(l, layers: blocks.count)
-            RMSNorm.forward(x: L.x.data, weight: blk.inputNorm.value.data, y: a.xn.data, rstd: L.rstd1.data, rows: n, dim: d, eps: c.normEps)
+            norm(blk.inputNorm, L.x, a.xn, L.rstd1)
             blk.q.forward(a.xn.data, L.q.data, rows: n, mode: mode)
             blk.k.forward(a.xn.data, L.k.data, rows: n, mode: mode)
             blk.v.forward(a.xn.data, L.v.data, rows: n, mode: mode)
@@ -188,24 +197,26 @@ public final class LlamaModel {
             a.attention.forward(q: L.q.data, k: L.k.data, v: L.v.data, out: L.att.data, probs: L.probs.data)
             L.x2.assign(L.x)
             blk.o.forward(L.att.data, L.x2.data, rows: n, accumulate: true, mode: mode)
-            RMSNorm.forward(x: L.x2.data, weight: blk.postNorm.value.data, y: a.xn.data, rstd: L.rstd2.data, rows: n, dim: d, eps: c.normEps)
+            norm(blk.postNorm, L.x2, a.xn, L.rstd2)
             blk.gate.forward(a.xn.data, L.g.data, rows: n, mode: mode)
             blk.up.forward(a.xn.data, L.u.data, rows: n, mode: mode)
             SwiGLU.forward(g: L.g.data, u: L.u.data, h: a.hbuf.data, count: n * c.ffnDim)
             next.assign(L.x2)
             blk.down.forward(a.hbuf.data, next.data, rows: n, accumulate: true, mode: mode)
         }
-        RMSNorm.forward(x: a.xL.data, weight: finalNorm.value.data, y: a.xf.data, rstd: a.rstdf.data, rows: n, dim: d, eps: c.normEps)
+        norm(finalNorm, a.xL, a.xf, a.rstdf)
     }
 
     /// Runs the LM head over row chunks of `a.xf`: for each chunk the logits land in
-    /// `a.logits` (rows `0..<r1-r0`) and `body(r0, r1)` consumes them.
-    private func headChunks(_ a: LlamaActivations, _ body: (Int, Int) -> Void) {
+    /// `a.logits` (rows `0..<r1-r0`) and `body(r0, r1)` consumes them; `population` adds each
+    /// member's delta of the head.
+    func headChunks(_ a: LlamaActivations, population: PopulationLayout? = nil, _ body: (Int, Int) -> Void) {
         let n = a.batch * a.seq, d = config.dim
         var r0 = 0
         while r0 < n {
             let r1 = min(n, r0 + a.logitRows)
             Linear.forward(x: a.xf.data + r0 * d, weight: head.value.data, y: a.logits.data, rows: r1 - r0, inFeatures: d, outFeatures: config.vocab)
+            population?.addLowRank(head.name, x: a.xf.data + r0 * d, y: a.logits.data, rows: r0..<r1, inFeatures: d, outFeatures: config.vocab)
             body(r0, r1)
             r0 = r1
         }

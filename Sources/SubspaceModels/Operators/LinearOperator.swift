@@ -226,6 +226,9 @@ public final class LinearSlot {
     public var outputGradientObserver: LinearObserver?
     /// When true, `inputObserver` also fires on forward-only passes (`model.loss`, `logits`).
     public var observesForwardOnly = false
+    /// The population being evaluated, during `LlamaModel.populationLoss` only: its
+    /// per-member delta of this slot's dense weight is added to each member's rows.
+    var population: PopulationLayout?
 
     init(spec: LinearSlotSpec, op: any LinearOperator) throws {
         guard op.inFeatures == spec.inFeatures, op.outFeatures == spec.outFeatures else {
@@ -242,6 +245,7 @@ public final class LinearSlot {
             inputObserver(spec, ActivationView(data: x, rows: rows, columns: spec.inFeatures))
         }
         op.forward(x, y, rows: rows, accumulate: accumulate, mode: mode)
+        population?.addLowRank(spec.path + ".weight", x: x, y: y, rows: 0..<rows, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures)
     }
 
     /// Fires `outputGradientObserver` on dy (once per micro-batch, before the backward calls).

@@ -158,8 +158,10 @@ public struct MemoryPlan: Equatable, Sendable {
         }
         optimizerStateBytes = shares.reduce(0) { $0 + $1.stateBytes }
         projectorBytes = shares.reduce(0) { $0 + $1.projectorBytes }
+        let members = request.stepRule?.populationMembers(
+            architecture: architecture, batch: request.batch, seq: request.seq, settings: request.zerothOrder) ?? 1
         activationsBytes = ActivationMemory.bytes(
-            architecture: architecture, batch: request.batch, seq: request.seq, checkpointing: request.activationCheckpointing,
+            architecture: architecture, batch: members * request.batch, seq: request.seq, checkpointing: request.activationCheckpointing,
             dtype: dtype, rule: request.rule)
         rules = shares
         stepRuleStateBytes = stepRule.stateElements(shapes: specs.map(\.shape), settings: request.zerothOrder) * dtype.bytesPerElement

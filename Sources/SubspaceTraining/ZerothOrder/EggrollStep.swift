@@ -24,34 +24,74 @@ import SubspaceOptim
 /// rank-r product per pair and matrix added into W, so no m x n buffer exists; `.optimizer`
 /// hands -u to the run's optimizer, one parameter at a time.
 ///
-/// Members are evaluated one after another by perturbing the weights in place (+sigma E,
-/// -2 sigma E, +sigma E per pair, as MeZO), each forward spread over the cores by the
-/// engine's kernels. The paper instead batches all members into one forward,
-/// x W^T + (x B)(s sigma / sqrt(r) A)^T; that batched kernel is not built here, so this
-/// rule's throughput is that of N sequential forward passes, not the paper's 91% of
-/// inference.
+/// Evaluation (`PopulationForward`): by default the paper's batched forward, members
+/// stacked member-major into one pass per chunk of `populationChunk` members
+/// (`LlamaModel.populationLoss`, `EggrollNoise.layout`): each linear slot computes
+/// X W^T once for all rows and adds, on member i's rows, (X_i B_k)(s_i sigma / sqrt(r) A_k)^T,
+/// so E is never formed and a generation costs one inference pass over N x batch rows plus
+/// O(r (m + n)) per row and matrix. The sequential alternative perturbs the weights in
+/// place (+sigma E, -2 sigma E, +sigma E per pair, as MeZO), one member's activations at a
+/// time. Both read the same regenerated noise, so they give the same fitnesses to rounding
+/// (`ZerothOrderEggrollBatchedTests`).
+///
+/// The update forms sum_k c_k E_k as one GEMM of rank (N/2) r per matrix
+/// (`EggrollNoise.addCombination`), the factors regenerated, never an N-deep loop of
+/// rank-r products.
 public final class EggrollStep: ZerothOrderStep {
     let population: Int, sigma: Float, rank: Int, shaping: FitnessShaping
+    /// How members are evaluated: `settings.forward` when given, else batched unless a
+    /// trainable tensor is one the stacked forward cannot perturb.
+    public let forward: PopulationForward
 
     public init(model: LlamaModel, optimizer: RoutedOptimizer, options: StepOptions) throws {
         let s = options.zerothOrder.resolved(for: .eggroll)
         population = s.population ?? 2; sigma = s.sigma ?? 1; rank = s.rank ?? 1; shaping = s.shaping ?? .ranks
+        let outside = model.parameterOutsidePopulationForward(model.parameters.filter(\.requiresGrad))
+        if s.forward == .batched, let outside {
+            throw ConfigurationError(
+                "--population-forward batched perturbs dense weights, the embedding, the head and norm gains, not \(outside.name); use --population-forward sequential")
+        }
+        forward = s.forward ?? (outside == nil ? .batched : .sequential)
         try super.init(model: model, optimizer: optimizer, options: options, method: .eggroll)
     }
 
     /// The noise stream of pair `k` in the generation whose stream is `generation`.
-    static func pairStream(_ generation: RandomStream, _ k: Int) -> RandomStream {
-        generation.split("eggroll.pair", index: UInt64(k))
-    }
+    static func pairStream(_ generation: RandomStream, _ k: Int) -> RandomStream { EggrollNoise.pairStream(generation, k) }
 
     /// `theta_p += scale * E_p` for the pair whose stream is `stream`.
     override func perturb(_ p: Parameter, scale: Float, stream: RandomStream) {
         guard p.shape.count == 2 else { return super.perturb(p, scale: scale, stream: stream) }
-        let k = min(rank, p.shape[0], p.shape[1])
-        let s = stream.split(p.name)
-        let a = ZerothOrderNoise.normalMatrix(p.shape[0], k, stream: s.split("A"))
-        let b = ZerothOrderNoise.normalMatrix(p.shape[1], k, stream: s.split("B"))
-        ZerothOrderNoise.addProduct(p.value, alpha: scale / Float(k).squareRoot(), a, b)
+        let f = EggrollNoise.factors(p, rank: rank, pair: stream)
+        ZerothOrderNoise.addProduct(p.value, alpha: scale / Float(EggrollNoise.rank(p, rank)).squareRoot(), f.a, f.b)
+    }
+
+    /// Members per stacked forward for micro-batches shaped as `batch`.
+    func chunk(_ batch: TokenBatch) -> Int {
+        settings.populationChunk(population: population) { model.populationArenaBytes(members: $0, batch: batch.batch, seq: batch.seq) }
+    }
+
+    /// Every member's fitness -L(theta + s_i sigma E_k(i)), the loss the mean over the
+    /// micro-batches.
+    func fitnesses(_ microBatches: [TokenBatch], generation: RandomStream) throws -> [Double] {
+        var fitness = [Double](repeating: 0, count: population)
+        switch forward {
+        case .sequential:
+            for k in 0..<population / 2 {
+                let (plus, minus) = try twoPoint(microBatches, scale: sigma, stream: Self.pairStream(generation, k))
+                fitness[2 * k] = -plus; fitness[2 * k + 1] = -minus
+            }
+        case .batched:
+            let c = chunk(microBatches[0])
+            for lo in stride(from: 0, to: population, by: c) {
+                let members = lo..<min(population, lo + c)
+                let layout = EggrollNoise.layout(members: members, parameters: trainable, generation: generation, rank: rank, sigma: sigma)
+                for b in microBatches {
+                    for (j, l) in try model.populationLoss(b, layout).enumerated() { fitness[lo + j] -= l / Double(microBatches.count) }
+                }
+            }
+            if let bad = fitness.first(where: { !$0.isFinite }) { throw TrainingError.nonFiniteLoss(step: step + 1, loss: Float(-bad)) }
+        }
+        return fitness
     }
 
     /// Centred ranks: rank / (N - 1) - 1/2 (ties broken by index), in [-1/2, 1/2].
@@ -75,11 +115,7 @@ public final class EggrollStep: ZerothOrderStep {
         let lrScale = options.schedule.multiplier(step: step)
         let generation = ZerothOrderNoise.stepStream(seed: options.seed, step: step)
         var t0 = Clock.now()
-        var fitness = [Double](repeating: 0, count: population)
-        for k in 0..<population / 2 {
-            let (plus, minus) = try twoPoint(microBatches, scale: sigma, stream: Self.pairStream(generation, k))
-            fitness[2 * k] = -plus; fitness[2 * k + 1] = -minus
-        }
+        let fitness = try fitnesses(microBatches, generation: generation)
         let fwd = Clock.since(t0)
         let shaped = shaping == .ranks ? Self.centredRanks(fitness) : Self.zscore(fitness)
         // u = sqrt(N) g = sum_k (f~_2k - f~_2k+1) sigma / sqrt(N) E_k
@@ -91,11 +127,11 @@ public final class EggrollStep: ZerothOrderStep {
             case .sgd:
                 let lr = rate(lrScale)
                 ZerothOrderNoise.decay(p, lr: lr, weightDecay: weightDecay)
-                for (c, s) in zip(coefficients, streams) where c != 0 { perturb(p, scale: lr * c, stream: s) }
+                EggrollNoise.addCombination(p.value, of: p, coefficients: coefficients.map { lr * $0 }, streams: streams, rank: rank)
             case .optimizer:
-                let g = Parameter(name: p.name, role: p.role, value: Tensor(zeros: p.shape))
-                for (c, s) in zip(coefficients, streams) where c != 0 { perturb(g, scale: -c, stream: s) }
-                optimizer.optimizer(for: p).update(p, gradient: g.value, lrScale: lrScale)
+                let g = Tensor(zeros: p.shape)
+                EggrollNoise.addCombination(g, of: p, coefficients: coefficients.map { -$0 }, streams: streams, rank: rank)
+                optimizer.optimizer(for: p).update(p, gradient: g, lrScale: lrScale)
             }
         }
         let opt = Clock.since(t0)

@@ -27,3 +27,16 @@ extension StepRuleName {
         !isZerothOrder || settings.resolved(for: self).update == .optimizer
     }
 }
+
+extension StepRuleName {
+    /// Members whose activations one forward pass holds: EGGROLL's batched population
+    /// forward stacks a chunk of members (`ZerothOrderSettings.populationChunk`), so its
+    /// inference arena is that of `members x batch` sequences; 1 for every other rule, for
+    /// `--population-forward sequential`, and for models with non-dense slots (which fall
+    /// back to the sequential evaluation).
+    public func populationMembers(architecture a: LlamaArchitecture, batch: Int, seq: Int, settings: ZerothOrderSettings) -> Int {
+        guard self == .eggroll, settings.forward != .sequential, a.operators.allDense, a.operators.othersTrainable else { return 1 }
+        let population = settings.resolved(for: self).population ?? 1
+        return settings.populationChunk(population: population) { a.arenaBytes(batch: $0 * batch, seq: seq, mode: .inference) }
+    }
+}

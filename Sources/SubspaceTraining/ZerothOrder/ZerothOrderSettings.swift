@@ -24,6 +24,21 @@ public enum FitnessShaping: String, Codable, Sendable, CaseIterable {
     case zscore
 }
 
+/// How EGGROLL evaluates the members of a generation.
+public enum PopulationForward: String, Codable, Sendable, CaseIterable {
+    /// The paper's: members stacked into one forward pass per chunk of
+    /// `populationChunk` members (`LlamaModel.populationLoss`), each slot forming
+    /// `X W^T` once for all rows plus each member's low-rank term on its rows. Needs an
+    /// inference arena `chunk` times one member's. The default: on `tiny` it runs the
+    /// population at close to inference speed (results/zo/throughput.tsv).
+    case batched
+    /// One member after another, the weights perturbed in place (+sigma E, -2 sigma E,
+    /// +sigma E per pair, as MeZO): no activation memory beyond one member's forward, each
+    /// forward spread over the cores by the kernels; also the only choice for operators
+    /// other than dense (adapters), whose tensors the stacked forward does not perturb.
+    case sequential
+}
+
 /// The hyperparameters of the zeroth-order step rules (MeZO, LOZO, LOZO-M, SubZero), each
 /// optional so that a `run_config.json` records only what was given; `resolved(for:)` fills
 /// the defaults of the rule in use, and `validate(for:)` refuses impossible values in one
@@ -43,7 +58,10 @@ public enum FitnessShaping: String, Codable, Sendable, CaseIterable {
 ///   cheapest: O(r (m + n)) noise per matrix); `population` 64 (the reference's end-to-end
 ///   test; its LLM runs use 1,024 per GPU, too many forward passes for a 2-core CPU);
 ///   `sigma` 1e-3 (the reference's LLM scripts; its toy test's 0.2 is for a tiny MLP);
-///   `shaping` centred ranks (see `FitnessShaping`).
+///   `shaping` centred ranks (see `FitnessShaping`); `forward` batched (see
+///   `PopulationForward`), falling back to sequential when the model has trainable tensors
+///   the stacked forward cannot perturb; `populationChunk` nil: as many members per stacked
+///   forward as fit in `populationArenaBudget` bytes of activations (`populationChunk(...)`).
 /// - the `.sgd` update's learning rate when `--lr` is not given, 1e-3
 ///   (`defaultLearningRate`): the papers' rates (1e-7 for OPT-13B, 1e-6 for RoBERTa-large)
 ///   shrink with model size, since the estimate's variance grows with the parameter count;
@@ -62,13 +80,37 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
     public var sigma: Float?
     /// EGGROLL: fitness shaping.
     public var shaping: FitnessShaping?
+    /// EGGROLL: stacked or one-at-a-time evaluation of the members.
+    public var forward: PopulationForward?
+    /// EGGROLL: members per stacked forward (nil: as many as `populationArenaBudget` holds).
+    public var populationChunk: Int?
 
     public init(
         eps: Float? = nil, rank: Int? = nil, interval: Int? = nil, momentum: Float? = nil, update: ZerothOrderUpdate? = nil,
-        population: Int? = nil, sigma: Float? = nil, shaping: FitnessShaping? = nil
+        population: Int? = nil, sigma: Float? = nil, shaping: FitnessShaping? = nil,
+        forward: PopulationForward? = nil, populationChunk: Int? = nil
     ) {
         self.eps = eps; self.rank = rank; self.interval = interval; self.momentum = momentum; self.update = update
         self.population = population; self.sigma = sigma; self.shaping = shaping
+        self.forward = forward; self.populationChunk = populationChunk
+    }
+
+    /// Activation bytes the stacked forward may use when `populationChunk` is not given:
+    /// 1 GiB, a quarter of the smallest machine the project supports (4 GiB; `tiny`'s
+    /// weights and AdamW state are under 100 MiB), enough for 256 members of `tiny` on one
+    /// sequence of 64 tokens in one pass (0.33 GiB, `subspace memory --model tiny --trainer
+    /// eggroll --population 256 --batch 1 --seq 64`) and, at the default population of 64
+    /// and batch of 8 x 256 tokens, for chunks of 14 members (0.96 GiB; 72 MiB sequential).
+    public static let populationArenaBudget = 1 << 30
+
+    /// Members per stacked forward: `populationChunk` when given, else the most members
+    /// (at least 1) whose arena, `arenaBytes(members)`, fits in `populationArenaBudget`;
+    /// never more than the population.
+    public func populationChunk(population: Int, arenaBytes: (Int) -> Int) -> Int {
+        if let populationChunk { return min(population, populationChunk) }
+        var c = 1
+        while c < population, arenaBytes(c + 1) <= Self.populationArenaBudget { c += 1 }
+        return c
     }
 
     /// The `.sgd` update's learning rate when `--lr` is not given (see the type's notes).
@@ -92,6 +134,7 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
             r.population = population ?? 64
             r.sigma = sigma ?? 1e-3
             r.shaping = shaping ?? .ranks
+            // `forward` stays nil when not given: the rule picks batched where the model allows.
         case .mezo, .backprop:
             break
         }
@@ -112,6 +155,8 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
             if population != nil { out.append("--population") }
             if sigma != nil { out.append("--sigma") }
             if shaping != nil { out.append("--fitness-shaping") }
+            if forward != nil { out.append("--population-forward") }
+            if populationChunk != nil { out.append("--population-chunk") }
         }
         return out
     }
@@ -127,6 +172,7 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
             throw ConfigurationError("--population must be a positive even number (members come in antithetic pairs), got \(n)")
         }
         if let s = r.sigma, !(s > 0 && s.isFinite) { throw ConfigurationError("--sigma must be positive and finite, got \(s)") }
+        if let c = r.populationChunk, c < 1 { throw ConfigurationError("--population-chunk must be at least 1 member, got \(c)") }
         if rule == .lozoM, r.momentum == 0 { throw ConfigurationError("lozo-m needs --zo-momentum above 0 (0 is plain lozo)") }
         if (r.momentum ?? 0) > 0, r.update == .optimizer {
             throw ConfigurationError("LOZO-M's momentum is its own update; with --zo-update optimizer use --trainer lozo and the optimizer's momentum")
@@ -143,6 +189,8 @@ public struct ZerothOrderSettings: Codable, Equatable, Sendable {
         if let population { parts.append("population=\(population)") }
         if let sigma { parts.append("sigma=\(SettingText.number(sigma))") }
         if let shaping { parts.append("shaping=\(shaping.rawValue)") }
+        if let forward { parts.append("forward=\(forward.rawValue)") }
+        if let populationChunk { parts.append("chunk=\(populationChunk)") }
         if let update { parts.append("update=\(update.rawValue)") }
         return parts.joined(separator: " ")
     }
