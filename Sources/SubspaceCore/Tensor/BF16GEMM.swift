@@ -2,6 +2,7 @@
 // kernel is oneDNN's matmul (Sources/CSupport/bf16.c, loaded at run time); the split across
 // workers is `BLAS.gemm`'s.
 import CSupport
+import Foundation
 
 /// The element type of the matrix products of the linear layers (`--precision`).
 public enum MatmulPrecision: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
@@ -82,8 +83,8 @@ extension BLAS {
         func extent(_ rows: Int, _ cols: Int, _ ld: Int) -> Int { rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols }
         let aCount = transA ? extent(k, m, lda) : extent(m, k, lda)
         let bCount = transB ? extent(n, k, ldb) : extent(k, n, ldb)
-        let scratch = UnsafeMutablePointer<UInt16>.allocate(capacity: aCount + bCount)
-        defer { scratch.deallocate() }
+        let (scratch, capacity) = BF16.scratch.take(aCount + bCount)
+        defer { BF16.scratch.give(scratch, capacity: capacity) }
         BF16.convert(a, to: scratch, count: aCount, parallel: parallel)
         BF16.convert(b, to: scratch + aCount, count: bCount, parallel: parallel)
         gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: UnsafePointer(scratch), lda: lda,
@@ -113,6 +114,41 @@ extension BLAS {
 
 /// bfloat16 conversions (bit patterns as `UInt16`).
 public enum BF16 {
+    /// Operand buffers kept between products. Allocating them per product cost a fresh
+    /// mapping and a page fault per 4 KiB on every call: 15-20% of a `tiny` bf16 step went to
+    /// the kernel's page-fault path (`perf record`, before this pool).
+    static let scratch = ScratchPool()
+
+    /// A few reusable buffers, taken and given back around each product (thread-safe). At
+    /// most `keep` are kept, the largest; a product that finds none large enough allocates.
+    final class ScratchPool: @unchecked Sendable {
+        private var free: [(UnsafeMutablePointer<UInt16>, Int)] = []
+        private let lock = NSLock()
+        private let keep = 2
+
+        func take(_ count: Int) -> (UnsafeMutablePointer<UInt16>, Int) {
+            lock.lock()
+            if let i = free.indices.filter({ free[$0].1 >= count }).min(by: { free[$0].1 < free[$1].1 }) {
+                let b = free.remove(at: i)
+                lock.unlock()
+                return b
+            }
+            lock.unlock()
+            let capacity = max(count, 1)
+            return (UnsafeMutablePointer<UInt16>.allocate(capacity: capacity), capacity)
+        }
+
+        func give(_ p: UnsafeMutablePointer<UInt16>, capacity: Int) {
+            lock.lock()
+            free.append((p, capacity))
+            free.sort { $0.1 > $1.1 }
+            let dropped = free.count > keep ? Array(free[keep...]) : []
+            free.removeLast(dropped.count)
+            lock.unlock()
+            for (q, _) in dropped { q.deallocate() }
+        }
+    }
+
     /// Whether the CPU converts natively (AVX512-BF16's VCVTNE2PS2BF16).
     public static let native = CPU.current.usable.contains(.avx512bf16)
 
