@@ -14,7 +14,7 @@ typedef struct {int ta,tb,m,n,k,lda,ldb; uint16_t*a,*b; float*c;int ldc;} job;
 static void* work(void*p){job*j=p; subspace_bf16_gemm(j->ta,j->tb,j->m,j->n,j->k,1,j->a,j->lda,j->b,j->ldb,0,j->c,j->ldc,1);return 0;}
 static void* works(void*p){job*j=p; cblas_sgemm(CblasRowMajor,j->ta?CblasTrans:CblasNoTrans,j->tb?CblasTrans:CblasNoTrans,j->m,j->n,j->k,1,(float*)j->a,j->lda,(float*)j->b,j->ldb,0,j->c,j->ldc);return 0;}
 int main(){
-  printf("avail %d\n",subspace_bf16_gemm_available());
+  printf("bf16 available %d; GFLOP/s, 2 threads unless said\n", subspace_bf16_gemm_available());
   openblas_set_num_threads(1);
   int shapes[][5]={{1024,1024,1024,0,0},{2048,256,256,0,1},{2048,688,256,0,1},{2048,256,688,0,0},{256,688,2048,1,0},{2048,4096,256,0,1},{1024,512,512,0,1},{1024,1376,512,0,1},{512,1376,1024,1,0}};
   for(int s=0;s<9;s++){

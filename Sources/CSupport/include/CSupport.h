@@ -42,4 +42,8 @@ const char *subspace_bf16_gemm_implementation(void);
 int subspace_bf16_gemm(int transA, int transB, int m, int n, int k, float alpha, const uint16_t *a, int lda,
                        const uint16_t *b, int ldb, float beta, float *c, int ldc, int threads);
 
+/// In place `x[i] = exp(x[i] - shift)` over `n` elements with AVX-512 (the caller checks the
+/// CPU has it), each value bit for bit FastMath.exp8's; returns their sum (16 lanes).
+float subspace_exp_shifted_sum_avx512(float *x, long n, float shift);
+
 #endif

@@ -60,15 +60,22 @@ extension BLAS {
     /// workers like `gemm`, each block one single-threaded oneDNN matmul.
     ///
     /// ## Why oneDNN
-    /// Candidates on the 2-core AMD EPYC (Zen 5, AVX512-BF16, no AMX), GFLOP/s on 2 threads
-    /// (`scripts/bf16_gemm_bench.c`, results/bf16/gemm.txt):
     /// - Debian's OpenBLAS 0.3.21 has no `cblas_sbgemm` (built without BUILD_BFLOAT16).
-    /// - oneDNN 2.6.3 (Debian's libdnnl-dev) runs its `brg:avx512_core_bf16` kernel here and
-    ///   its AMX kernel on Sapphire/Emerald Rapids, requesting tile permission itself. It is an
-    ///   apt package, so `scripts/setup.sh` installs it like OpenBLAS, and it is loaded with
-    ///   `dlopen`: without it the package still builds and bf16 is refused with a reason.
-    /// - oneMKL (`cblas_gemm_bf16bf16f32`, PyPI `mkl-devel`) is a pip wheel of ~600 MB outside
-    ///   the system package manager, and its dispatch favours Intel CPUs; not measured here.
+    /// - oneDNN 2.6.3 (Debian's libdnnl-dev) runs its `brg:avx512_core_bf16` kernel on the
+    ///   2-core Zen 5 EPYC (AVX512-BF16, no AMX) and its AMX kernel on Sapphire/Emerald
+    ///   Rapids, asking Linux for tile permission itself. Measured there under a shared load
+    ///   (`bench/bf16_gemm_shapes.c`, results/bf16/gemm_shapes.txt; `subspace info`): 111 GFLOP/s
+    ///   at 1024^3 against sgemm's 49 in the same minute, 82-179 at tiny's and llama60m's
+    ///   training shapes against 43-58, relative error 2e-3 (bf16's mantissa). It is an apt
+    ///   package, installed by `scripts/setup.sh` like OpenBLAS, and loaded with `dlopen`:
+    ///   without it the package still builds and bf16 is refused with a reason.
+    /// - oneMKL (`cblas_gemm_bf16bf16f32`, PyPI `mkl-devel`) is a pip wheel of several hundred
+    ///   MB outside the system package manager, and its dispatch keys on Intel CPUs; it was
+    ///   not measured.
+    ///
+    /// Threads: the split over workers (each block one single-threaded oneDNN call) was as
+    /// fast as one call on 2 OpenMP threads (same file: within noise, either way per shape),
+    /// and keeps OpenMP's spinning threads from competing with the elementwise kernels.
     ///
     /// Requires `hasBF16` (callers check with `MatmulPrecision.checkSupported`).
     public static func gemmBF16(
