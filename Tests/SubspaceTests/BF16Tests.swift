@@ -53,27 +53,6 @@ import Testing
 
     // MARK: The product
 
-    /// `alpha * op(A) op(B) + beta * C` in double from the given (already rounded) operands.
-    func reference(
-        _ ta: Bool, _ tb: Bool, m: Int, n: Int, k: Int, alpha: Float, a: [Float], lda: Int, b: [Float], ldb: Int,
-        beta: Float, c: [Float]
-    ) -> (value: [Double], scale: [Double]) {
-        var out = [Double](repeating: 0, count: m * n), scale = out
-        for i in 0..<m {
-            for j in 0..<n {
-                var s = 0.0, t = 0.0
-                for p in 0..<k {
-                    let x = Double(ta ? a[p * lda + i] : a[i * lda + p])
-                    let y = Double(tb ? b[j * ldb + p] : b[p * ldb + j])
-                    s += x * y; t += abs(x * y)
-                }
-                out[i * n + j] = Double(alpha) * s + Double(beta) * Double(c[i * n + j])
-                scale[i * n + j] = abs(Double(alpha)) * t + abs(Double(beta) * Double(c[i * n + j])) + 1e-30
-            }
-        }
-        return (out, scale)
-    }
-
     /// Every shape `gemm` splits differently (rows, columns, inner dimension, too small to
     /// split), all four transposes, row strides wider than the matrix, alpha and beta:
     /// against the double product of the bf16-rounded operands the only error is fp32
@@ -100,8 +79,8 @@ import Testing
                     }
                 }
             }
-            let rounded = reference(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a.map(BF16.round), lda: lda, b: b.map(BF16.round), ldb: ldb, beta: 0.75, c: c0)
-            let exact = reference(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: ldb, beta: 0.75, c: c0)
+            let rounded = gemmReference(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a.map(BF16.round), lda: lda, b: b.map(BF16.round), ldb: ldb, beta: 0.75, c: c0)
+            let exact = gemmReference(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: ldb, beta: 0.75, c: c0)
             var accumulation = 0.0, rounding = 0.0
             for i in 0..<(m * n) {
                 accumulation = max(accumulation, abs(Double(c[i]) - rounded.value[i]) / rounded.scale[i])
