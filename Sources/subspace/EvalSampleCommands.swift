@@ -6,7 +6,7 @@ import SubspaceBench
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Mean loss and perplexity of a checkpoint on some data.")
     @Option(help: "Checkpoint directory (a run directory, its checkpoint/, or a Hugging Face LLaMA directory).") var checkpoint: String
-    @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file.") var data: String
+    @Option(help: "Text file, directory of .txt works, .bin/.u32 token file, or .jsonl prompt-completion file (loss on completions; accuracy too when the completions are a few labels).") var data: String
     @Option(help: "Which part of text data: all, train or validation (the corpus split).") var split: String = "all"
     @Option(help: "A tokenizer.json to encode text with (default: the checkpoint's own).") var tokenizer: String?
     @Option(help: "A PEFT adapter folder to put on the --checkpoint model (default: the adapter the checkpoint holds, if any).") var adapter: String?
@@ -14,10 +14,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Sequences per batch.") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
     @Option(help: "Matrix products of the linear layers: fp32 or bf16 (needs AVX512-BF16 or AMX).") var precision: String = "fp32"
-    @Flag(help: "Print {\"loss\", \"ppl\", \"tokens\"} as JSON.") var json = false
+    @Flag(help: "Print {\"loss\", \"ppl\", \"tokens\"} (and \"accuracy\" on a classification file) as JSON.") var json = false
 
     func run() throws {
-        let r: (Double, Int) = guarded {
+        let r: (Double, Int, Double?) = guarded {
             guard ["all", "train", "validation"].contains(split) else { throw ConfigurationError("--split must be all, train or validation") }
             let precision = try MatmulPrecision(parsing: self.precision)
             try precision.checkSupported()
@@ -31,41 +31,65 @@ struct Eval: ParsableCommand {
             if let bad = model.nonFiniteParameter {
                 throw ConfigurationError("'\(checkpoint)': weight '\(bad)' holds NaN or infinite values; the model cannot be evaluated")
             }
-            let ids: [Int32]
-            if TokenFile.isTokenFile(data) {
-                ids = try TokenFile.read(path: data)
+            let batches: [TokenBatch]
+            var choices: (examples: [PromptCompletionExample], labels: [[Int32]])? = nil
+            if PromptCompletionFile.isExampleFile(data) {
+                let tok = try loadTokenizer(dir, vocab: model.config.vocab)
+                let records = try PromptCompletionFile.read(path: data)
+                let all = records.map { PromptCompletionExample(prompt: tok.encode($0.prompt), completion: tok.encode($0.completion)) }
+                let parts = PromptCompletionFile.split(all)
+                let examples = split == "train" ? parts.train : split == "validation" ? parts.validation : all
+                if let bad = examples.lazy.flatMap({ $0.prompt + $0.completion }).first(where: { Int($0) >= model.config.vocab }) {
+                    throw ConfigurationError("token id \(bad) is outside the model's vocabulary (\(model.config.vocab))")
+                }
+                batches = try ExampleBatches(examples: examples, batch: batch, seq: t, shuffle: false, seed: 0).evaluationBatches()
+                if let labels = PromptCompletionFile.labels(records) { choices = (examples, labels.map { tok.encode($0) }) }
             } else {
-                let tokPath = tokenizer ?? dir.appendingPathComponent("tokenizer.json").path
-                guard FileManager.default.fileExists(atPath: tokPath) else {
-                    throw ConfigurationError(tokenizer != nil ? "--tokenizer '\(tokPath)' does not exist"
-                        : "'\(checkpoint)' has no tokenizer.json to encode text with; pass --tokenizer or a .bin token file")
+                let ids: [Int32]
+                if TokenFile.isTokenFile(data) {
+                    ids = try TokenFile.read(path: data)
+                } else {
+                    let tok = try loadTokenizer(dir, vocab: model.config.vocab)
+                    let corpus = try TextCorpus.load(path: data)
+                    let parts = corpus.split()
+                    let text = split == "train" ? parts.train : split == "validation" ? parts.validation : corpus.works.map(\.text).joined()
+                    ids = tok.encode(text)
                 }
-                let tok = try TokenizerJSON.load(path: tokPath)
-                if tok.vocabSize > model.config.vocab {
-                    throw ConfigurationError("the tokenizer has \(tok.vocabSize) tokens but the model's vocabulary is \(model.config.vocab)")
+                if let bad = ids.first(where: { Int($0) >= model.config.vocab }) {
+                    throw ConfigurationError("token id \(bad) is outside the model's vocabulary (\(model.config.vocab))")
                 }
-                let corpus = try TextCorpus.load(path: data)
-                let parts = corpus.split()
-                let text = split == "train" ? parts.train : split == "validation" ? parts.validation : corpus.works.map(\.text).joined()
-                ids = tok.encode(text)
-            }
-            if let bad = ids.first(where: { Int($0) >= model.config.vocab }) {
-                throw ConfigurationError("token id \(bad) is outside the model's vocabulary (\(model.config.vocab))")
-            }
-            let batches = try SequenceBatches(tokens: ids, batch: batch, seq: t, shuffle: false, seed: 0).evaluationBatches()
-            guard !batches.isEmpty else {
-                throw DataError("the data has \(ids.count) tokens, fewer than one batch of \(batch) x \(t + 1)")
+                batches = try SequenceBatches(tokens: ids, batch: batch, seq: t, shuffle: false, seed: 0).evaluationBatches()
+                guard !batches.isEmpty else {
+                    throw DataError("the data has \(ids.count) tokens, fewer than one batch of \(batch) x \(t + 1)")
+                }
             }
             try model.usePrecision(precision)
             let e = try TrainingRun.evaluate(model: model, batches: batches)
             guard e.loss.isFinite else { throw ConfigurationError("the loss is not finite (\(e.loss)): the checkpoint or the data produce NaN or infinite logits") }
-            return (e.loss, e.tokens)
+            let accuracy = try choices.map {
+                try ChoiceAccuracy.accuracy(model: model, examples: $0.examples, labels: $0.labels, seq: t, batch: batch)
+            }
+            return (e.loss, e.tokens, accuracy)
         }
         if json {
-            print("{\"loss\": \(r.0), \"ppl\": \(exp(r.0)), \"tokens\": \(r.1)}")
+            print("{\"loss\": \(r.0), \"ppl\": \(exp(r.0)), \"tokens\": \(r.1)" + (r.2.map { ", \"accuracy\": \($0)" } ?? "") + "}")
         } else {
-            print(String(format: "loss %.4f, perplexity %.2f over %d tokens", r.0, exp(r.0), r.1))
+            print(String(format: "loss %.4f, perplexity %.2f over %d tokens", r.0, exp(r.0), r.1) + (r.2.map { String(format: ", accuracy %.4f", $0) } ?? ""))
         }
+    }
+
+    /// The --tokenizer, or the checkpoint's own tokenizer.json.
+    func loadTokenizer(_ dir: URL, vocab: Int) throws -> BPETokenizer {
+        let tokPath = tokenizer ?? dir.appendingPathComponent("tokenizer.json").path
+        guard FileManager.default.fileExists(atPath: tokPath) else {
+            throw ConfigurationError(tokenizer != nil ? "--tokenizer '\(tokPath)' does not exist"
+                : "'\(checkpoint)' has no tokenizer.json to encode text with; pass --tokenizer or a .bin token file")
+        }
+        let tok = try TokenizerJSON.load(path: tokPath)
+        if tok.vocabSize > vocab {
+            throw ConfigurationError("the tokenizer has \(tok.vocabSize) tokens but the model's vocabulary is \(vocab)")
+        }
+        return tok
     }
 }
 

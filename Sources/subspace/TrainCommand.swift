@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "Model preset: \(LlamaConfig.presetNames.joined(separator: ", ")) (default tiny).") var preset: String?
     @Option(help: "A model config.json (Hugging Face LLaMA keys) instead of a preset.") var config: String?
-    @Option(help: "Text file, directory of .txt works, or .bin/.u32 token file (default: the Shakespeare corpus, \(defaultData())).") var data: String?
+    @Option(help: "Text file, directory of .txt works, .bin/.u32 token file, or .jsonl prompt-completion file for fine-tuning (loss on completions only; needs the model's tokenizer) (default: the Shakespeare corpus, \(defaultData())).") var data: String?
     @Option(help: "A tokenizer.json to use (default: the --init-from model's own; for a new model, one trained on the training split with the model's vocabulary).") var tokenizer: String?
     @Flag(name: .customLong("new-tokenizer"), help: "With --init-from: train a new tokenizer on the data instead of using the model's own (its embeddings then read ids they were not trained on).") var newTokenizer = false
     @Option(help: "Replay a run: its run_config.json (or its run directory); flags given override the recipe's values.") var recipe: String?

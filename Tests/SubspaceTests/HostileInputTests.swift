@@ -1266,6 +1266,64 @@ extension Reliability {
 
     @Test(arguments: editCases) func edits(_ c: Case) throws { try check(c) }
 
+    // MARK: Prompt-completion files
+
+    /// A .jsonl file holding `text`.
+    static func jsonl(_ d: URL, _ text: String) throws -> String {
+        let u = d.appendingPathComponent("task.jsonl")
+        try Files.write(text, u)
+        return u.path
+    }
+    /// `args` with the micro corpus swapped for `data`.
+    static func onData(_ args: [String], _ m: Micro, _ data: String) -> [String] { args.map { $0 == m.corpus.path ? data : $0 } }
+    static let goodTask = (0..<12).map { #"{"prompt": "line \#($0)\nLabel:", "completion": "\#($0 % 2 == 0 ? " even" : " odd")"}"# }.joined(separator: "\n")
+
+    static let promptCompletionCases: [Case] = [
+        Case("train --data a .jsonl line that is not JSON") { m, d in
+            Plan(args: onData(fineTune(m, d, from: m.baseRun), m, try jsonl(d, goodTask + "\n{oops")), fragments: ["line 13", "JSON"])
+        },
+        Case("train --data a .jsonl line without completion") { m, d in
+            Plan(args: onData(fineTune(m, d, from: m.baseRun), m, try jsonl(d, #"{"prompt": "a"}"# + "\n" + goodTask)), fragments: ["line 1", "completion"])
+        },
+        Case("train --data a .jsonl with an empty completion") { m, d in
+            Plan(args: onData(fineTune(m, d, from: m.baseRun), m, try jsonl(d, goodTask + "\n" + #"{"prompt": "a", "completion": ""}"#)), fragments: ["empty completion"])
+        },
+        Case("train --data a .jsonl with one example") { m, d in
+            Plan(args: onData(fineTune(m, d, from: m.baseRun), m, try jsonl(d, #"{"prompt": "a", "completion": " b"}"#)), fragments: ["at least 2"])
+        },
+        Case("train --data a .jsonl whose completion is longer than --seq") { m, d in
+            let long = String(repeating: " the", count: 80)
+            return Plan(args: onData(fineTune(m, d, from: m.baseRun), m, try jsonl(d, goodTask + "\n" + #"{"prompt": "a", "completion": "\#(long)"}"#)), fragments: ["completion", "sequence length 32"])
+        },
+        Case("train --data a .jsonl for a new model (no tokenizer)") { m, d in
+            var args = onData(train(m, d), m, try jsonl(d, goodTask))
+            args.removeSubrange(args.firstIndex(of: "--tokenizer")!...(args.firstIndex(of: "--tokenizer")! + 1))
+            return Plan(args: args, fragments: ["tokenizer", "--init-from"])
+        },
+        Case("eval --data a .jsonl that is not UTF-8") { m, d in
+            let u = d.appendingPathComponent("task.jsonl")
+            try Files.write(nonUTF8, u)
+            return Plan(args: eval(m, ck(m.baseRun), data: u.path), fragments: ["UTF-8"])
+        },
+    ]
+
+    @Test(arguments: promptCompletionCases) func promptCompletionFiles(_ c: Case) throws { try check(c) }
+
+    /// A good classification file fine-tunes and evaluates, with accuracy in both outputs.
+    @Test func promptCompletionFineTuneReportsAccuracy() throws {
+        let m = try Micro.shared()
+        let d = try m.scratch("jsonl")
+        defer { Files.remove(d) }
+        let task = try Self.jsonl(d, Self.goodTask)
+        let r = try CLI.run(Self.onData(Self.fineTune(m, d, from: m.baseRun), m, task))
+        _ = Promise.expectSuccess(r)
+        let summary = try String(contentsOf: d.appendingPathComponent("ft/summary.json"), encoding: .utf8)
+        #expect(summary.contains("\"valAccuracy\""))
+        let e = try CLI.run(Self.eval(m, d.appendingPathComponent("ft"), data: task, ["--json"]))
+        _ = Promise.expectSuccess(e)
+        #expect(e.stdout.contains("\"accuracy\""))
+    }
+
     /// A good edit of the micro base run succeeds and writes its two files.
     @Test func editWritesItsFiles() throws {
         let m = try Micro.shared()

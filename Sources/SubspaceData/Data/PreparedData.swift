@@ -17,6 +17,16 @@ public struct PreparedData {
     public let tokenizer: BPETokenizer?
     /// Where the tokenizer came from or was cached (nil for token files).
     public let tokenizerPath: String?
+    /// For a prompt-completion file: its tokenized examples (then `train` and `validation`
+    /// are their tokens laid end to end, for counts only).
+    public var examples: (train: [PromptCompletionExample], validation: [PromptCompletionExample])? = nil
+    /// For a classification file: the label completions, in first-seen order (see
+    /// `PromptCompletionFile.labels`).
+    public var labels: [String]? = nil
+
+    init(train: [Int32], validation: [Int32], tokenizer: BPETokenizer?, tokenizerPath: String?) {
+        self.train = train; self.validation = validation; self.tokenizer = tokenizer; self.tokenizerPath = tokenizerPath
+    }
 
     public static func prepare(
         data: String, tokenizer tokenizerPath: String?, vocab: Int, status: (String) -> Void = { _ in },
@@ -29,6 +39,9 @@ public struct PreparedData {
             }
             let cut = ids.count * 9 / 10
             return PreparedData(train: Array(ids[..<cut]), validation: Array(ids[cut...]), tokenizer: nil, tokenizerPath: nil)
+        }
+        if PromptCompletionFile.isExampleFile(data) {
+            return try prepareExamples(data: data, tokenizer: tokenizerPath, vocab: vocab)
         }
         let corpus = try TextCorpus.load(path: data)
         let (trainText, valText) = corpus.split()
@@ -74,6 +87,30 @@ public struct PreparedData {
         let train = try tokens("train", trainText)
         let val = valText.isEmpty ? [] : try tokens("validation", valText)
         return PreparedData(train: train, validation: val, tokenizer: tok, tokenizerPath: tokPath)
+    }
+
+    /// A prompt-completion file, tokenized with the given tokenizer (a fine-tuning file needs
+    /// the model's own: `--init-from` supplies it). Small enough not to need the cache.
+    static func prepareExamples(data: String, tokenizer tokenizerPath: String?, vocab: Int) throws -> PreparedData {
+        guard let tokenizerPath else {
+            throw DataError("a prompt-completion file needs the model's tokenizer: give --init-from a model with a tokenizer.json, or --tokenizer")
+        }
+        let tok = try TokenizerJSON.load(path: tokenizerPath)
+        if tok.vocabSize > vocab {
+            throw DataError("the tokenizer has \(tok.vocabSize) tokens but the model's vocabulary is \(vocab)")
+        }
+        let records = try PromptCompletionFile.read(path: data)
+        let examples = records.map { PromptCompletionExample(prompt: tok.encode($0.prompt), completion: tok.encode($0.completion)) }
+        if let i = examples.firstIndex(where: { $0.completion.isEmpty }) {
+            throw DataError("example \(i + 1) of '\(data)' has a completion that encodes to no token")
+        }
+        let (train, validation) = PromptCompletionFile.split(examples)
+        var out = PreparedData(
+            train: train.flatMap { $0.prompt + $0.completion }, validation: validation.flatMap { $0.prompt + $0.completion },
+            tokenizer: tok, tokenizerPath: tokenizerPath)
+        out.examples = (train, validation)
+        out.labels = PromptCompletionFile.labels(records)
+        return out
     }
 
     /// Where tokenizers and token streams are cached: `$SUBSPACE_CACHE_DIR`, else

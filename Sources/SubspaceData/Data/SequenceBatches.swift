@@ -10,7 +10,7 @@ import SubspaceModels
 /// implementation that reads the file the same way. With shuffling, each pass over the M
 /// sequences follows a permutation drawn from `RandomStream(seed).split("epoch", index:)`, so
 /// the order is a pure function of (seed, position) and resumes exactly.
-public struct SequenceBatches: Sendable {
+public struct SequenceBatches: TrainingBatches {
     public let tokens: [Int32]
     public let batch: Int
     public let seq: Int
@@ -18,8 +18,7 @@ public struct SequenceBatches: Sendable {
     public let seed: UInt64
     /// Micro-batches handed out so far (the resumable data position).
     public var position: Int = 0
-    private var permutationEpoch = -1
-    private var permutation: [Int] = []
+    private var order: EpochPermutation
 
     public init(tokens: [Int32], batch: Int, seq: Int, shuffle: Bool, seed: UInt64) throws {
         guard batch > 0, seq > 0 else { throw DataError("batch and sequence length must be positive") }
@@ -27,6 +26,7 @@ public struct SequenceBatches: Sendable {
             throw DataError("the data has \(tokens.count) tokens, fewer than one sequence of \(seq + 1)")
         }
         self.tokens = tokens; self.batch = batch; self.seq = seq; self.shuffle = shuffle; self.seed = seed
+        order = EpochPermutation(count: (tokens.count - 1) / seq, seed: seed)
     }
 
     /// Whole sequences in the stream.
@@ -34,16 +34,7 @@ public struct SequenceBatches: Sendable {
 
     /// The sequence at run-wide index `k` (wrapping; permuted per pass when shuffling).
     mutating func sequenceIndex(_ k: Int) -> Int {
-        let m = sequenceCount
-        guard shuffle else { return k % m }
-        let epoch = k / m
-        if epoch != permutationEpoch {
-            var rng = RandomStream(seed: seed).split("epoch", index: UInt64(epoch))
-            permutation = Array(0..<m)
-            for i in stride(from: m - 1, to: 0, by: -1) { permutation.swapAt(i, rng.int(i + 1)) }
-            permutationEpoch = epoch
-        }
-        return permutation[k % m]
+        shuffle ? order.item(k) : k % sequenceCount
     }
 
     /// The next micro-batch.

@@ -14,6 +14,8 @@ public struct StepMetrics: Codable, Sendable {
     public var rss_bytes: Int
     public var val_loss: Double?
     public var val_ppl: Double?
+    /// On a classification file: validation accuracy (`ChoiceAccuracy`).
+    public var val_accuracy: Double?
     public var step_ms: Double
     public init(step: Int, tokens: Int, loss: Double, lr: Double, tokens_per_s: Double, rss_bytes: Int, val_loss: Double? = nil, val_ppl: Double? = nil, step_ms: Double) {
         self.step = step; self.tokens = tokens; self.loss = loss; self.lr = lr; self.tokens_per_s = tokens_per_s
@@ -24,7 +26,7 @@ public struct StepMetrics: Codable, Sendable {
 /// A run's metrics: JSON lines in `metrics.jsonl`, one `write(2)` per record
 /// (`DurableFile.Appender`: a full disk is an error the run reports, never a trap), and the
 /// same scalars as TensorBoard events beside it (`TensorBoardEvents`; `train/loss`,
-/// `train/lr`, `train/tokens_per_s`, `train/rss_mib`, `val/loss`, `val/perplexity`).
+/// `train/lr`, `train/tokens_per_s`, `train/rss_mib`, `val/loss`, `val/perplexity`, `val/accuracy` on a classification file).
 public final class MetricsLog {
     let file: DurableFile.Appender
     let events: TensorBoardEvents?
@@ -68,6 +70,7 @@ public final class MetricsLog {
                        ("train/rss_mib", Double(m.rss_bytes) / 1_048_576)]
         if let v = m.val_loss { scalars.append(("val/loss", v)) }
         if let p = m.val_ppl { scalars.append(("val/perplexity", p)) }
+        if let a = m.val_accuracy { scalars.append(("val/accuracy", a)) }
         try events?.add(step: m.step, scalars: scalars)
     }
 

@@ -27,6 +27,8 @@ public struct RunSummary: Codable, Sendable {
     public var trainLoss: Double
     public var valLoss: Double?
     public var valPerplexity: Double?
+    /// On a classification file: the last evaluation's accuracy (`ChoiceAccuracy`).
+    public var valAccuracy: Double?
     public var bestValLoss: Double?
     public var unigramPerplexity: Double?
     public var tokensPerSecond: Double
@@ -85,6 +87,25 @@ public final class TrainingRun {
     /// Mean loss over evaluation batches, weighted by tokens. Forward only (`LlamaModel.loss`):
     /// the inference arena, or the training arena when a run already holds one of the shape.
     /// `progress` is told (batches done, batches) after each batch.
+    /// The run's training micro-batches: sequences of the token stream, or prompt-completion
+    /// examples when the data is such a file.
+    static func trainingBatches(_ data: PreparedData, config c: RunConfig, shuffle: Bool, seed: UInt64) throws -> any TrainingBatches {
+        if let ex = data.examples {
+            return try ExampleBatches(examples: ex.train, batch: c.batch, seq: c.seq, shuffle: shuffle, seed: seed)
+        }
+        return try SequenceBatches(tokens: data.train, batch: c.batch, seq: c.seq, shuffle: shuffle, seed: seed)
+    }
+
+    /// The whole validation split in batches (none when it is shorter than one sequence).
+    static func validationBatches(_ data: PreparedData, config c: RunConfig) throws -> [TokenBatch] {
+        if let ex = data.examples {
+            return try ExampleBatches(examples: ex.validation, batch: c.batch, seq: c.seq, shuffle: false, seed: 0).evaluationBatches()
+        }
+        return data.validation.count > c.seq
+            ? try SequenceBatches(tokens: data.validation, batch: c.batch, seq: c.seq, shuffle: false, seed: 0).evaluationBatches()
+            : []
+    }
+
     public static func evaluate(
         model: LlamaModel, batches: [TokenBatch], progress: (Int, Int) -> Void = { _, _ in }
     ) throws -> (loss: Double, tokens: Int) {
@@ -144,16 +165,18 @@ public final class TrainingRun {
                 throw DataError("cannot read the tokenizer \(FileErrorText.describe(error))")
             }
         }
-        var batches = try SequenceBatches(tokens: data.train, batch: c.batch, seq: c.seq, shuffle: c.shuffle, seed: c.seed)
+        var batches = try Self.trainingBatches(data, config: c, shuffle: c.shuffle, seed: c.seed)
         // Periodic evaluations read the first `evalBatches` validation batches; the final one
         // reads the whole validation split.
-        let allEvalBatches: [TokenBatch] = data.validation.count > c.seq
-            ? try SequenceBatches(tokens: data.validation, batch: c.batch, seq: c.seq, shuffle: false, seed: 0).evaluationBatches()
-            : []
+        let allEvalBatches = try Self.validationBatches(data, config: c)
         let evalBatches = c.evalBatches > 0 ? Array(allEvalBatches.prefix(c.evalBatches)) : allEvalBatches
         if evalBatches.isEmpty { events(.status("the validation split is shorter than one sequence: no evaluation")) }
-        let unigram = data.validation.isEmpty ? nil
+        let unigram = data.validation.isEmpty || data.examples != nil ? nil
             : PreparedData.unigramPerplexity(train: data.train, validation: data.validation, vocab: c.model.vocab)
+        // A classification file's accuracy on its validation examples, at every evaluation.
+        let choices: (examples: [PromptCompletionExample], labels: [[Int32]])? = data.examples.flatMap { ex in
+            data.labels.flatMap { labels in data.tokenizer.map { tok in (ex.validation, labels.map { tok.encode($0) }) } }
+        }
 
         // Model, optimizer, trainer.
         let model: LlamaModel
@@ -189,7 +212,7 @@ public final class TrainingRun {
         if !resume, let a = c.adapter, a.method == .loraSB {
             // LoRA-SB starts at the truncated first update of full fine-tuning, estimated on
             // batches drawn apart from the training stream (which stays as it would be).
-            var draw = try SequenceBatches(tokens: data.train, batch: c.batch, seq: c.seq, shuffle: true, seed: c.seed &+ 0x5B)
+            var draw = try Self.trainingBatches(data, config: c, shuffle: true, seed: c.seed &+ 0x5B)
             let n = a.initBatches ?? AdapterSettings.defaultLoRASBBatches
             events(.status("LoRA-SB: estimating the first update on \(n) batches"))
             let lr = optimizer.optimizers.first?.learningRate ?? 1e-3
@@ -242,7 +265,7 @@ public final class TrainingRun {
             events(.checkpoint(step: state.step, path: checkpointDir.path))
         }
 
-        var lastLoss = Double.nan, lastVal: Double? = nil
+        var lastLoss = Double.nan, lastVal: Double? = nil, lastAccuracy: Double? = nil
         var interrupted = false
         var trainSeconds = 0.0, trainTokens = 0, evalSeconds = 0.0
         let tokensPerStep = c.batch * c.seq * c.gradAccum
@@ -273,6 +296,10 @@ public final class TrainingRun {
                 guard e.loss.isFinite else { throw TrainingError.nonFiniteLoss(step: trainer.step, loss: Float(e.loss)) }
                 guard exp(e.loss).isFinite else { throw TrainingError.diverged(step: trainer.step, validationLoss: e.loss) }
                 m.val_loss = e.loss; m.val_ppl = exp(e.loss)
+                if let choices {
+                    m.val_accuracy = try ChoiceAccuracy.accuracy(model: model, examples: choices.examples, labels: choices.labels, seq: c.seq, batch: c.batch)
+                    lastAccuracy = m.val_accuracy
+                }
                 lastVal = e.loss
                 state.bestValLoss = min(state.bestValLoss ?? .infinity, e.loss)
                 events(.evaluation(step: trainer.step, loss: e.loss, perplexity: exp(e.loss)))
@@ -291,7 +318,7 @@ public final class TrainingRun {
         }
         let summary = RunSummary(
             steps: trainer.step, tokens: state.tokensSeen, trainLoss: lastLoss, valLoss: lastVal,
-            valPerplexity: lastVal.map { exp($0) }, bestValLoss: state.bestValLoss, unigramPerplexity: unigram,
+            valPerplexity: lastVal.map { exp($0) }, valAccuracy: lastAccuracy, bestValLoss: state.bestValLoss, unigramPerplexity: unigram,
             tokensPerSecond: trainTokens > 0 ? Double(trainTokens) / trainSeconds : 0,
             stepMsMean: trainTokens > 0 ? trainSeconds * 1000 / Double(trainTokens / tokensPerStep) : 0,
             seconds: Date().timeIntervalSince(started), trainSeconds: trainSeconds, evalSeconds: evalSeconds, firstStep: firstStep,
