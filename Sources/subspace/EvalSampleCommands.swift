@@ -13,11 +13,14 @@ struct Eval: ParsableCommand {
     @Option(help: "A Perfusion edit folder (edit.json, edit.safetensors from `subspace edit`) to apply to the --checkpoint model.") var edit: String?
     @Option(help: "Sequences per batch.") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
+    @Option(help: "Matrix products of the linear layers: fp32 or bf16 (needs AVX512-BF16 or AMX).") var precision: String = "fp32"
     @Flag(help: "Print {\"loss\", \"ppl\", \"tokens\"} (and \"accuracy\" on a classification file) as JSON.") var json = false
 
     func run() throws {
         let r: (Double, Int, Double?) = guarded {
             guard ["all", "train", "validation"].contains(split) else { throw ConfigurationError("--split must be all, train or validation") }
+            let precision = try MatmulPrecision(parsing: self.precision)
+            try precision.checkSupported()
             // The published checkpoint, or its `.old` twin when a save was cut between renames.
             let dir = Checkpoint.resolve(checkpointDirectory(checkpoint))
             var model = try Checkpoint.loadModel(from: dir, adapter: adapter.map { URL(fileURLWithPath: $0) })
@@ -60,6 +63,7 @@ struct Eval: ParsableCommand {
                     throw DataError("the data has \(ids.count) tokens, fewer than one batch of \(batch) x \(t + 1)")
                 }
             }
+            try model.usePrecision(precision)
             let e = try TrainingRun.evaluate(model: model, batches: batches)
             guard e.loss.isFinite else { throw ConfigurationError("the loss is not finite (\(e.loss)): the checkpoint or the data produce NaN or infinite logits") }
             let accuracy = try choices.map {

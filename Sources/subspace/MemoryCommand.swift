@@ -16,6 +16,7 @@ struct MemoryCommand: ParsableCommand {
     var stateBits: Int = 32
     @Option(help: "Element type of weights, gradients, projectors and activations: fp32 (this engine) or bf16 (GaLore's estimates).")
     var dtype: String = "fp32"
+    @Option(help: "Matrix products of the linear layers: fp32 or bf16 (adds the bf16 operand copies of the largest product).") var precision: String = "fp32"
     @Option(help: "Sequences per micro-batch (for activations).") var batch: Int = 8
     @Option(help: "Sequence length (default: min(256, the model's maximum)).") var seq: Int?
     @Flag(name: .customLong("activation-checkpointing"), help: "Keep only each layer's input and recompute one layer at a time.")
@@ -33,13 +34,15 @@ struct MemoryCommand: ParsableCommand {
         let runtime = runtimeBytes ?? ProcessMemory.currentRSS
         let plan: MemoryPlan = guarded {
             let config = try LlamaConfig.resolve(model: model)
-            return try MemoryPlan(MemoryPlan.Request(
+            var request = MemoryPlan.Request(
                 config: config, optimizer: opt.optimizer ?? OptimizerRegistry.defaultName, options: try opt.options(),
                 dtype: try MemoryDType(parsing: dtype), stateStorage: try StateStorage(bits: stateBits),
                 perLayerUpdate: opt.perLayerUpdate, batch: batch, seq: seq,
                 activationCheckpointing: activationCheckpointing, runtimeBytes: runtime,
                 adapter: try adapterFlags.adapterSettings(existing: nil),
-                stepRule: try zo.stepRule(), zerothOrder: try zo.settings(base: nil) ?? ZerothOrderSettings()))
+                stepRule: try zo.stepRule(), zerothOrder: try zo.settings(base: nil) ?? ZerothOrderSettings())
+            request.precision = try MatmulPrecision(parsing: precision)
+            return try MemoryPlan(request)
         }
         let comm = guarded { try communication(plan) }
         if json {
@@ -96,6 +99,7 @@ struct MemoryCommand: ParsableCommand {
             row("activations", plan.activationsBytes),
         ]
         if (r.stepRule ?? .backprop).isZerothOrder { lines.append(row("step-rule state", plan.stepRuleStateBytes)) }
+        if r.precision == .bf16 { lines.append(row("bf16 operands", plan.mixedPrecisionBytes)) }
         lines += [
             row("runtime", plan.runtimeBytes),
             row("total", plan.totalBytes),

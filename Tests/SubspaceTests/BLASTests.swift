@@ -12,19 +12,7 @@ import Testing
 @Suite struct BLASTests {
     /// Double-precision reference of `alpha * op(A) op(B) + beta * C` (row-major).
     func reference(_ ta: Bool, _ tb: Bool, m: Int, n: Int, k: Int, alpha: Float, a: [Float], b: [Float], beta: Float, c: [Float]) -> [Float] {
-        var out = c
-        for i in 0..<m {
-            for j in 0..<n {
-                var s = 0.0
-                for p in 0..<k {
-                    let x = ta ? a[p * m + i] : a[i * k + p]
-                    let y = tb ? b[j * k + p] : b[p * n + j]
-                    s += Double(x) * Double(y)
-                }
-                out[i * n + j] = Float(Double(alpha) * s + Double(beta) * Double(c[i * n + j]))
-            }
-        }
-        return out
+        gemmReference(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: ta ? m : k, b: b, ldb: tb ? k : n, beta: beta, c: c).value.map { Float($0) }
     }
 
     @Test(arguments: [

@@ -358,6 +358,17 @@ extension Reliability {
             try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
             return Plan(args: resume(run), protect: [ck(run)])
         },
+        Case("train --resume an fp32 run with --precision bf16") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, steps: 8, ["--precision", "bf16"]), protect: [ck(run)], fragments: ["precision"])
+        },
+        Case("run_config.json precision fp16") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            let u = run.appendingPathComponent("run_config.json")
+            let text = try String(contentsOf: u, encoding: .utf8)
+            try Files.write(Data(text.replacingOccurrences(of: "{", with: "{\"precision\": \"fp16\", ", options: [], range: text.range(of: "{")).utf8), u)
+            return Plan(args: resume(run), protect: [ck(run)])
+        },
         Case("run_config.json missing, checkpoint present") { m, d in
             let run = try m.copyBaseRun(into: d)
             Files.remove(run.appendingPathComponent("run_config.json"))
@@ -595,6 +606,7 @@ extension Reliability {
         flagCase(["--min-lr-ratio", "1.5"]),
         flagCase(["--weight-decay", "nan"]),
         flagCase(["--schedule", "linear"]),
+        flagCase(["--precision", "fp16"]),
         flagCase(["--optimizer", "galore", "--rank", "0"]),
         flagCase(["--optimizer", "galore", "--update-gap", "0"]),
         flagCase(["--optimizer", "sgd", "--momentum", "nan"]),
@@ -648,6 +660,9 @@ extension Reliability {
         Case("eval --batch 0") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--batch", "0"])) },
         Case("eval --seq 0") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--seq", "0"])) },
         Case("eval --split foo") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--split", "foo"])) },
+        Case("eval --precision fp16") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--precision", "fp16"]), fragments: ["precision"]) },
+        Case("bench --precision int8") { _, _ in Plan(args: ["bench", "--preset", "tiny", "--steps", "1", "--precision", "int8"], fragments: ["precision"]) },
+        Case("memory --precision fp16") { _, _ in Plan(args: ["memory", "--model", "tiny", "--precision", "fp16"], fragments: ["precision"]) },
         Case("tokenizer train --vocab 0") { m, d in
             Plan(args: ["tokenizer", "train", "--data", m.corpus.path, "--vocab", "0", "--out", d.appendingPathComponent("t.json").path])
         },

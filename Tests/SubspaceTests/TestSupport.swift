@@ -184,3 +184,25 @@ func expectAdamWTrains(_ model: LlamaModel, steps: Int = 8, lr: Float = 2e-2, ma
 func identity(_ r: Int) -> [Float] {
     (0..<(r * r)).map { $0 / r == $0 % r ? 1 : 0 }
 }
+
+/// `alpha * op(A) op(B) + beta * C` (row-major, row strides `lda`, `ldb`; C is m x n) in
+/// double, with the scale of its rounding error, sum |alpha a b| + |beta c|, per entry.
+func gemmReference(
+    _ ta: Bool, _ tb: Bool, m: Int, n: Int, k: Int, alpha: Float, a: [Float], lda: Int, b: [Float], ldb: Int,
+    beta: Float, c: [Float]
+) -> (value: [Double], scale: [Double]) {
+    var out = [Double](repeating: 0, count: m * n), scale = out
+    for i in 0..<m {
+        for j in 0..<n {
+            var s = 0.0, t = 0.0
+            for p in 0..<k {
+                let x = Double(ta ? a[p * lda + i] : a[i * lda + p])
+                let y = Double(tb ? b[j * ldb + p] : b[p * ldb + j])
+                s += x * y; t += abs(x * y)
+            }
+            out[i * n + j] = Double(alpha) * s + Double(beta) * Double(c[i * n + j])
+            scale[i * n + j] = abs(Double(alpha)) * t + abs(Double(beta) * Double(c[i * n + j])) + 1e-30
+        }
+    }
+    return (out, scale)
+}

@@ -2,7 +2,11 @@
 """PyTorch peer of `subspace bench`: the same LLaMA preset, batch and random tokens,
 trained with torch.optim.AdamW (or galore-torch's GaLoreAdamW), printing the same JSON keys.
 
-Usage: bench/peers/torch_bench.py --preset tiny --batch 8 --steps 20 [--seq 256] [--threads 2]
+Usage: bench/peers/torch_bench.py --preset tiny --batch 8 --steps 20 [--seq 256] [--threads 2] [--precision bf16]
+
+--precision bf16 runs forward and loss under torch.autocast("cpu", dtype=torch.bfloat16) (fp32
+master weights and optimizer; the backward follows autocast's casts), the peer of
+`subspace bench --precision bf16`.
 """
 import argparse, json, os, resource, statistics, sys, time
 
@@ -70,6 +74,7 @@ def main():
     ap.add_argument("--update-gap", type=int, default=200)
     ap.add_argument("--scale", type=float, default=0.25)
     ap.add_argument("--attn", default="sdpa", help="transformers attention implementation")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: torch.autocast on the CPU")
     args = ap.parse_args()
 
     import torch
@@ -85,8 +90,9 @@ def main():
         data = torch.randint(0, vocab, (args.batch, seq + 1), generator=gen)
         x, y = data[:, :-1], data[:, 1:]
         t0 = time.perf_counter()
-        logits = model(input_ids=x).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            logits = model(input_ids=x).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -104,6 +110,7 @@ def main():
     mean = statistics.mean(times)
     print(json.dumps({
         "impl": "pytorch", "torch": torch.__version__, "preset": args.preset, "optimizer": args.optimizer,
+        "precision": args.precision,
         "params": params, "batch": args.batch, "seq": seq, "steps": args.steps, "threads": args.threads,
         "tokens_per_s": args.batch * seq / mean, "step_ms_median": statistics.median(times) * 1000,
         "step_ms_mean": mean * 1000, "forward_ms": fwd / args.steps * 1000, "backward_ms": bwd / args.steps * 1000,

@@ -21,4 +21,29 @@ uint64_t subspace_xgetbv(uint32_t index);
 /// success, else the errno (or -1 where the platform has no such request).
 int subspace_request_amx_permission(void);
 
+/// Converts `n` floats to bfloat16 (the high half of the fp32 bits), rounding to nearest even;
+/// NaN stays NaN. `native` selects AVX512-BF16's VCVTNE2PS2BF16 (the caller checks the CPU has
+/// it), which also rounds to nearest even but flushes fp32 subnormals to zero.
+void subspace_f32_to_bf16(const float *x, uint16_t *y, long n, int native);
+
+/// Widens `n` bfloat16 values to fp32 (exact).
+void subspace_bf16_to_f32(const uint16_t *x, float *y, long n);
+
+/// 1 when oneDNN (libdnnl.so.2) loads and runs bf16 products on this CPU's own instructions
+/// (AVX512-BF16 or AMX), else 0. Loads the library on first call.
+int subspace_bf16_gemm_available(void);
+
+/// oneDNN's name for the kernel of the last primitive built (e.g. "brg:avx512_core_bf16").
+const char *subspace_bf16_gemm_implementation(void);
+
+/// Row-major `C = alpha * op(A) op(B) + beta * C` with bf16 A, B and fp32 C, fp32 accumulation,
+/// on `threads` OpenMP threads. Returns 0, or a negative code (unavailable, unsupported shape,
+/// oneDNN error).
+int subspace_bf16_gemm(int transA, int transB, int m, int n, int k, float alpha, const uint16_t *a, int lda,
+                       const uint16_t *b, int ldb, float beta, float *c, int ldc, int threads);
+
+/// In place `x[i] = exp(x[i] - shift)` over `n` elements with AVX-512 (the caller checks the
+/// CPU has it), each value bit for bit FastMath.exp8's; returns their sum (16 lanes).
+float subspace_exp_shifted_sum_avx512(float *x, long n, float shift);
+
 #endif

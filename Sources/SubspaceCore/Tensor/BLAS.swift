@@ -43,6 +43,24 @@ public enum BLAS {
     ) {
         if m == 0 || n == 0 { return }
         configure()
+        split(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+              beta: beta, c: c, ldc: ldc, parallel: parallel, kernel: call)
+    }
+
+    /// One single-threaded product `C = alpha op(A) op(B) + beta C` on one block (row-major;
+    /// arguments in `gemm`'s order): `cblas_sgemm`, or the bf16 kernel of `gemmBF16`.
+    typealias Kernel<T> = (
+        _ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<T>, _ lda: Int,
+        _ b: UnsafePointer<T>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Void
+
+    /// Splits a product across `Parallel.workers` and runs `kernel` on each block: the policy
+    /// of `gemm`, shared by the fp32 and the bf16 products (operands of element type `T`, fp32
+    /// results).
+    static func split<T>(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<T>, lda: Int,
+        b: UnsafePointer<T>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool,
+        kernel call: Kernel<T>
+    ) {
         let workers = Parallel.workers
         // Small products are not worth a thread hand-off (~2 MFLOP).
         if !parallel || workers == 1 || m * n * k < 1 << 21 {

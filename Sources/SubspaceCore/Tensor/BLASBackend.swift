@@ -253,26 +253,21 @@ extension BLAS {
         return withExtendedLifetime((a, b, c)) { Rate(n: n, gflops: rate, maxRelativeError: err) }
     }
 
-    /// As `measureSGEMM` for bf16 x bf16 -> fp32 (`cblas_sbgemm`, rows split over the
-    /// workers); nil where the BLAS has no bf16 product.
-    public static func measureSBGEMM(n: Int, seconds: Double = 0.5) -> Rate? {
-        configure()
-        guard let sbgemm = BLASBackend.Symbols.sbgemm else { return nil }
+    /// As `measureSGEMM` for bf16 x bf16 -> fp32 (`gemmBF16`, oneDNN, split over the workers
+    /// as in training; operands already bf16, as in `gemm`'s timing); nil where `hasBF16` is false.
+    public static func measureBF16GEMM(n: Int, seconds: Double = 0.5) -> Rate? {
+        guard hasBF16 else { return nil }
         var rng = RandomStream(seed: UInt64(n))
         let count = n * n
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: count)
         let a = UnsafeMutablePointer<UInt16>.allocate(capacity: count), b = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
         let c = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { a.deallocate(); b.deallocate(); c.deallocate() }
-        // Round to nearest even into bf16 (the top 16 bits of the float).
-        func bf16(_ x: Float) -> UInt16 { let u = x.bitPattern; return UInt16((u + 0x7FFF + ((u >> 16) & 1)) >> 16) }
-        for i in 0..<count { a[i] = bf16(Float(rng.normal())); b[i] = bf16(Float(rng.normal())) }
-        let workers = Parallel.workers, per = (n + workers - 1) / workers
-        let run = {
-            Parallel.perform(workers) { w in
-                let lo = w * per, hi = min(n, lo + per)
-                if lo < hi { sbgemm(101, 111, 111, Int32(hi - lo), Int32(n), Int32(n), 1, a + lo * n, Int32(n), b, Int32(n), 0, c + lo * n, Int32(n)) }
-            }
-        }
+        defer { x.deallocate(); a.deallocate(); b.deallocate(); c.deallocate() }
+        for i in 0..<count { x[i] = Float(rng.normal()) }
+        BF16.convert(x, to: a, count: count)
+        for i in 0..<count { x[i] = Float(rng.normal()) }
+        BF16.convert(x, to: b, count: count)
+        let run = { gemmBF16(m: n, n: n, k: n, a: UnsafePointer(a), lda: n, b: UnsafePointer(b), ldb: n, c: c, ldc: n) }
         let rate = timed(flops: 2 * Double(n) * Double(n) * Double(n), seconds: seconds, run)
         func f(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
         let err = sampledError(n: n, a: { f(a[$0]) }, b: { f(b[$0]) }, c: c)

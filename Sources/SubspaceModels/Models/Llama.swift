@@ -43,6 +43,10 @@ public final class LlamaModel {
     public let head: Parameter
     /// Every linear slot, layer by layer in `LlamaArchitecture.slotNames` order.
     public let slots: [LinearSlot]
+    /// The element type of the linear products, the slots' (dense and LoRA base) and the LM
+    /// head's: fp32 (default) or bf16 operands with fp32 accumulation. Weights, gradients,
+    /// norms, attention, softmax and the loss stay fp32 either way. Set with `usePrecision`.
+    public private(set) var precision: MatmulPrecision = .fp32
 
     struct Block {
         let q, k, v, o, gate, up, down: LinearSlot
@@ -110,6 +114,14 @@ public final class LlamaModel {
     /// pass, such as `extend(_:cache:)`, overwrites nothing backward reads, but the rule is
     /// the same as for `logits`).
     func cancelPendingBackward() { hasForward = false }
+
+    /// Runs the linear products in `precision` from now on.
+    /// - Throws: `ConfigurationError` when this machine cannot run bf16 products natively.
+    public func usePrecision(_ precision: MatmulPrecision) throws {
+        try precision.checkSupported()
+        self.precision = precision
+        for slot in slots { slot.op.precision = precision }
+    }
 
     /// Looks a parameter up by its Hugging Face name.
     public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
@@ -215,7 +227,7 @@ public final class LlamaModel {
         var r0 = 0
         while r0 < n {
             let r1 = min(n, r0 + a.logitRows)
-            Linear.forward(x: a.xf.data + r0 * d, weight: head.value.data, y: a.logits.data, rows: r1 - r0, inFeatures: d, outFeatures: config.vocab)
+            Linear.forward(x: a.xf.data + r0 * d, weight: head.value.data, y: a.logits.data, rows: r1 - r0, inFeatures: d, outFeatures: config.vocab, precision: precision)
             population?.addLowRank(head.name, x: a.xf.data + r0 * d, y: a.logits.data, rows: r0..<r1, inFeatures: d, outFeatures: config.vocab)
             body(r0, r1)
             r0 = r1
@@ -287,9 +299,9 @@ public final class LlamaModel {
             headChunks(a) { r0, r1 in
                 let r = CrossEntropy.forwardBackward(logits: a.logits.data, targets: tp.baseAddress! + r0, rows: r1 - r0, vocab: v, gradScale: scale)
                 sum += r.sum; count += r.count
-                Linear.backwardInput(dy: a.logits.data, weight: head.value.data, dx: s.dA.data + r0 * d, rows: r1 - r0, inFeatures: d, outFeatures: v)
+                Linear.backwardInput(dy: a.logits.data, weight: head.value.data, dx: s.dA.data + r0 * d, rows: r1 - r0, inFeatures: d, outFeatures: v, precision: precision)
                 if let dHead {
-                    Linear.backwardWeight(dy: a.logits.data, x: a.xf.data + r0 * d, dWeight: dHead, rows: r1 - r0, inFeatures: d, outFeatures: v)
+                    Linear.backwardWeight(dy: a.logits.data, x: a.xf.data + r0 * d, dWeight: dHead, rows: r1 - r0, inFeatures: d, outFeatures: v, precision: precision)
                 }
             }
         }

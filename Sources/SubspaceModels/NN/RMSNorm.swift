@@ -7,7 +7,56 @@ import SubspaceCore
 /// (N floats). The normalised output, which the next linear layer's weight gradient needs,
 /// is not kept: `normalize` recomputes it bit for bit from x and rstd (N * dim multiplies,
 /// against the N * dim * out multiply-adds of that gradient).
+///
+/// The per-row reductions (sum of squares; the backward's mean(g * xhat), fused with the
+/// weight-gradient sweep in one pass over the row) run on 16 lanes (`SIMD16<Float>`): a
+/// scalar float sum cannot be reordered by the compiler, so it ran one element per add.
+/// Summation order differs from a sequential sum by float rounding only (lanes, then lanes
+/// summed), like PyTorch's own vectorised reductions.
 public enum RMSNorm {
+    typealias V16 = SIMD16<Float>
+
+    /// sum(x[j]^2) over `n` elements, 16 lanes at a time.
+    @inline(__always)
+    static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V16(), j = 0
+        while j + 16 <= n {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: V16.self)
+            acc += v * v
+            j += 16
+        }
+        var s = acc.sum()
+        while j < n { s += x[j] * x[j]; j += 1 }
+        return s
+    }
+
+    /// One backward sweep over a row: returns sum(dy * w * xhat) and adds dy * xhat into dw,
+    /// with xhat = x * rs.
+    @inline(__always)
+    static func backwardSweep(
+        dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rs: Float,
+        dw: UnsafeMutablePointer<Float>, _ n: Int
+    ) -> Float {
+        var acc = V16(), j = 0
+        let r = V16(repeating: rs)
+        while j + 16 <= n {
+            let xh = UnsafeRawPointer(x + j).loadUnaligned(as: V16.self) * r
+            let g = UnsafeRawPointer(dy + j).loadUnaligned(as: V16.self)
+            acc += g * UnsafeRawPointer(weight + j).loadUnaligned(as: V16.self) * xh
+            let dwp = UnsafeMutableRawPointer(dw + j)
+            dwp.storeBytes(of: dwp.loadUnaligned(as: V16.self) + g * xh, as: V16.self)
+            j += 16
+        }
+        var dot = acc.sum()
+        while j < n {
+            let xh = x[j] * rs
+            dot += dy[j] * weight[j] * xh
+            dw[j] += dy[j] * xh
+            j += 1
+        }
+        return dot
+    }
+
     /// y = w * x * rstd; writes rstd[N].
     public static func forward(
         x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
@@ -16,8 +65,7 @@ public enum RMSNorm {
         Parallel.ranges(n, grain: 64) { r in
             for i in r {
                 let xi = x + i * dim, yi = y + i * dim
-                var ss: Float = 0
-                for j in 0..<dim { ss += xi[j] * xi[j] }
+                let ss = sumOfSquares(xi, dim)
                 let rs = 1 / (ss / Float(dim) + eps).squareRoot()
                 rstd[i] = rs
                 for j in 0..<dim { yi[j] = weight[j] * (xi[j] * rs) }
@@ -54,12 +102,7 @@ public enum RMSNorm {
             while i < hi {
                 let xi = x + i * dim, dyi = dy + i * dim, dxi = dx + i * dim
                 let rs = rstd[i]
-                var dot: Float = 0
-                for j in 0..<dim {
-                    let xh = xi[j] * rs
-                    dot += dyi[j] * weight[j] * xh
-                    dw[j] += dyi[j] * xh
-                }
+                let dot = backwardSweep(dy: dyi, x: xi, weight: weight, rs: rs, dw: dw, dim)
                 let m = dot / Float(dim)
                 if accumulate {
                     for j in 0..<dim { dxi[j] += rs * (dyi[j] * weight[j] - xi[j] * rs * m) }

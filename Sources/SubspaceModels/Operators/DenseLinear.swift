@@ -11,6 +11,8 @@ public final class DenseLinear: LinearOperator {
     public let inFeatures: Int
     public let outFeatures: Int
     public var parameters: [Parameter] { [weight] }
+    /// bf16 runs the three products with bf16 operands and fp32 accumulation (`Linear`).
+    public var precision: MatmulPrecision = .fp32
 
     /// Wraps an existing `[out, in]` weight.
     public init(weight: Parameter) {
@@ -23,16 +25,16 @@ public final class DenseLinear: LinearOperator {
     public func forward(
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, mode: ForwardMode
     ) {
-        Linear.forward(x: x, weight: weight.value.data, y: y, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
+        Linear.forward(x: x, weight: weight.value.data, y: y, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate, precision: precision)
     }
 
     public func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
-        Linear.backwardInput(dy: dy, weight: weight.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate)
+        Linear.backwardInput(dy: dy, weight: weight.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate, precision: precision)
     }
 
     public func accumulateGradients(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
         guard weight.requiresGrad else { return }
-        Linear.backwardWeight(dy: dy, x: x, dWeight: weight.gradient().data, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        Linear.backwardWeight(dy: dy, x: x, dWeight: weight.gradient().data, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
     }
 
     /// Dense weights from N(0, initStd^2), as transformers initialises `nn.Linear` in LLaMA.

@@ -89,11 +89,18 @@ public protocol LinearOperator: AnyObject {
     var activationBytes: Int { get }
     /// Frees whatever `activationBytes` counts.
     func releaseActivations()
+    /// The element type of the operator's matrix products (`LlamaModel.precision` sets it on
+    /// every slot). Operators that do not implement it run fp32 whatever is asked.
+    var precision: MatmulPrecision { get set }
 }
 
 extension LinearOperator {
     public var activationBytes: Int { 0 }
     public func releaseActivations() {}
+    public var precision: MatmulPrecision {
+        get { .fp32 }
+        set {}
+    }
 }
 
 // MARK: - A family of operators, by shape alone

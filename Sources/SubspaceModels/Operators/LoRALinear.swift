@@ -63,6 +63,9 @@ public final class LoRALinear: LinearOperator {
     private var mask: Tensor?
 
     public var parameters: [Parameter] { [base, a, b] }
+    /// bf16 runs the frozen base's two products in bf16 (fp32 accumulation); the factors'
+    /// small products stay fp32.
+    public var precision: MatmulPrecision = .fp32
     public var activationBytes: Int { factors.activationBytes + (mask?.byteCount ?? 0) }
 
     /// Wraps a base weight `[out, in]` and factors `[r, in]`, `[out, r]`; freezes the base.
@@ -107,7 +110,7 @@ public final class LoRALinear: LinearOperator {
     public func forward(
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, mode: ForwardMode
     ) {
-        Linear.forward(x: x, weight: base.value.data, y: y, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
+        Linear.forward(x: x, weight: base.value.data, y: y, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate, precision: precision)
         if isMerged || rows == 0 { return }
         if dropout > 0, mode == .training {
             let xd = masked(x, drawMask(rows: rows))
@@ -118,7 +121,7 @@ public final class LoRALinear: LinearOperator {
     }
 
     public func backwardInput(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool) {
-        Linear.backwardInput(dy: dy, weight: base.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate)
+        Linear.backwardInput(dy: dy, weight: base.value.data, dx: dx, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulateInput: accumulate, precision: precision)
         if isMerged || rows == 0 { return }
         if let m = pendingMask(rows: rows) {
             let g = Tensor(zeros: m.shape)

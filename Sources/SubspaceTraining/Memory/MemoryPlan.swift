@@ -55,6 +55,10 @@ public struct MemoryPlan: Equatable, Sendable {
         /// optimizer state.
         public var stepRule: StepRuleName?
         public var zerothOrder: ZerothOrderSettings
+        /// The precision of the linear products (`--precision`): bf16 adds the transient
+        /// bf16 operand copies (`mixedPrecisionBytes`); weights, gradients, states and
+        /// activations keep `dtype`.
+        public var precision: MatmulPrecision = .fp32
 
         public init(
             config: LlamaConfig, optimizer: String, options: OptimizerOptions = OptimizerOptions(),
@@ -93,12 +97,16 @@ public struct MemoryPlan: Equatable, Sendable {
     public let stepRuleStateBytes: Int
     /// Per rule, in the order the rules first own a parameter.
     public let rules: [RuleShare]
+    /// bf16 copies of one product's operands under `--precision bf16`
+    /// (`LlamaArchitecture.mixedPrecisionBytes`); 0 in fp32.
+    public let mixedPrecisionBytes: Int
 
     /// The process's own resident bytes (`Request.runtimeBytes`).
     public var runtimeBytes: Int { request.runtimeBytes }
 
     public var totalBytes: Int {
-        weightsBytes + gradientsBytes + optimizerStateBytes + projectorBytes + activationsBytes + stepRuleStateBytes + runtimeBytes
+        weightsBytes + gradientsBytes + optimizerStateBytes + projectorBytes + activationsBytes + stepRuleStateBytes
+            + mixedPrecisionBytes + runtimeBytes
     }
 
     /// Plans `request`.
@@ -164,6 +172,7 @@ public struct MemoryPlan: Equatable, Sendable {
             architecture: architecture, batch: members * request.batch, seq: request.seq, checkpointing: request.activationCheckpointing,
             dtype: dtype, rule: request.rule)
         rules = shares
+        mixedPrecisionBytes = architecture.mixedPrecisionBytes(batch: request.batch, seq: request.seq, precision: request.precision)
         stepRuleStateBytes = stepRule.stateElements(shapes: specs.map(\.shape), settings: request.zerothOrder) * dtype.bytesPerElement
     }
 }
@@ -187,6 +196,8 @@ extension MemoryPlan {
         public var activations_bytes: Int
         /// The step rule's state (`stepRuleStateBytes`); nil (omitted) for backprop.
         public var step_rule_state_bytes: Int?
+        /// `--precision bf16`'s operand copies (`mixedPrecisionBytes`); nil (omitted) in fp32.
+        public var mixed_precision_bytes: Int? = nil
         public var runtime_bytes: Int
         public var total_bytes: Int
     }
@@ -205,6 +216,7 @@ extension MemoryPlan {
             activation_checkpointing: r.activationCheckpointing, weights_bytes: weightsBytes,
             gradients_bytes: gradientsBytes, optimizer_state_bytes: optimizerStateBytes, projector_bytes: projectorBytes,
             activations_bytes: activationsBytes,
-            step_rule_state_bytes: (r.stepRule ?? .backprop).isZerothOrder ? stepRuleStateBytes : nil, runtime_bytes: runtimeBytes, total_bytes: totalBytes)
+            step_rule_state_bytes: (r.stepRule ?? .backprop).isZerothOrder ? stepRuleStateBytes : nil,
+            mixed_precision_bytes: r.precision == .bf16 ? mixedPrecisionBytes : nil, runtime_bytes: runtimeBytes, total_bytes: totalBytes)
     }
 }

@@ -32,6 +32,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public var loss: Double
     /// The slots' adapter or parametrization (`lora r8`), nil for the dense model.
     public var adapter: String? = nil
+    /// The precision of the linear products (`fp32`, `bf16`); nil in results written before it existed.
+    public var precision: String? = nil
 }
 
 public enum Benchmark {
@@ -41,9 +43,10 @@ public enum Benchmark {
     public static func run(
         preset: String, config: LlamaConfig, optimizerName: String, options: OptimizerOptions,
         stepOptions: StepOptions, rule: StepRuleName = .backprop, batch: Int, seq: Int, steps: Int, warmup: Int = 2, seed: UInt64 = 0,
-        adapter: AdapterSettings? = nil, progress: ((Int, StepReport) -> Void)? = nil
+        adapter: AdapterSettings? = nil, precision: MatmulPrecision = .fp32, progress: ((Int, StepReport) -> Void)? = nil
     ) throws -> BenchmarkResult {
         try adapter?.validate(for: config)
+        try precision.checkSupported()
         try config.validate(batch: batch, seq: seq)
         guard steps > 0 else { throw ConfigurationError("steps must be positive, got \(steps)") }
         guard warmup >= 0 else { throw ConfigurationError("warmup steps must be non-negative, got \(warmup)") }
@@ -51,6 +54,7 @@ public enum Benchmark {
             model: config, optimizer: optimizerName, options: options, perLayerUpdate: stepOptions.perLayerUpdate,
             batch: batch, seq: seq, gradAccum: stepOptions.gradAccum, rule: rule.memory, adapter: adapter)
         let model = try LlamaModel(config: config, seed: seed, operators: adapter?.operators() ?? .dense)
+        try model.usePrecision(precision)
         let optimizer = try OptimizerRegistry.make(optimizerName, options: options)
         let trainer = try rule.make(model: model, optimizer: optimizer, options: stepOptions)
         var rng = RandomStream(seed: seed).split("bench-data")
@@ -91,6 +95,6 @@ public enum Benchmark {
             resident_file_bytes: ProcessMemory.residentFileBytes,
             optimizer_state_bytes: optimizer.stateBytes(model.parameters), weights_bytes: model.weightBytes,
             activations_bytes: model.activationBytes, loss: Double(lastLoss),
-            adapter: adapter.map { "\($0.method.rawValue) r\($0.rank)" })
+            adapter: adapter.map { "\($0.method.rawValue) r\($0.rank)" }, precision: precision.rawValue)
     }
 }

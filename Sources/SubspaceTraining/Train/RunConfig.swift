@@ -45,6 +45,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// The zeroth-order rules' settings (`--zo-eps`, `--zo-rank`, ...) as given; nil
     /// (omitted) when none was, so older run configs decode.
     public var zerothOrder: ZerothOrderSettings?
+    /// The element type of the linear products (`--precision`); nil (omitted from the JSON,
+    /// so older run configs decode) is fp32. Checked on resume like the optimizer.
+    public var precision: MatmulPrecision?
     /// Evaluate every this many steps (and at the end); 0 evaluates only at the end.
     public var evalEvery: Int = 100
     /// Validation batches per periodic evaluation (0 = the whole validation split). The final
@@ -151,6 +154,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
             throw ConfigurationError("--adapter relora needs --relora-every N (steps between merges)")
         }
         if resolvedStepRule.isZerothOrder { try (zerothOrder ?? ZerothOrderSettings()).validate(for: resolvedStepRule) }
+        try resolvedPrecision.checkSupported()
     }
 
     /// The operators of the model's linear slots (`adapter`, or dense).
@@ -159,6 +163,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var learningRateSchedule: LearningRateSchedule {
         schedule == "cosine" ? .cosine(warmup: warmup, total: steps, minRatio: minLRRatio) : .constant(warmup: warmup)
     }
+
+    /// The precision of the linear products, resolved (`precision`, or fp32).
+    public var resolvedPrecision: MatmulPrecision { precision ?? .fp32 }
 
     /// The step rule, resolved (`stepRule`, or backprop).
     public var resolvedStepRule: StepRuleName { stepRule ?? .backprop }
@@ -197,6 +204,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if restarts != other.restarts { diff.append("restarts") }
         if resolvedStepRule != other.resolvedStepRule { diff.append("step rule") }
         if resolvedZerothOrder != other.resolvedZerothOrder { diff.append("zeroth-order settings") }
+        if resolvedPrecision != other.resolvedPrecision { diff.append("precision") }
         if seed != other.seed { diff.append("seed") }
         if shuffle != other.shuffle { diff.append("shuffle") }
         return diff

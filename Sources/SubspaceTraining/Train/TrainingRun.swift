@@ -216,6 +216,7 @@ public final class TrainingRun {
         } else {
             model = try LlamaModel(config: c.model, seed: c.seed, operators: c.operators())
         }
+        try model.usePrecision(c.resolvedPrecision)
         if !resume, let a = c.adapter, a.method == .loraSB {
             // LoRA-SB starts at the truncated first update of full fine-tuning, estimated on
             // batches drawn apart from the training stream (which stays as it would be).
