@@ -78,6 +78,9 @@ public final class BackpropStep: StepRule {
     private let totalCount: Int
     /// The optimizer's statistics consumers and loss readers (MKOR, MKOR-H).
     private let hooks: SlotStatisticsHooks
+    /// Terms of the objective besides the cross-entropy, applied to the gradients (CoMERA's
+    /// rank penalty); nil: the cross-entropy alone.
+    public var objective: (any GradientObjective)?
 
     public init(model: LlamaModel, optimizer: RoutedOptimizer, options: StepOptions) throws {
         guard options.gradAccum >= 1 else { throw ConfigurationError("grad accumulation must be at least 1, got \(options.gradAccum)") }
@@ -111,11 +114,13 @@ public final class BackpropStep: StepRule {
                 throw TrainingError.nonFiniteLoss(step: step + 1, loss: loss)
             }
             lossSum += loss
+            if last { objective?.begin(step: step, loss: lossSum * scale) }
             t0 = Clock.now()
             if last && options.perLayerUpdate {
                 var inHook = 0.0
                 model.backward { p in
                     let h0 = Clock.now()
+                    self.objective?.adjust(p)
                     if self.options.clipNorm > 0 {
                         GradientClipping.clipParameter(p, maxNorm: self.options.clipNorm, totalCount: self.totalCount)
                     }
@@ -142,6 +147,7 @@ public final class BackpropStep: StepRule {
         }
         if !options.perLayerUpdate {
             let t0 = Clock.now()
+            if let objective { for p in model.parameters { objective.adjust(p) } }
             if options.clipNorm > 0 { GradientClipping.clipGlobalNorm(model.parameters, maxNorm: options.clipNorm) }
             optimizer.step(model.parameters, lrScale: lrScale)
             model.zeroGradients()

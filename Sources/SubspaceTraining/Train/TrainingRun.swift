@@ -196,7 +196,8 @@ public final class TrainingRun {
                 model: model, batches: (0..<n).map { _ in draw.next() },
                 stepSize: LoRASBInitialization.referenceStepSize(learningRate: lr, warmupSteps: c.warmup))
         }
-        let rule = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        var rule = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        if let comera = c.comera { rule = try ComeraStep(inner: rule, settings: comera, steps: c.steps) }
         var trainer: any StepRule = rule
         if let r = c.restarts {
             trainer = RestartingStep(inner: rule, optimizer: optimizer, settings: r, totalSteps: c.steps, seed: c.seed)
@@ -261,6 +262,7 @@ public final class TrainingRun {
                 step: trainer.step, tokens: state.tokensSeen, loss: lastLoss,
                 lr: Double(report.learningRate ?? (optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
                 tokens_per_s: Double(tokensPerStep) / dt, rss_bytes: ProcessMemory.currentRSS, step_ms: dt * 1000)
+            if let tt = model.tensorTrainSummary { m.report(tt, lateIndicator: (rule as? ComeraStep)?.objective.lateIndicator) }
             let last = trainer.step == c.steps
             if !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
                 let te = Clock.now()
