@@ -14,11 +14,12 @@ struct ComeraFlags: ParsableArguments {
     @Option(name: .customLong("comera-late-start"), help: "CoMERA: steps of the early stage before the late stage's size/loss switch (default two thirds of --steps).") var lateStart: Int?
     @Option(name: .customLong("target-compression"), help: "CoMERA late stage: target size as dense slot parameters / X (default: \(SettingText.number(Float(d.targetRatio))) x the size at the switch).") var targetCompression: Double?
     @Option(name: .customLong("target-loss"), help: "CoMERA late stage: target training loss (default: the training loss's moving average at the switch).") var targetLoss: Double?
+    @Option(name: .customLong("gate-lr-scale"), help: "CoMERA: the gates' learning rate over --lr (default \(SettingText.number(ComeraSettings.defaultGateLearningRateScale)), the reference's 1e-3 against 1e-4).") var gateScale: Float?
     @Option(name: .customLong("tt-contraction"), help: "CoMERA: sequential, dense, or auto (the fewer FLOPs for each shape and batch) (default auto).") var contraction: String?
 
     var anyGiven: Bool {
         rank != nil || modes != nil || threshold != nil || lambda != nil || penalty != nil || lateStart != nil
-            || targetCompression != nil || targetLoss != nil || contraction != nil
+            || targetCompression != nil || targetLoss != nil || contraction != nil || gateScale != nil
     }
 
     /// Lays the given flags over `a`'s CoMERA settings.
@@ -34,6 +35,7 @@ struct ComeraFlags: ParsableArguments {
         if let lateStart { s.lateStart = lateStart }
         if let targetCompression { s.targetCompression = targetCompression }
         if let targetLoss { s.targetLoss = targetLoss }
+        if let gateScale { s.gateLearningRateScale = gateScale }
         if let contraction { s.contraction = contraction == "auto" ? nil : try ZerothOrderFlags.choice(TensorTrainContraction.self, "--tt-contraction", contraction) }
         a.comera = s
     }

@@ -8,7 +8,7 @@ import Testing
 @testable import SubspaceTraining
 
 /// CoMERA's objective (`ComeraObjective`) in closed form, and whole runs: resume across the
-/// stage switch, the live report, the dense export and the planner's prices.
+/// stage switch, the live report and the dense export (the planner: `AdapterRunTests`).
 @Suite(.serialized) struct ComeraRunTests {
     let runs = TrainingRunTests()
 
@@ -100,6 +100,31 @@ import Testing
         #expect(throws: ConfigurationError.self) { try o2.importState([:]) }
     }
 
+    /// The gates step at `gateLearningRateScale` times the rate, in normal and per-layer
+    /// mode; everything else at the rate (plain SGD: the step is lr times the gradient).
+    @Test(arguments: [false, true])
+    func gatesStepAtTheirScaledRate(perLayer: Bool) throws {
+        var options = OptimizerOptions(); options.learningRate = 0.1; options.momentum = 0
+        var stepOptions = StepOptions(); stepOptions.perLayerUpdate = perLayer
+        var moves: [[Float]] = []
+        for scale: Float in [1, 10] {
+            var s = ComeraSettings(); s.lambda = 0; s.gateLearningRateScale = scale
+            let m = try Self.model(s)
+            let before = m.parameters.map { $0.value.array }
+            let rule = try ComeraStep(inner: BackpropStep(model: m, optimizer: OptimizerRegistry.make("sgd", options: options), options: stepOptions), settings: s, steps: 10)
+            _ = try rule.trainStep([randomBatch(vocab: 32, batch: 2, seq: 8, seed: 3)])
+            moves.append(zip(m.parameters, before).flatMap { p, b in zip(p.value.array, b).map { $0 - $1 } })
+        }
+        let m = try Self.model()
+        var i = 0
+        for p in m.parameters {
+            let a = Array(moves[0][i..<(i + p.count)]), b = Array(moves[1][i..<(i + p.count)])
+            let want = p.name.contains("rank_parameters") ? a.map { $0 * 10 } : a
+            #expect(relativeError(b, want) < 1e-4, "\(p.name)")
+            i += p.count
+        }
+    }
+
     func runConfig(_ root: URL, steps: Int) throws -> RunConfig {
         var c = try runs.config(root, steps: steps)
         var s = ComeraSettings(); s.rank = 6; s.lateStart = 4; s.lambda = 0.05
@@ -131,22 +156,6 @@ import Testing
         #expect(dense.tensorTrainOperators.isEmpty)
         let batch = randomBatch(vocab: 300, batch: 2, seq: 16, seed: 9)
         #expect(relativeError(try dense.logits(batch).array, try tt.logits(batch).array) < 1e-5)
-    }
-
-    /// The planner prices the cores and gates exactly, as a real step allocates them.
-    @Test func plannerPricesTheTensorTrainExactly() throws {
-        let config = LlamaConfig(dim: 32, layers: 2, heads: 4, kvHeads: 2, ffnDim: 64, vocab: 40, maxSeq: 16)
-        var s = ComeraSettings(); s.rank = 5
-        let settings = AdapterSettings(method: .comera).with(s)
-        let plan = try MemoryPlan(MemoryPlan.Request(config: config, optimizer: "adamw", batch: 2, seq: 16, adapter: settings))
-        let model = try LlamaModel(config: config, seed: 1, operators: settings.operators())
-        let optimizer = try OptimizerRegistry.make("adamw", options: OptimizerOptions())
-        let step = try BackpropStep(model: model, optimizer: optimizer, options: StepOptions())
-        _ = try step.trainStep([randomBatch(vocab: 40, batch: 2, seq: 16, seed: 3)])
-        #expect(plan.weightsBytes == model.weightBytes)
-        #expect(plan.gradientsBytes == model.gradientBytes)
-        #expect(plan.optimizerStateBytes == optimizer.stateBytes(model.parameters))
-        #expect(plan.parameters < config.parameterCount)
     }
 
     /// Settings that cannot run are one-line configuration errors.

@@ -142,6 +142,9 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
         }
     }
 
+    /// The rank reports name: the factors' r, or CoMERA's largest TT rank.
+    public var reportedRank: Int { method == .comera ? comeraSettings.rank : rank }
+
     /// CoMERA's settings (defaults when none were given).
     public var comeraSettings: ComeraSettings { comera ?? ComeraSettings() }
 

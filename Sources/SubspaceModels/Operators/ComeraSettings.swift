@@ -56,6 +56,17 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
     public var targetLoss: Double? = nil
     /// A fixed contraction order for every slot; nil picks the cheaper per call.
     public var contraction: TensorTrainContraction? = nil
+    /// The gates' learning rate over the run's; nil: `defaultGateLearningRateScale`.
+    public var gateScale: Float? = nil
+    /// 10, the reference script's `lr_rank` 1e-3 against `lr_tensor` 1e-4. With Adam a gate
+    /// moves about lr per step, so at one rate a gate could not travel from 1 to the
+    /// threshold in a short run.
+    public static let defaultGateLearningRateScale: Float = 10
+    /// The gates' learning rate over the run's.
+    public var gateLearningRateScale: Float {
+        get { gateScale ?? Self.defaultGateLearningRateScale }
+        set { gateScale = newValue }
+    }
 
     /// a and b of the late stage (the reference's constants).
     public static let lateLossWeight: Float = 0.1
@@ -84,6 +95,7 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
         guard targetRatio.isFinite, targetRatio > 0, targetRatio <= 1 else { throw ConfigurationError("the CoMERA target ratio must lie in (0, 1] (got \(targetRatio))") }
         if let x = targetCompression { guard x.isFinite, x > 1 else { throw ConfigurationError("--target-compression must be a finite number above 1 (got \(x))") } }
         if let l = targetLoss { guard l.isFinite, l > 0 else { throw ConfigurationError("--target-loss must be a finite positive number (got \(l))") } }
+        guard gateLearningRateScale.isFinite, gateLearningRateScale > 0 else { throw ConfigurationError("--gate-lr-scale must be a finite positive number (got \(gateLearningRateScale))") }
         if let s = lateStart { guard s >= 0 else { throw ConfigurationError("--comera-late-start must be >= 0 (got \(s))") } }
     }
 }

@@ -11,6 +11,8 @@ public protocol GradientObjective: AnyObject {
     func begin(step: Int, loss: Float)
     /// Turns dCE/dp into dL/dp in place.
     func adjust(_ parameter: Parameter)
+    /// A factor on the learning rate of `parameter` (1 for most; CoMERA's gates train faster).
+    func learningRateMultiplier(for parameter: Parameter) -> Float
 }
 
 /// CoMERA's two-stage objective (`ComeraSettings`), as gradients:
@@ -94,6 +96,11 @@ public final class ComeraObjective: GradientObjective {
             penaltyWeight = settings.lambda
         }
         perGate = count == 0 ? 0 : penaltyWeight / (settings.penalty == .mean ? Float(count) : 1)
+    }
+
+    /// `ComeraSettings.gateLearningRateScale` for the gates, 1 for everything else.
+    public func learningRateMultiplier(for p: Parameter) -> Float {
+        gateNames.contains(p.name) ? settings.gateLearningRateScale : 1
     }
 
     public func adjust(_ p: Parameter) {

@@ -124,7 +124,7 @@ public final class BackpropStep: StepRule {
                     if self.options.clipNorm > 0 {
                         GradientClipping.clipParameter(p, maxNorm: self.options.clipNorm, totalCount: self.totalCount)
                     }
-                    self.optimizer.update(p, lrScale: lrScale)
+                    self.optimizer.update(p, lrScale: lrScale * (self.objective?.learningRateMultiplier(for: p) ?? 1))
                     p.releaseGradient()
                     inHook += Clock.since(h0)
                 }
@@ -149,7 +149,14 @@ public final class BackpropStep: StepRule {
             let t0 = Clock.now()
             if let objective { for p in model.parameters { objective.adjust(p) } }
             if options.clipNorm > 0 { GradientClipping.clipGlobalNorm(model.parameters, maxNorm: options.clipNorm) }
-            optimizer.step(model.parameters, lrScale: lrScale)
+            if let objective {
+                // Parameters the objective gives another rate (CoMERA's gates) step apart.
+                let faster = model.parameters.filter { objective.learningRateMultiplier(for: $0) != 1 }
+                optimizer.step(model.parameters.filter { objective.learningRateMultiplier(for: $0) == 1 }, lrScale: lrScale)
+                for p in faster { optimizer.step([p], lrScale: lrScale * objective.learningRateMultiplier(for: p)) }
+            } else {
+                optimizer.step(model.parameters, lrScale: lrScale)
+            }
             model.zeroGradients()
             opt += Clock.since(t0)
         }
