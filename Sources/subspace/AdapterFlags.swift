@@ -11,7 +11,7 @@ struct AdapterFlags: ParsableArguments {
 
     @Option(help: "Adapters on a frozen base in the linear slots: \(adapters.joined(separator: ", ")). lora: PEFT's LoRA (with --init-from, a fine-tune where only the adapters train); relora: LoRA merged into the base and restarted every --relora-every steps; lora-xs: trainable r x r core between factors from the base's SVD; lora-sb: the same shape initialised from the approximate first full fine-tuning update.")
     var adapter: String?
-    @Option(help: "Low-rank parametrization for pre-training from scratch: \(parametrizations.joined(separator: ", ")) (W = (alpha/r) B A, plus a sparse part for sltrain).")
+    @Option(help: "Parametrization for pre-training from scratch: \(parametrizations.joined(separator: ", ")) (W = (alpha/r) B A, plus a sparse part for sltrain; comera: a tensor-train matrix with pruned ranks).")
     var parametrization: String?
     @Option(name: .customLong("adapter-rank"), help: "Rank r (default \(AdapterSettings.defaultRank)).") var rank: Int?
     @Option(name: .customLong("adapter-alpha"), help: "Scale alpha: the update is (alpha / r) B A (default: \(SettingText.number(AdapterSettings.defaultAlpha)) for lora and relora, r for lora-xs and lora-sb, 32 for low-rank and sltrain).") var alpha: Float?
@@ -31,11 +31,12 @@ struct AdapterFlags: ParsableArguments {
     @Option(name: .customLong("restart-warmup"), help: "Steps of the learning-rate re-warm-up after each restart (default for ReLoRA: a tenth of --relora-every, at most 50; after a momentum reset: 10).") var restartWarmup: Int?
     @Option(name: .customLong("optimizer-reset"), help: "What a ReLoRA restart does to the factors' optimizer state: rebuild, zero, random:F or magnitude:F (prune a fraction F of the moments), or none (default random:0.999, the reference's).")
     var optimizerReset: String?
+    @OptionGroup(title: "CoMERA (--parametrization comera)") var comera: ComeraFlags
 
     /// Whether any flag of this group was given.
     var anyGiven: Bool {
         adapter != nil || parametrization != nil || rank != nil || alpha != nil || targets != nil || rsLoRA || dropout != nil
-            || trainOthers != nil || density != nil || initBatches != nil || anyRestartGiven
+            || trainOthers != nil || density != nil || initBatches != nil || anyRestartGiven || comera.anyGiven
     }
     var anyRestartGiven: Bool {
         reloraEvery != nil || refactorEvery != nil || momentumReset || resetEvery != nil || restartWarmup != nil || optimizerReset != nil
@@ -65,6 +66,8 @@ struct AdapterFlags: ParsableArguments {
         if let trainOthers { a.trainOthers = trainOthers }
         if let density { a.density = density }
         if let initBatches { a.initBatches = initBatches }
+        if a.method == .comera, rank != nil || alpha != nil { throw ConfigurationError("--parametrization comera takes --tt-rank, not --adapter-rank or --adapter-alpha") }
+        try comera.apply(to: &a)
         if let targets {
             a.targets = targets == "all-linear"
                 ? LlamaArchitecture.slotNames

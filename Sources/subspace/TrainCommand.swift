@@ -439,15 +439,17 @@ final class Progress {
         let elapsed = now.timeIntervalSince(started)
         let done = m.step - firstStep
         let eta = done > 0 ? elapsed / Double(done) * Double(total - m.step) : 0
+        // CoMERA: the TT slots' surviving size.
+        let tt = m.tt_params.map { String(format: " | TT %d params, %.1fx, ranks %d%@", $0, m.tt_compression ?? .infinity, m.tt_ranks ?? 0, m.comera_late == nil ? "" : " (late)") } ?? ""
         if tty {
             guard now.timeIntervalSince(lastPrint) > 0.1 || m.step == total else { return }
             lastPrint = now
             let width = 30, done = Int(Double(width) * Double(m.step) / Double(max(total, 1)))
             let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
-            write(String(format: "\r\u{1B}[2K%@ %d/%d loss %.4f | %.0f tok/s | ETA %@", bar, m.step, total, m.loss, m.tokens_per_s, Self.clock(eta)))
+            write(String(format: "\r\u{1B}[2K%@ %d/%d loss %.4f | %.0f tok/s%@ | ETA %@", bar, m.step, total, m.loss, m.tokens_per_s, tt, Self.clock(eta)))
             barShown = true
         } else if m.step == 1 || m.step % 10 == 0 || m.step == total {
-            write(String(format: "step %d/%d loss %.4f lr %.2e %.0f tok/s ETA %@\n", m.step, total, m.loss, m.lr, m.tokens_per_s, Self.clock(eta)))
+            write(String(format: "step %d/%d loss %.4f lr %.2e %.0f tok/s%@ ETA %@\n", m.step, total, m.loss, m.lr, m.tokens_per_s, tt, Self.clock(eta)))
         }
     }
 

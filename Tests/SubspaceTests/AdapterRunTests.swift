@@ -134,11 +134,12 @@ import Testing
 
     /// The planner prices adapters exactly: weights (frozen included), gradients (trainable
     /// only), optimizer state and activations equal what a real step allocates.
-    @Test(arguments: [AdapterSettings.Method.lora, .loraXS, .lowRank, .sltrain])
+    @Test(arguments: [AdapterSettings.Method.lora, .loraXS, .lowRank, .sltrain, .comera])
     func plannerPricesAdaptersExactly(method: AdapterSettings.Method) throws {
         let config = LlamaConfig(dim: 32, layers: 2, heads: 4, kvHeads: 2, ffnDim: 64, vocab: 40, maxSeq: 16)
         var settings = AdapterSettings(method: method, rank: 4, targets: ["q_proj", "v_proj", "up_proj", "down_proj"])
         if method == .sltrain { settings.density = 0.1 }
+        if method == .comera { var c = ComeraSettings(); c.rank = 3; settings.comera = c }
         let plan = try MemoryPlan(MemoryPlan.Request(config: config, optimizer: "adamw", batch: 2, seq: 16, adapter: settings))
         let model = try LlamaModel(config: config, seed: 1, operators: settings.operators())
         let optimizer = try OptimizerRegistry.make("adamw", options: OptimizerOptions())

@@ -1200,6 +1200,30 @@ extension Reliability {
         Case("train --adapter lora --sltrain-density 0.1 (sltrain only)") { m, d in
             Plan(args: lora(m, d, ["--adapter", "lora", "--sltrain-density", "0.1"]), fragments: ["sltrain"])
         },
+        Case("train --parametrization comera --tt-rank 0") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-rank", "0"]), fragments: ["TT rank"])
+        },
+        Case("train --parametrization comera --target-compression 1") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--target-compression", "1"]), fragments: ["--target-compression"])
+        },
+        Case("train --parametrization comera --target-compression nan") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--target-compression", "nan"]), fragments: ["--target-compression"])
+        },
+        Case("train --parametrization comera --tt-modes 5 (16 has four prime factors)") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-modes", "5"]), fragments: ["cannot be factorised into 5 modes"])
+        },
+        Case("train --adapter lora --tt-rank 4 (comera with an adapter)") { m, d in
+            Plan(args: lora(m, d, ["--adapter", "lora", "--tt-rank", "4"]), fragments: ["--parametrization comera"])
+        },
+        Case("train --parametrization comera --adapter-rank 4") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--adapter-rank", "4"]), fragments: ["--tt-rank"])
+        },
+        Case("train --parametrization comera --trainer mezo") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--trainer", "mezo"]), fragments: ["--trainer backprop"])
+        },
+        Case("train --parametrization comera --tt-contraction bogus") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-contraction", "bogus"]), fragments: ["--tt-contraction"])
+        },
         Case("train --adapter lora-sb --lora-sb-batches 0") { m, d in
             Plan(args: lora(m, d, ["--adapter", "lora-sb", "--lora-sb-batches", "0"]), fragments: ["LoRA-SB"])
         },

@@ -40,10 +40,13 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
         case lowRank = "low-rank"
         /// `SLTrainLinear`: W = s B A + S, S on a fixed random sparse support (Han et al. 2024).
         case sltrain
+        /// `TensorTrainLinear`: a TT-matrix with gated, pruned ranks (Yang et al. 2024,
+        /// CoMERA); its settings are `ComeraSettings` (`AdapterSettings.comera`).
+        case comera
 
         /// Whether the method is a parametrization for pre-training (no base) rather than an
         /// adapter on a base.
-        public var isParametrization: Bool { self == .lowRank || self == .sltrain }
+        public var isParametrization: Bool { self == .lowRank || self == .sltrain || self == .comera }
 
         /// Whether the tensors outside the adapters train by default: not for the adapters of
         /// fine-tuning (PEFT's default: only the adapters), yes for ReLoRA (the reference's
@@ -58,6 +61,7 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
             case .loraXS, .loraSB: return Float(rank)
             case .lowRank: return LowRankLinear.Kind.defaultAlpha
             case .sltrain: return SLTrainLinear.Kind.defaultAlpha
+            case .comera: return 1
             }
         }
     }
@@ -82,6 +86,8 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
     public var density: Float?
     /// LoRA-SB: batches whose gradient estimates the first update (nil: `defaultLoRASBBatches`).
     public var initBatches: Int?
+    /// CoMERA's TT shape and objective (nil: `ComeraSettings()`'s defaults).
+    public var comera: ComeraSettings?
 
     public static let defaultRank = 8
     public static let defaultAlpha: Float = 8
@@ -130,7 +136,17 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
             guard initBatches >= 1, initBatches <= 1 << 20 else { throw ConfigurationError("LoRA-SB needs 1 to 2^20 initialization batches (got \(initBatches))") }
         }
         if rsLoRA && !(method == .lora || method == .relora) { throw ConfigurationError("rsLoRA scaling applies to lora and relora") }
+        if let comera {
+            guard method == .comera else { throw ConfigurationError("tensor-train settings apply to --parametrization comera") }
+            try comera.validate()
+        }
     }
+
+    /// The rank reports name: the factors' r, or CoMERA's largest TT rank.
+    public var reportedRank: Int { method == .comera ? comeraSettings.rank : rank }
+
+    /// CoMERA's settings (defaults when none were given).
+    public var comeraSettings: ComeraSettings { comera ?? ComeraSettings() }
 
     /// Refuses a rank above min(in, out) of a target slot of `config` (the factors would
     /// hold more parameters than the matrix they adapt, and the low-rank methods that take
@@ -139,6 +155,7 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
         try validate()
         let names = Set(targets)
         for slot in LlamaArchitecture(config: config).slots(layer: 0) where names.contains(slot.name) {
+            if method == .comera { _ = try comeraSettings.shape(for: slot); continue }
             let limit = min(slot.inFeatures, slot.outFeatures)
             if rank > limit {
                 throw ConfigurationError(
@@ -155,6 +172,7 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
         case .loraSB: return LoRASBLinear.Kind(rank: rank, alpha: alpha)
         case .lowRank: return LowRankLinear.Kind(rank: rank, alpha: alpha)
         case .sltrain: return SLTrainLinear.Kind(rank: rank, alpha: alpha, density: density ?? SLTrainLinear.Kind.defaultDensity)
+        case .comera: return TensorTrainLinear.Kind(settings: comeraSettings)
         }
     }
 

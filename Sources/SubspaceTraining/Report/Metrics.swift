@@ -19,9 +19,26 @@ public struct StepMetrics: Codable, Sendable {
     public var step_ms: Double
     /// Data-parallel runs: gradient bytes this rank all-reduced in the step (nil: one process).
     public var comm_bytes: Int?
+    /// Tensor-train slots (CoMERA): core parameters over the surviving ranks, dense slot
+    /// parameters per TT parameter, surviving internal ranks, and the late stage's l (absent
+    /// in the early stage).
+    public var tt_params: Int?
+    public var tt_compression: Double?
+    public var tt_ranks: Int?
+    public var comera_late: Double?
     public init(step: Int, tokens: Int, loss: Double, lr: Double, tokens_per_s: Double, rss_bytes: Int, val_loss: Double? = nil, val_ppl: Double? = nil, step_ms: Double) {
         self.step = step; self.tokens = tokens; self.loss = loss; self.lr = lr; self.tokens_per_s = tokens_per_s
         self.rss_bytes = rss_bytes; self.val_loss = val_loss; self.val_ppl = val_ppl; self.step_ms = step_ms
+    }
+}
+
+extension StepMetrics {
+    /// Fills the tensor-train fields.
+    public mutating func report(_ tt: TensorTrainSummary, lateIndicator: Float?) {
+        tt_params = tt.parameters
+        tt_compression = tt.compression.isFinite ? tt.compression : nil
+        tt_ranks = tt.activeRanks
+        comera_late = lateIndicator.map(Double.init)
     }
 }
 

@@ -95,6 +95,6 @@ public enum Benchmark {
             resident_file_bytes: ProcessMemory.residentFileBytes,
             optimizer_state_bytes: optimizer.stateBytes(model.parameters), weights_bytes: model.weightBytes,
             activations_bytes: model.activationBytes, loss: Double(lastLoss),
-            adapter: adapter.map { "\($0.method.rawValue) r\($0.rank)" }, precision: precision.rawValue)
+            adapter: adapter.map { "\($0.method.rawValue) r\($0.reportedRank)" }, precision: precision.rawValue)
     }
 }

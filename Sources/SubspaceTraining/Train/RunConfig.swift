@@ -155,6 +155,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         }
         if resolvedStepRule.isZerothOrder { try (zerothOrder ?? ZerothOrderSettings()).validate(for: resolvedStepRule) }
         try resolvedPrecision.checkSupported()
+        if adapter?.method == .comera {
+            if resolvedStepRule != .backprop { throw ConfigurationError("--parametrization comera trains with --trainer backprop (its rank penalty acts on gradients)") }
+            if restarts?.action == .refactor { throw ConfigurationError("refactorization applies to low-rank and sltrain, not to comera's tensor trains") }
+        }
     }
 
     /// The operators of the model's linear slots (`adapter`, or dense).

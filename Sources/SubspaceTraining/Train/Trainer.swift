@@ -84,6 +84,9 @@ public final class BackpropStep: StepRule {
     /// Whether the optimizer reads per-rank activation statistics (MKOR), which data
     /// parallelism would leave different on every rank.
     public var readsSlotStatistics: Bool { !hooks.consumers.isEmpty }
+    /// Terms of the objective besides the cross-entropy, applied to the gradients (CoMERA's
+    /// rank penalty); nil: the cross-entropy alone.
+    public var objective: (any GradientObjective)?
 
     public init(model: LlamaModel, optimizer: RoutedOptimizer, options: StepOptions) throws {
         guard options.gradAccum >= 1 else { throw ConfigurationError("grad accumulation must be at least 1, got \(options.gradAccum)") }
@@ -117,6 +120,7 @@ public final class BackpropStep: StepRule {
                 throw TrainingError.nonFiniteLoss(step: step + 1, loss: loss)
             }
             lossSum += loss
+            if last { objective?.begin(step: step, loss: lossSum * scale) }
             t0 = Clock.now()
             if last && options.perLayerUpdate {
                 var inHook = 0.0
@@ -161,8 +165,16 @@ public final class BackpropStep: StepRule {
         try reducer?.finish()
         if !options.perLayerUpdate {
             let t0 = Clock.now()
+            if let objective { for p in model.parameters { objective.adjust(p) } }
             if options.clipNorm > 0 { GradientClipping.clipGlobalNorm(model.parameters, maxNorm: options.clipNorm) }
-            optimizer.step(model.parameters, lrScale: lrScale)
+            if let objective {
+                // Parameters the objective gives another rate (CoMERA's gates) step apart.
+                let faster = model.parameters.filter { objective.learningRateMultiplier(for: $0) != 1 }
+                optimizer.step(model.parameters.filter { objective.learningRateMultiplier(for: $0) == 1 }, lrScale: lrScale)
+                for p in faster { optimizer.step([p], lrScale: lrScale * objective.learningRateMultiplier(for: p)) }
+            } else {
+                optimizer.step(model.parameters, lrScale: lrScale)
+            }
             model.zeroGradients()
             opt += Clock.since(t0)
         }
@@ -174,12 +186,14 @@ public final class BackpropStep: StepRule {
 }
 
 extension BackpropStep {
-    /// The per-layer update of one parameter whose gradient is complete: clip, step, free.
+    /// The per-layer update of one parameter whose gradient is complete (all-reduced under
+    /// data parallelism): the objective's terms, clip, step at the objective's rate, free.
     fileprivate func stepLayer(_ p: Parameter, lrScale: Float) {
+        objective?.adjust(p)
         if options.clipNorm > 0 {
             GradientClipping.clipParameter(p, maxNorm: options.clipNorm, totalCount: totalCount)
         }
-        optimizer.update(p, lrScale: lrScale)
+        optimizer.update(p, lrScale: lrScale * (objective?.learningRateMultiplier(for: p) ?? 1))
         p.releaseGradient()
     }
 }

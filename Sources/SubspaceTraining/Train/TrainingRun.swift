@@ -228,7 +228,7 @@ public final class TrainingRun {
                 model: model, batches: (0..<n).map { _ in draw.next() },
                 stepSize: LoRASBInitialization.referenceStepSize(learningRate: lr, warmupSteps: c.warmup))
         }
-        let rule = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
+        var rule = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
         let reducer = comm.size > 1 ? GradientReducer(communicator: comm) : nil
         if let reducer {
             guard let backprop = rule as? BackpropStep, !backprop.readsSlotStatistics else {
@@ -238,6 +238,7 @@ public final class TrainingRun {
             // Every rank starts from rank 0's weights (they agree already; this makes sure).
             for p in model.parameters { try comm.broadcast(p.value) }
         }
+        if let comera = c.comera { rule = try ComeraStep(inner: rule, settings: comera, steps: c.steps) }
         var trainer: any StepRule = rule
         if let r = c.restarts {
             trainer = RestartingStep(inner: rule, optimizer: optimizer, settings: r, totalSteps: c.steps, seed: c.seed)
@@ -305,6 +306,7 @@ public final class TrainingRun {
                 lr: Double(report.learningRate ?? (optimizer.optimizers.first?.learningRate ?? 0) * report.lrScale),
                 tokens_per_s: Double(tokensPerStep) / dt, rss_bytes: ProcessMemory.currentRSS, step_ms: dt * 1000)
             m.comm_bytes = reducer.map { $0.bytes - commBefore }
+            if let tt = model.tensorTrainSummary { m.report(tt, lateIndicator: (rule as? ComeraStep)?.objective.lateIndicator) }
             let last = trainer.step == c.steps
             if root, !evalBatches.isEmpty, last || (c.evalEvery > 0 && trainer.step % c.evalEvery == 0) {
                 let te = Clock.now()
