@@ -55,5 +55,11 @@ struct FastGaussianTests {
         FastGaussian.fill(b, count: 37, stream: &r2)
         #expect((0..<37).allSatisfy { a[$0] == b[$0] && a[$0].isFinite })
         #expect(r1 == r2)
+        // The block generator advances its stream exactly as 16 deviates' worth of next():
+        // one 64-bit draw per pair, in the stream's own order.
+        var r3 = RandomStream(seed: 7).split("x"), r4 = r3
+        FastGaussian.fill(a, count: 32, stream: &r3)
+        let draws = (0..<16).map { _ in r4.next() }
+        #expect(r3 == r4 && draws.count == 16)
     }
 }

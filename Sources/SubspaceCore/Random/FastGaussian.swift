@@ -24,9 +24,13 @@ public enum FastGaussian {
     public static func fill(_ out: UnsafeMutablePointer<Float>, count: Int, stream: inout RandomStream) {
         var i = 0
         var k = SIMD8<UInt32>(), f = SIMD8<UInt32>(), q = SIMD8<UInt32>()
+        // The stream's xoshiro256** in registers (its state is an array): the same draws, in
+        // the same order, as `stream.next()`, written back at the end.
+        var x = Xoshiro(stream.state)
+        defer { stream.state = [x.s0, x.s1, x.s2, x.s3] }
         while i < count {
             for l in 0..<8 {
-                let b = stream.next()
+                let b = x.next()
                 k[l] = UInt32(truncatingIfNeeded: b)
                 f[l] = UInt32(truncatingIfNeeded: b >> 32) & 0xFF_FFFF
                 q[l] = UInt32(truncatingIfNeeded: b >> 56) & 3
@@ -46,6 +50,21 @@ public enum FastGaussian {
             if n > 8 { for l in 0..<(n - 8) { out[i + 8 + l] = z1[l] } }
             i += n
         }
+    }
+
+    /// xoshiro256** (Blackman and Vigna), as `RandomStream.next()`.
+    struct Xoshiro {
+        var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+        init(_ s: [UInt64]) { s0 = s[0]; s1 = s[1]; s2 = s[2]; s3 = s[3] }
+        @inline(__always) mutating func next() -> UInt64 {
+            let result = rotl(s1 &* 5, 7) &* 9
+            let t = s1 << 17
+            s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
+            s2 ^= t
+            s3 = rotl(s3, 45)
+            return result
+        }
+        @inline(__always) func rotl(_ v: UInt64, _ k: UInt64) -> UInt64 { (v << k) | (v >> (64 - k)) }
     }
 
     /// Natural log on 8 lanes, x > 0 and finite (Cephes logf).
