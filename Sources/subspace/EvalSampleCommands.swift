@@ -36,7 +36,7 @@ struct Eval: ParsableCommand {
             if PromptCompletionFile.isExampleFile(data) {
                 let tok = try loadTokenizer(dir, vocab: model.config.vocab)
                 let records = try PromptCompletionFile.read(path: data)
-                let all = records.map { PromptCompletionExample(prompt: tok.encode($0.prompt), completion: tok.encode($0.completion)) }
+                let all = records.map { PromptCompletionExample($0, tokenizer: tok) }
                 let parts = PromptCompletionFile.split(all)
                 let examples = split == "train" ? parts.train : split == "validation" ? parts.validation : all
                 if let bad = examples.lazy.flatMap({ $0.prompt + $0.completion }).first(where: { Int($0) >= model.config.vocab }) {

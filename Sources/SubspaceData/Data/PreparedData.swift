@@ -100,7 +100,7 @@ public struct PreparedData {
             throw DataError("the tokenizer has \(tok.vocabSize) tokens but the model's vocabulary is \(vocab)")
         }
         let records = try PromptCompletionFile.read(path: data)
-        let examples = records.map { PromptCompletionExample(prompt: tok.encode($0.prompt), completion: tok.encode($0.completion)) }
+        let examples = records.map { PromptCompletionExample($0, tokenizer: tok) }
         if let i = examples.firstIndex(where: { $0.completion.isEmpty }) {
             throw DataError("example \(i + 1) of '\(data)' has a completion that encodes to no token")
         }

@@ -22,6 +22,11 @@ public struct PromptCompletionExample: Sendable, Equatable {
     public let prompt: [Int32]
     public let completion: [Int32]
     public init(prompt: [Int32], completion: [Int32]) { self.prompt = prompt; self.completion = completion }
+
+    /// `record` encoded with `tokenizer`, prompt and completion apart.
+    public init(_ record: PromptCompletionRecord, tokenizer: BPETokenizer) {
+        self.init(prompt: tokenizer.encode(record.prompt), completion: tokenizer.encode(record.completion))
+    }
 }
 
 public enum PromptCompletionFile {

@@ -26,19 +26,12 @@ public enum ChoiceAccuracy {
                 inputs += row.inputs; targets += row.targets
             }
             let logits = try model.logits(TokenBatch(tokens: inputs, targets: targets, batch: chunk.count, seq: t))
-            for b in 0..<chunk.count {
-                var sum = 0.0
-                for i in 0..<t {
-                    let y = targets[b * t + i]
-                    guard y >= 0 else { continue }
-                    let z = logits.data + (b * t + i) * v
-                    var m = -Float.infinity
-                    for j in 0..<v { m = max(m, z[j]) }
-                    var s = 0.0
-                    for j in 0..<v { s += Double(expf(z[j] - m)) }
-                    sum += Double(z[Int(y)] - m) - log(s)
+            targets.withUnsafeBufferPointer { tp in
+                for b in 0..<chunk.count {
+                    // The loss kernel's summed -log p over the row's completion targets.
+                    let r = CrossEntropy.forwardBackward(logits: logits.data + b * t * v, targets: tp.baseAddress! + b * t, rows: t, vocab: v, gradScale: nil)
+                    out.append(-r.sum)
                 }
-                out.append(sum)
             }
         }
         return out
