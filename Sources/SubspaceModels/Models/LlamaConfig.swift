@@ -123,10 +123,16 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
 
     // MARK: Presets
 
-    /// Named presets. `tiny` is the project's default for CPU work; the `llamaNNm` presets
-    /// are GaLore's `configs/llama_*.json` (vocab 32,000, max sequence 1,024, eps 1e-6).
+    /// Named presets. `tiny` is the project's default for CPU work; `small` is the 20M-class
+    /// model for method comparisons on CPU: tiny's vocabulary and context with llama60m's
+    /// width and 6 layers, 23.2M parameters of which 19.0M sit in linear slots (GaLore's
+    /// `llama20m` spends 16.4M of its 20M on a 32,000-token embedding and head, which a
+    /// 4,096-token corpus tokenizer leaves mostly unused, and which no slot method
+    /// compresses). The `llamaNNm` presets are GaLore's `configs/llama_*.json` (vocab
+    /// 32,000, max sequence 1,024, eps 1e-6).
     public static let presets: [String: LlamaConfig] = [
         "tiny": LlamaConfig(dim: 256, layers: 4, heads: 4, ffnDim: 688, vocab: 4096, maxSeq: 256),
+        "small": LlamaConfig(dim: 512, layers: 6, heads: 8, ffnDim: 1376, vocab: 4096, maxSeq: 256),
         "llama9m": galore(dim: 128, ffn: 352, heads: 4, layers: 4),
         "llama20m": galore(dim: 256, ffn: 688, heads: 4, layers: 4),
         "llama35m": galore(dim: 384, ffn: 1024, heads: 8, layers: 6),
@@ -139,7 +145,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
 
     /// Preset names in size order.
     public static let presetNames = [
-        "tiny", "llama9m", "llama20m", "llama35m", "llama60m", "llama130m", "llama350m", "llama1b", "llama7b",
+        "tiny", "small", "llama9m", "llama20m", "llama35m", "llama60m", "llama130m", "llama350m", "llama1b", "llama7b",
     ]
 
     private static func galore(dim: Int, ffn: Int, heads: Int, layers: Int, maxSeq: Int = 1024) -> LlamaConfig {
