@@ -131,8 +131,8 @@ public enum SuiteReport {
                 + "and on the whole validation split at the end. Every cell is a separate process, run one after another.\n"
         case "lowrank":
             return "Suite `lowrank`: Glentis et al.'s comparison of memory-efficient pre-training scaled down: every method on the same "
-                + "model, data (\(data)), seed 0 and budget, each at three learning rates (x1/3, x1, x3 its reference rate, scaled to "
-                + "`tiny`); warmup 60 steps, cosine to 0.1, clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole "
+                + "model, data (\(data)), seed 0 and budget, each at four learning rates (x1/9, x1/3, x1, x3 its reference rate, scaled "
+                + "to `tiny`; the report ranks the rates that ran); warmup 60 steps, cosine to 0.1, clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole "
                 + "validation split at the end. Every cell is a separate process, run one after another.\n"
         default:
             return "Suite `pretrain`: every method on the same model, data (\(data)), seed 0 and budget; warmup 60 steps, cosine to 0.1, "

@@ -334,15 +334,15 @@ import Testing
     }
 }
 
-/// The `lowrank` suite's learning-rate sweeps: three cells per method on a log grid, and the
+/// The `lowrank` suite's learning-rate sweeps: four cells per method on a log grid, and the
 /// report's best-of-sweep and sweep tables.
 @Suite struct SuiteSweepTests {
     @Test func sweepCellsAndBest() throws {
         let cells = try Suite.cells(suite: "lowrank")
         #expect(cells.count % Suite.sweepFactors.count == 0)
         let adamw = cells.filter { Suite.sweepMethod($0.name) == "adamw" }
-        #expect(adamw.map(\.name) == ["adamw@lr1e-3", "adamw@lr3e-3", "adamw@lr9e-3"])
-        #expect(adamw[2].flags.suffix(2) == ["--lr", "9e-3"])
+        #expect(adamw.map(\.name) == ["adamw@lr3e-4", "adamw@lr1e-3", "adamw@lr3e-3", "adamw@lr9e-3"])
+        #expect(adamw[3].flags.suffix(2) == ["--lr", "9e-3"])
         func result(_ cell: String, _ loss: Double) -> Suite.Result {
             Suite.Result(cell: cell, preset: "tiny", steps: 1, tokens: 1, final_val_loss: loss, best_val_loss: loss, val_ppl: nil,
                          tokens_per_s: 1, step_ms: 1, optimizer_state_bytes: 0, peak_rss_bytes: 0, flags: [])
