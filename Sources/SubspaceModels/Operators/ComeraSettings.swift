@@ -54,6 +54,8 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
     /// average, `ComeraObjective.lossDecay`). The reference's 0.8 is a cross-entropy for
     /// three MNLI classes and means nothing for a language model.
     public var targetLoss: Double? = nil
+    /// The TTM embedding (`Embedding`); nil: a dense table (the default, justified there).
+    public var embedding: Embedding? = nil
     /// A fixed contraction order for every slot; nil picks the cheaper per call.
     public var contraction: TensorTrainContraction? = nil
     /// The gates' learning rate over the run's; nil: `defaultGateLearningRateScale`.
@@ -97,6 +99,7 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
         if let l = targetLoss { guard l.isFinite, l > 0 else { throw ConfigurationError("--target-loss must be a finite positive number (got \(l))") } }
         guard gateLearningRateScale.isFinite, gateLearningRateScale > 0 else { throw ConfigurationError("--gate-lr-scale must be a finite positive number (got \(gateLearningRateScale))") }
         if let s = lateStart { guard s >= 0 else { throw ConfigurationError("--comera-late-start must be >= 0 (got \(s))") } }
+        try embedding?.validate()
     }
 }
 
