@@ -12,19 +12,17 @@ import Testing
 @Suite(.serialized) struct ComeraEmbeddingRunTests {
     let runs = TrainingRunTests()
 
+    /// `ComeraRunTests`' run (rank 6, lambda 0.05), the late-stage start left to the default.
     func runConfig(_ root: URL, steps: Int, embedding: Bool) throws -> RunConfig {
-        var c = try runs.config(root, steps: steps)
-        var s = ComeraSettings(); s.rank = 6; s.lambda = 0.05
+        var c = try ComeraRunTests().runConfig(root, steps: steps)
+        c.adapter!.comera!.lateStart = nil
         if embedding {
             var e = ComeraSettings.Embedding(); e.rank = 6
-            s.embedding = e
+            c.adapter!.comera!.embedding = e
             // A high threshold, so that gates cross it within a few steps (the gates move
             // about gate-lr per step under Adam) and permanent pruning spans the resume.
-            s.threshold = 0.9
+            c.adapter!.comera!.threshold = 0.9
         }
-        c.adapter = AdapterSettings(method: .comera).with(s)
-        c.evalEvery = 0
-        c.optimizerOptions.learningRate = 1e-2
         return c
     }
 

@@ -170,17 +170,8 @@ import Testing
     /// The planner prices the TT embedding exactly (cores and gates trained, masks frozen).
     @Test func plannerPricesTheEmbeddingExactly() throws {
         let config = LlamaConfig(dim: 32, layers: 2, heads: 4, kvHeads: 2, ffnDim: 64, vocab: 40, maxSeq: 16)
-        let settings = Self.settings()
-        let plan = try MemoryPlan(MemoryPlan.Request(config: config, optimizer: "adamw", batch: 2, seq: 16, adapter: settings))
-        let model = try LlamaModel(config: config, seed: 1, operators: settings.operators())
-        let optimizer = try OptimizerRegistry.make("adamw", options: OptimizerOptions())
-        let step = try BackpropStep(model: model, optimizer: optimizer, options: StepOptions())
-        _ = try step.trainStep([randomBatch(vocab: 40, batch: 2, seq: 16, seed: 3)])
-        #expect(plan.weightsBytes == model.weightBytes)
-        #expect(plan.gradientsBytes == model.gradientBytes)
-        #expect(plan.optimizerStateBytes == optimizer.stateBytes(model.parameters))
-        #expect(plan.parameters == model.parameters.filter(\.requiresGrad).reduce(0) { $0 + $1.count })
-        #expect(plan.activationsBytes == model.activationBytes)
+        let plan = try AdapterRunTests.expectPlanMatchesAStep(config, Self.settings())
+        #expect(plan.parameters < config.parameterCount - 40 * 32)
     }
 
     /// The embedding's gates take the gate penalty (only while active, masks included) and
