@@ -12,7 +12,7 @@ struct ComeraFlags: ParsableArguments {
     @Option(name: .customLong("gate-threshold"), help: "CoMERA: rank gates with |g| below this are pruned (default \(SettingText.number(d.threshold))).") var threshold: Float?
     @Option(name: .customLong("comera-lambda"), help: "CoMERA: weight of the gates' L1 penalty in the early stage (default \(SettingText.number(d.lambda))).") var lambda: Float?
     @Option(name: .customLong("comera-penalty"), help: "CoMERA: mean (the reference's rank_loss) or sum (the paper's L1 norm) over the active gates (default mean).") var penalty: String?
-    @Option(name: .customLong("comera-late-start"), help: "CoMERA: steps of the early stage before the late stage's size/loss switch (default two thirds of --steps).") var lateStart: Int?
+    @Option(name: .customLong("comera-late-start"), help: "CoMERA: steps of the early stage before the late stage's size/loss switch (default two thirds of --steps, fixed at the first run: a resume keeps it).") var lateStart: Int?
     @Option(name: .customLong("target-compression"), help: "CoMERA late stage: target size as dense slot parameters / X (default: \(SettingText.number(Float(d.targetRatio))) x the size at the switch).") var targetCompression: Double?
     @Option(name: .customLong("target-loss"), help: "CoMERA late stage: target training loss (default: the training loss's moving average at the switch).") var targetLoss: Double?
     @Option(name: .customLong("gate-lr-scale"), help: "CoMERA: the gates' learning rate over --lr (default \(SettingText.number(ComeraSettings.defaultGateLearningRateScale)), the reference's 1e-3 against 1e-4).") var gateScale: Float?

@@ -42,7 +42,9 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
     public var penalty: Penalty = .mean
     /// The first step of the late stage; nil: after two thirds of the run (the reference's
     /// 20 early and 10 late epochs). A value at or past the run's steps keeps the early stage
-    /// throughout (what the reference's default script runs).
+    /// throughout (what the reference's default script runs). The step is resolved at a
+    /// run's first step and kept in its checkpoint (`ComeraObjective`): resuming with another
+    /// `--steps` does not move it, and resuming with another explicit value is refused.
     public var lateStart: Int? = nil
     /// The late stage's target size as a fraction of the size at the switch: 0.2, the
     /// script's `target_ratio` (a 5x smaller model).
