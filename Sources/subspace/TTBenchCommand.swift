@@ -18,23 +18,30 @@ struct TTBenchCommand: ParsableCommand {
     @OptionGroup(title: "CoMERA shape (--tt-rank, --tt-modes)") var comera: ComeraFlags
 
     func run() throws {
-        let out: String = guarded {
+        // Everything is checked before the first line is printed.
+        let (settings, counts, configs): (ComeraSettings, [Int], [(String, LlamaConfig)]) = guarded {
             var a = AdapterSettings(method: .comera)
             try comera.apply(to: &a)
+            try a.comeraSettings.validate()
             let counts = try rows.split(separator: ",").map { s -> Int in
-                guard let n = Int(s.trimmingCharacters(in: .whitespaces)) else { throw ConfigurationError("--rows takes comma-separated integers (got '\(rows)')") }
+                guard let n = Int(s.trimmingCharacters(in: .whitespaces)), n >= 1 else {
+                    throw ConfigurationError("--rows takes comma-separated row counts of at least 1 (got '\(rows)')")
+                }
                 return n
             }
-            var lines = [ContractionBench.tsvHeader]
-            print(ContractionBench.tsvHeader)
-            for name in presets.split(separator: ",").map(String.init) {
-                let rs = try ContractionBench.measure(preset: name, config: try LlamaConfig.preset(name), settings: a.comeraSettings, rows: counts, repeats: repeats, seed: seed) {
+            guard repeats >= 1 else { throw ConfigurationError("--repeats must be at least 1 (got \(repeats))") }
+            return (a.comeraSettings, counts, try presets.split(separator: ",").map { (String($0), try LlamaConfig.preset(String($0))) })
+        }
+        var lines = [ContractionBench.tsvHeader]
+        print(ContractionBench.tsvHeader)
+        for (name, config) in configs {
+            let rs: [ContractionBench.Row] = guarded {
+                try ContractionBench.measure(preset: name, config: config, settings: settings, rows: counts, repeats: repeats, seed: seed) {
                     print(ContractionBench.tsvLine($0))
                 }
-                lines += rs.map(ContractionBench.tsvLine)
             }
-            return lines.joined(separator: "\n") + "\n"
+            lines += rs.map(ContractionBench.tsvLine)
         }
-        if let tsv { guarded { try AtomicFile.write(out, to: URL(fileURLWithPath: tsv)) } }
+        if let tsv { guarded { try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: URL(fileURLWithPath: tsv)) } }
     }
 }

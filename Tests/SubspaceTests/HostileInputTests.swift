@@ -1230,6 +1230,8 @@ extension Reliability {
         Case("train --parametrization comera --tt-embedding --tt-embedding-rank 0") { m, d in
             Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding", "--tt-embedding-rank", "0"]), fragments: ["TT embedding rank"])
         },
+        Case("tt-bench --rows 0") { _, _ in Plan(args: ["tt-bench", "--rows", "0"], fragments: ["--rows"]) },
+        Case("tt-bench --presets nope") { _, _ in Plan(args: ["tt-bench", "--presets", "nope"], fragments: ["unknown preset"]) },
         Case("train --parametrization comera --tt-embedding-rank 4 (without --tt-embedding)") { m, d in
             Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding-rank", "4"]), fragments: ["need --tt-embedding"])
         },
