@@ -9,7 +9,7 @@ struct SubspaceCLI: ParsableCommand {
         commandName: "subspace",
         abstract: "Memory-efficient training of LLaMA-style language models.",
         version: "subspace 0.6.0",
-        subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self, MemoryCommand.self, SettingsCommand.self, MergeCommand.self, EditCommand.self, EggrollThroughputCommand.self, NanoEggCommand.self])
+        subcommands: [Train.self, Eval.self, Sample.self, TokenizerCommand.self, Plot.self, Bench.self, SuiteRun.self, Info.self, MemoryCommand.self, SettingsCommand.self, MergeCommand.self, EditCommand.self, EggrollThroughputCommand.self, NanoEggCommand.self, TTBenchCommand.self])
 
     /// Parses and runs the command. Help and version requests print as usual; every other
     /// parsing or validation error becomes the same one-line `error:` as the commands' own

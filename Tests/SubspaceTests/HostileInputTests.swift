@@ -1215,6 +1215,26 @@ extension Reliability {
         Case("train --adapter lora --tt-rank 4 (comera with an adapter)") { m, d in
             Plan(args: lora(m, d, ["--adapter", "lora", "--tt-rank", "4"]), fragments: ["--parametrization comera"])
         },
+        Case("train --parametrization comera --tt-embedding --tt-embedding-modes 2,2,2,2/2,2,2,2 (16 rows do not cover the vocabulary)") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding", "--tt-embedding-modes", "2,2,2,2/2,2,2,2"]), fragments: ["below the vocabulary size"])
+        },
+        Case("train --parametrization comera --tt-embedding --tt-embedding-modes 64,64/2,8 (16 is not the dim 32)") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding", "--tt-embedding-modes", "64,64/2,8"]), fragments: ["not the embedding dim"])
+        },
+        Case("train --parametrization comera --tt-embedding --tt-embedding-modes 8,8/2,2,4") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding", "--tt-embedding-modes", "8,8/2,2,4"]), fragments: ["as many vocabulary as dimension modes"])
+        },
+        Case("train --parametrization comera --tt-embedding --tt-embedding-modes 8,x") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding", "--tt-embedding-modes", "8,x"]), fragments: ["--tt-embedding-modes takes"])
+        },
+        Case("train --parametrization comera --tt-embedding --tt-embedding-rank 0") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding", "--tt-embedding-rank", "0"]), fragments: ["TT embedding rank"])
+        },
+        Case("tt-bench --rows 0") { _, _ in Plan(args: ["tt-bench", "--rows", "0"], fragments: ["--rows"]) },
+        Case("tt-bench --presets nope") { _, _ in Plan(args: ["tt-bench", "--presets", "nope"], fragments: ["unknown preset"]) },
+        Case("train --parametrization comera --tt-embedding-rank 4 (without --tt-embedding)") { m, d in
+            Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding-rank", "4"]), fragments: ["need --tt-embedding"])
+        },
         Case("train --parametrization comera --adapter-rank 4") { m, d in
             Plan(args: train(m, d, ["--parametrization", "comera", "--adapter-rank", "4"]), fragments: ["--tt-rank"])
         },

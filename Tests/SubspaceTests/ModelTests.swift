@@ -59,7 +59,7 @@ func randomBatch(vocab: Int, batch: Int, seq: Int, seed: UInt64) -> TokenBatch {
         #expect(model.parameter(named: "model.norm.weight")?.role == .norm)
         #expect(model.parameter(named: "lm_head.weight")?.shape == [4096, 256])
         // HF init: std 0.02 for matrices, ones for norms.
-        let e = model.embedding.value
+        let e = try #require(model.embedding).value
         let mean = e.array.reduce(0, +) / Float(e.count)
         let std = (e.array.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(e.count)).squareRoot()
         #expect(abs(std - 0.02) < 5e-4 && abs(mean) < 5e-4)

@@ -106,7 +106,7 @@ extension LlamaModel {
         let total = p0 + n
         let scale = 1 / Float(hd).squareRoot()
         tokens.withUnsafeBufferPointer { tp in
-            Embedding.forward(tokens: tp.baseAddress!, table: embedding.value.data, out: s.x.data, count: n, dim: d)
+            embed(tp.baseAddress!, into: s.x.data, count: n, mode: .inference)
         }
         for (l, blk) in blocks.enumerated() {
             let kc = cache.keys(layer: l), vc = cache.values(layer: l)

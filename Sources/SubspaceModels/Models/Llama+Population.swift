@@ -8,7 +8,7 @@ extension LlamaModel {
     /// cores) need the in-place, one-member-at-a-time evaluation.
     public func parameterOutsidePopulationForward(_ parameters: [Parameter]) -> Parameter? {
         var supported = Set(slots.compactMap { ($0.op as? DenseLinear)?.weight.name })
-        supported.formUnion([embedding.name, head.name, finalNorm.name])
+        supported.formUnion([embedding?.name, head.name, finalNorm.name].compactMap { $0 })
         for b in blocks { supported.formUnion([b.inputNorm.name, b.postNorm.name]) }
         return parameters.first { !supported.contains($0.name) }
     }

@@ -37,7 +37,10 @@ public final class LlamaModel {
     public let architecture: LlamaArchitecture
     /// Every tensor (trainable or frozen) in Hugging Face's `named_parameters()` order.
     public let parameters: [Parameter]
-    public let embedding: Parameter
+    /// The dense token table `[vocab, dim]`; nil when the embedding is a TTM (`tensorEmbedding`).
+    public let embedding: Parameter?
+    /// CoMERA's TTM embedding (`TensorTrainEmbedding`) in place of the table, or nil.
+    public let tensorEmbedding: TensorTrainEmbedding?
     public let finalNorm: Parameter
     /// The LM head; the embedding itself when `config.tiedEmbeddings`.
     public let head: Parameter
@@ -73,6 +76,7 @@ public final class LlamaModel {
         let initializer = ParameterInitializer(seed: seed, std: config.initStd)
         var params: [Parameter] = [], byName: [String: Parameter] = [:], slotByPath: [String: LinearSlot] = [:]
         var slots: [LinearSlot] = []
+        var ttm: TensorTrainEmbedding? = nil
         func add(_ p: Parameter) throws {
             guard byName[p.name] == nil else { throw ConfigurationError("two parameters are named '\(p.name)'") }
             byName[p.name] = p
@@ -92,13 +96,21 @@ public final class LlamaModel {
                 for p in slot.op.parameters { try add(p) }
                 slots.append(slot)
                 slotByPath[spec.path] = slot
+            case .tensorEmbedding(let kind):
+                guard !config.tiedEmbeddings else {
+                    throw ConfigurationError("a TT embedding needs an untied LM head (a tied head would need the whole [vocab, dim] table every step)")
+                }
+                let e = try kind.make(vocab: config.vocab, dim: config.dim, trainable: operators.othersTrainable, initializer: initializer)
+                for p in e.parameters { try add(p) }
+                ttm = e
             }
         }
+        tensorEmbedding = ttm
         parameters = params
         self.slots = slots
-        embedding = byName[LlamaArchitecture.embeddingName]!
+        embedding = byName[LlamaArchitecture.embeddingName]
         finalNorm = byName[LlamaArchitecture.finalNormName]!
-        head = config.tiedEmbeddings ? embedding : byName[LlamaArchitecture.headName]!
+        head = config.tiedEmbeddings ? embedding! : byName[LlamaArchitecture.headName]!
         blocks = (0..<config.layers).map { l in
             func slot(_ name: String) -> LinearSlot { slotByPath["model.layers.\(l).\(name)"]! }
             return Block(
@@ -188,8 +200,8 @@ public final class LlamaModel {
         a.targets = batch.targets
         let c = config, n = batch.batch * batch.seq, d = c.dim
         a.tokenIds.withUnsafeBufferPointer { tp in
-            Embedding.forward(tokens: tp.baseAddress!, table: embedding.value.data, out: a.layers.first?.x.data ?? a.xL.data, count: n, dim: d)
-            population?.addEmbedding(embedding.name, tokens: tp.baseAddress!, out: a.layers.first?.x.data ?? a.xL.data, count: n, dim: d)
+            embed(tp.baseAddress!, into: a.layers.first?.x.data ?? a.xL.data, count: n, mode: mode)
+            if let embedding { population?.addEmbedding(embedding.name, tokens: tp.baseAddress!, out: a.layers.first?.x.data ?? a.xL.data, count: n, dim: d) }
         }
         func norm(_ g: Parameter, _ x: Tensor, _ y: Tensor, _ rstd: Tensor) {
             guard let population else {
@@ -375,12 +387,19 @@ public final class LlamaModel {
             RMSNorm.backward(dy: s.dA.data, x: L.x.data, weight: blk.inputNorm.value.data, rstd: L.rstd1.data, dx: s.dX.data, dWeight: normGrad(blk.inputNorm), rows: n, dim: d, accumulate: true)
             notify(blk.inputNorm)
         }
-        if embedding.requiresGrad {
-            a.tokenIds.withUnsafeBufferPointer { tp in
+        a.tokenIds.withUnsafeBufferPointer { tp in
+            if let e = tensorEmbedding { e.backward(tokens: tp.baseAddress!, dOut: s.dX.data, count: n) }
+            if let embedding, embedding.requiresGrad {
                 Embedding.backward(tokens: tp.baseAddress!, dOut: s.dX.data, dTable: embedding.gradient().data, count: n, dim: d)
             }
         }
-        notify(embedding)
+        for p in tensorEmbedding?.parameters ?? [embedding!] { notify(p) }
+    }
+
+    /// The rows of `n` tokens into `out` `[n, dim]`: from the table, or through the TTM's cores.
+    func embed(_ tokens: UnsafePointer<Int32>, into out: UnsafeMutablePointer<Float>, count n: Int, mode: ForwardMode) {
+        if let e = tensorEmbedding { return e.forward(tokens: tokens, out: out, count: n, mode: mode) }
+        Embedding.forward(tokens: tokens, table: embedding!.value.data, out: out, count: n, dim: config.dim)
     }
 
     /// Zeroes every resident gradient.

@@ -35,6 +35,8 @@ public struct LlamaArchitecture: Sendable {
         case parameter(ParameterSpec, Initial)
         /// A linear slot; its parameters are its operator kind's.
         case linear(LinearSlotSpec)
+        /// CoMERA's TTM embedding in place of the table; its parameters are its kind's.
+        case tensorEmbedding(TensorTrainEmbedding.Kind)
     }
 
     public static let embeddingName = "model.embed_tokens.weight"
@@ -69,7 +71,8 @@ public struct LlamaArchitecture: Sendable {
     /// Tensors outside the slots train unless `operators.othersTrainable` is false.
     public var entries: [Entry] {
         let c = config, d = c.dim, t = operators.othersTrainable
-        var e: [Entry] = [.parameter(ParameterSpec(name: Self.embeddingName, role: .embedding, shape: [c.vocab, d], trainable: t), .normal)]
+        var e: [Entry] = [operators.embedding.map { .tensorEmbedding($0) }
+            ?? .parameter(ParameterSpec(name: Self.embeddingName, role: .embedding, shape: [c.vocab, d], trainable: t), .normal)]
         for l in 0..<c.layers {
             e += slots(layer: l).map { .linear($0) }
             e.append(.parameter(ParameterSpec(name: Self.inputNormName(l), role: .norm, shape: [d], trainable: t), .ones))
@@ -89,6 +92,7 @@ public struct LlamaArchitecture: Sendable {
             switch e {
             case .parameter(let s, _): return [s]
             case .linear(let slot): return operators.kind(slot).parameterSpecs(for: slot)
+            case .tensorEmbedding(let k): return k.parameterSpecs(vocab: config.vocab, dim: config.dim, trainable: operators.othersTrainable)
             }
         }
     }

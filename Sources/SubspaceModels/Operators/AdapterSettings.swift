@@ -153,6 +153,12 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
     /// an SVD could not).
     public func validate(for config: LlamaConfig) throws {
         try validate()
+        if method == .comera, let e = comeraSettings.embedding {
+            guard !config.tiedEmbeddings else {
+                throw ConfigurationError("--tt-embedding needs an untied LM head (a tied head would need the whole [vocab, dim] table every step)")
+            }
+            _ = try e.shape(vocab: config.vocab, dim: config.dim)
+        }
         let names = Set(targets)
         for slot in LlamaArchitecture(config: config).slots(layer: 0) where names.contains(slot.name) {
             if method == .comera { _ = try comeraSettings.shape(for: slot); continue }
@@ -181,7 +187,10 @@ public struct AdapterSettings: Sendable, Equatable, Codable {
     public func operators(over base: LinearOperators = .dense) throws -> LinearOperators {
         try validate()
         let names = Set(targets)
-        let ops = base.replacing(where: { names.contains($0.name) }, with: kind)
+        var ops = base.replacing(where: { names.contains($0.name) }, with: kind)
+        if method == .comera, let e = comeraSettings.embedding {
+            ops = ops.withEmbedding(TensorTrainEmbedding.Kind(settings: e, threshold: comeraSettings.threshold))
+        }
         return othersTrain ? ops : ops.freezingOthers()
     }
 }

@@ -42,7 +42,9 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
     public var penalty: Penalty = .mean
     /// The first step of the late stage; nil: after two thirds of the run (the reference's
     /// 20 early and 10 late epochs). A value at or past the run's steps keeps the early stage
-    /// throughout (what the reference's default script runs).
+    /// throughout (what the reference's default script runs). The step is resolved at a
+    /// run's first step and kept in its checkpoint (`ComeraObjective`): resuming with another
+    /// `--steps` does not move it, and resuming with another explicit value is refused.
     public var lateStart: Int? = nil
     /// The late stage's target size as a fraction of the size at the switch: 0.2, the
     /// script's `target_ratio` (a 5x smaller model).
@@ -54,6 +56,8 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
     /// average, `ComeraObjective.lossDecay`). The reference's 0.8 is a cross-entropy for
     /// three MNLI classes and means nothing for a language model.
     public var targetLoss: Double? = nil
+    /// The TTM embedding (`Embedding`); nil: a dense table (the default, justified there).
+    public var embedding: Embedding? = nil
     /// A fixed contraction order for every slot; nil picks the cheaper per call.
     public var contraction: TensorTrainContraction? = nil
     /// The gates' learning rate over the run's; nil: `defaultGateLearningRateScale`.
@@ -97,6 +101,7 @@ public struct ComeraSettings: Sendable, Equatable, Codable {
         if let l = targetLoss { guard l.isFinite, l > 0 else { throw ConfigurationError("--target-loss must be a finite positive number (got \(l))") } }
         guard gateLearningRateScale.isFinite, gateLearningRateScale > 0 else { throw ConfigurationError("--gate-lr-scale must be a finite positive number (got \(gateLearningRateScale))") }
         if let s = lateStart { guard s >= 0 else { throw ConfigurationError("--comera-late-start must be >= 0 (got \(s))") } }
+        try embedding?.validate()
     }
 }
 

@@ -37,6 +37,11 @@ extension LlamaModel {
                     throw ConfigurationError("the operator of \(slot.spec.path) has no dense form")
                 }
                 out.append((slot.spec.path + ".weight", op.denseWeight()))
+            } else if p.name.hasPrefix(TensorTrainEmbedding.prefix) {
+                // The TTM embedding's cores, gates and masks become the one dense table.
+                guard let e = tensorEmbedding, !done.contains(TensorTrainEmbedding.prefix) else { continue }
+                done.insert(TensorTrainEmbedding.prefix)
+                out.append((LlamaArchitecture.embeddingName, e.denseTable()))
             } else {
                 out.append((p.name, p.value))
             }
@@ -52,6 +57,7 @@ extension LlamaModel {
     ///   starts from scratch, not from dense weights).
     public func loadDense(from source: LlamaModel) throws {
         guard source.config == config else { throw ConfigurationError("the starting model's configuration differs from the run's") }
+        if tensorEmbedding != nil { throw ConfigurationError("a TT embedding cannot start from dense weights (it trains from scratch)") }
         let dense = Dictionary(uniqueKeysWithValues: try source.denseWeights().map { ($0.name, $0.value) })
         let slotPaths = Set(slots.map(\.spec.path))
         for slot in slots {

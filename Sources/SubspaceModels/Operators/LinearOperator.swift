@@ -140,15 +140,23 @@ public struct LinearOperators: Sendable {
     /// Whether the tensors outside the slots (embedding, norm gains, LM head) train. False in
     /// a PEFT-style fine-tune, where only the adapters' factors do (`freezingOthers()`).
     public let othersTrainable: Bool
+    /// CoMERA's TTM embedding in place of the dense table (nil: the table).
+    public let embedding: TensorTrainEmbedding.Kind?
 
     public init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind) {
         self.init(kind, allDense: false, othersTrainable: true)
     }
 
-    private init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind, allDense: Bool, othersTrainable: Bool) {
+    private init(_ kind: @escaping @Sendable (LinearSlotSpec) -> any LinearOperatorKind, allDense: Bool, othersTrainable: Bool, embedding: TensorTrainEmbedding.Kind? = nil) {
         self.kind = kind
         self.allDense = allDense
         self.othersTrainable = othersTrainable
+        self.embedding = embedding
+    }
+
+    /// These choices with the embedding a TTM (`TensorTrainEmbedding`), or the dense table for nil.
+    public func withEmbedding(_ e: TensorTrainEmbedding.Kind?) -> LinearOperators {
+        LinearOperators(kind, allDense: allDense, othersTrainable: othersTrainable, embedding: e)
     }
 
     /// Dense weights in every slot: the model as Hugging Face's `LlamaForCausalLM`.
@@ -157,7 +165,7 @@ public struct LinearOperators: Sendable {
     /// These choices, except that slots matching `predicate` get `kind`.
     public func replacing(where predicate: @escaping @Sendable (LinearSlotSpec) -> Bool, with kind: any LinearOperatorKind) -> LinearOperators {
         let base = self.kind
-        return LinearOperators({ predicate($0) ? kind : base($0) }, allDense: false, othersTrainable: othersTrainable)
+        return LinearOperators({ predicate($0) ? kind : base($0) }, allDense: false, othersTrainable: othersTrainable, embedding: embedding)
     }
 
     /// These choices with every dense slot and every tensor outside the slots frozen, so
@@ -168,7 +176,7 @@ public struct LinearOperators: Sendable {
         return LinearOperators({ slot in
             let k = base(slot)
             return k is DenseLinear.Kind ? DenseLinear.Kind(trainable: false) : k
-        }, allDense: false, othersTrainable: false)
+        }, allDense: false, othersTrainable: false, embedding: embedding)
     }
 
     /// These choices, except that the slots with these module paths

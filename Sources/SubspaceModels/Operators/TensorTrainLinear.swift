@@ -33,7 +33,7 @@ import SubspaceCore
 /// Names are the reference's `ParameterList`s under the slot's path:
 /// `<path>.tensor.factors.<k>` `[r_k, m_k, n_k, r_(k+1)]` and
 /// `<path>.tensor.rank_parameters.<k>` `[r_(k+1)]` (k from 0).
-public final class TensorTrainLinear: LinearOperator, DenseMappable {
+public final class TensorTrainLinear: LinearOperator, DenseMappable, TensorTrainGated {
     public let shape: TensorTrainShape
     /// G_1 ... G_d.
     public let cores: [Parameter]
@@ -57,32 +57,14 @@ public final class TensorTrainLinear: LinearOperator, DenseMappable {
 
     // MARK: - Ranks and size
 
-    /// Whether rank b of gate k survives (|g| >= threshold).
+    /// Whether a gate value survives (|g| >= threshold).
     @inline(__always) func isActive(_ v: Float) -> Bool { abs(v) >= threshold }
 
-    /// The surviving internal ranks r^_1 ... r^_(d-1).
-    public var activeRanks: [Int] { gates.map { g in (0..<g.count).reduce(0) { $0 + (isActive(g.value.data[$1]) ? 1 : 0) } } }
+    /// Rank b of cut k is active while its gate's magnitude is at least the threshold; a
+    /// pruned rank comes back if the optimizer moves its gate back up (the reference's slots).
+    public func isActive(gate k: Int, rank b: Int) -> Bool { isActive(gates[k].value.data[b]) }
 
-    /// Core parameters over the surviving ranks (`TensorTrainShape.coreParameters`).
-    public var activeParameterCount: Int { shape.coreParameters(internalRanks: activeRanks) }
-
-    /// Dense weights per surviving core parameter, out * in / `activeParameterCount`
-    /// (infinite when every rank of a cut is pruned).
-    public var compressionRatio: Double { Double(outFeatures * inFeatures) / Double(activeParameterCount) }
-
-    /// G^_k = G_k diag(g^_k) for k < d, G_d as it is.
-    func gatedCores() -> [Tensor] {
-        (0..<shape.order).map { k in
-            let c = cores[k].value.copy()
-            guard k < gates.count else { return c }
-            let r = shape.ranks[k + 1]
-            let g = (0..<r).map { b -> Float in let v = gates[k].value.data[b]; return isActive(v) ? v : 0 }
-            for i in stride(from: 0, to: c.count, by: r) {
-                for b in 0..<r { c.data[i + b] *= g[b] }
-            }
-            return c
-        }
-    }
+    public var denseParameterCount: Int { outFeatures * inFeatures }
 
     /// The order a call over `rows` rows runs.
     func order(rows: Int, training: Bool) -> TensorTrainContraction {
@@ -149,32 +131,6 @@ public final class TensorTrainLinear: LinearOperator, DenseMappable {
         case .sequential: dG = sequentialCoreGradients(g, dy: dy, x: x, rows: rows)
         }
         addParameterGradients(gated: dG)
-    }
-
-    /// From dL/dG^_k to the cores and gates: dG_k += dG^_k diag(g^_k),
-    /// dg_k[b] += [b active] sum over (a, i, j) of dG^_k[a, i, j, b] G_k[a, i, j, b].
-    func addParameterGradients(gated dG: [Tensor]) {
-        withExtendedLifetime(dG) { addGradients(dG) }
-    }
-
-    private func addGradients(_ dG: [Tensor]) {
-        for k in 0..<shape.order {
-            let src = dG[k].data, n = dG[k].count
-            guard k < gates.count else {
-                if cores[k].requiresGrad { let d = cores[k].gradient().data; for i in 0..<n { d[i] += src[i] } }
-                continue
-            }
-            let gv = gates[k].value.data, r = shape.ranks[k + 1], core = cores[k].value.data
-            var dgate = [Float](repeating: 0, count: r)
-            let dcore = cores[k].requiresGrad ? cores[k].gradient().data : nil
-            for i in stride(from: 0, to: n, by: r) {
-                for b in 0..<r where isActive(gv[b]) {
-                    dcore?[i + b] += src[i + b] * gv[b]
-                    dgate[b] += src[i + b] * core[i + b]
-                }
-            }
-            if gates[k].requiresGrad { let d = gates[k].gradient().data; for b in 0..<r { d[b] += dgate[b] } }
-        }
     }
 
     /// The dense W, y = x W^T (adapters merged, the gates applied).

@@ -58,8 +58,14 @@ public struct TensorTrainShape: Equatable, Sendable, CustomStringConvertible {
             return f
         }
         let m = try split(outFeatures, "output"), n = try split(inFeatures, "input")
+        self.init(outModes: m, inModes: n, maxRank: maxRank)
+    }
+
+    /// Explicit modes (d per side) and every internal rank min(`maxRank`, the cut's limit).
+    public init(outModes m: [Int], inModes n: [Int], maxRank: Int) {
+        let order = m.count
         var r: [Int] = []
-        for k in 1..<order {
+        for k in 1..<max(order, 1) {
             let left = (0..<k).reduce(1) { $0 * m[$1] * n[$1] }, right = (k..<order).reduce(1) { $0 * m[$1] * n[$1] }
             r.append(min(maxRank, left, right))
         }

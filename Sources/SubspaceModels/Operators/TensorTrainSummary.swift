@@ -3,11 +3,11 @@ import SubspaceCore
 /// The size of a model's tensor-train slots over their surviving ranks: what CoMERA's
 /// progress line and `metrics.jsonl` report (`tt_params`, `tt_compression`, `tt_ranks`).
 public struct TensorTrainSummary: Equatable, Sendable {
-    /// TT slots.
+    /// TT slots (the TTM embedding counts as one).
     public var slots = 0
     /// Core parameters over the surviving ranks (`TensorTrainLinear.activeParameterCount`).
     public var parameters = 0
-    /// out * in summed over the TT slots: what dense slots would hold.
+    /// out * in summed over the TT slots (V x d for the embedding): what dense ones would hold.
     public var denseParameters = 0
     /// Surviving internal ranks, summed over slots and cuts.
     public var activeRanks = 0
@@ -22,16 +22,21 @@ extension LlamaModel {
     /// The TT slots' operators, in slot order.
     public var tensorTrainOperators: [TensorTrainLinear] { slots.compactMap { $0.op as? TensorTrainLinear } }
 
-    /// The summary of the TT slots, nil when the model has none.
+    /// Every gated tensor train: the TT slots, then the TTM embedding if there is one.
+    public var tensorTrains: [any TensorTrainGated] {
+        tensorTrainOperators + (tensorEmbedding.map { [$0] } ?? [])
+    }
+
+    /// The summary of the TT slots and embedding, nil when the model has none.
     public var tensorTrainSummary: TensorTrainSummary? {
-        let ops = tensorTrainOperators
+        let ops = tensorTrains
         guard !ops.isEmpty else { return nil }
         var s = TensorTrainSummary()
         for op in ops {
             let active = op.activeRanks
             s.slots += 1
             s.parameters += op.shape.coreParameters(internalRanks: active)
-            s.denseParameters += op.outFeatures * op.inFeatures
+            s.denseParameters += op.denseParameterCount
             s.activeRanks += active.reduce(0, +)
             s.ranks += op.shape.internalRanks.reduce(0, +)
         }

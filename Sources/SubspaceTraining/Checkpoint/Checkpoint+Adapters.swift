@@ -30,7 +30,9 @@ extension Checkpoint {
     /// Where tensor `name` of a model is stored: an adapter base under the dense name in the
     /// model file, an adapter's own tensor (a slot tensor other than `.weight`) under PEFT's
     /// name in the adapter file, anything else as it is in the model file.
+    /// CoMERA's TTM embedding tensors travel with the slots' cores, in the adapter file.
     static func storage(of name: String) -> (file: WeightFile, name: String) {
+        if name.hasPrefix(TensorTrainEmbedding.prefix) { return (.adapter, peftPrefix + name) }
         guard let rest = slotSuffix(name) else { return (.model, name) }
         if rest == "weight" { return (.model, name) }
         if rest == "base_layer.weight" { return (.model, String(name.dropLast(rest.count)) + "weight") }

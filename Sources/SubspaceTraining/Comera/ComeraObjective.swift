@@ -20,7 +20,7 @@ public protocol GradientObjective: AnyObject {
 ///     early:  dL = dCE + lambda dR
 ///     late:   dL = (a + 1 - l) dCE + (b + l) dR,  l = 1[(CE - L*) / CE < (S - S*) / S]
 ///
-/// with R over the active gates of every TT slot, dR/dg = sign(g) (divided by the number of
+/// with R over the active gates of every TT slot and of the TTM embedding (`--tt-embedding`), dR/dg = sign(g) (divided by the number of
 /// active gates for the `mean` penalty) on active gates and 0 on pruned ones; the count, S and
 /// l are taken once per step, before any parameter moves. At the first late step it fixes S*
 /// (`targetCompression`, else `targetRatio` times the size then) and L* (`targetLoss`, else
@@ -28,10 +28,14 @@ public protocol GradientObjective: AnyObject {
 /// L* are its state (`exportState`), so a resumed run continues bit for bit.
 public final class ComeraObjective: GradientObjective {
     public let settings: ComeraSettings
-    /// The first late step (steps done before it).
-    public let lateStart: Int
-    let operators: [TensorTrainLinear]
-    let gateNames: Set<String>
+    /// The first late step (steps done before it). Resolved once, at a run's first step
+    /// (`ComeraSettings.lateStart(steps:)`), and kept in the checkpoint: a run resumed with
+    /// another `--steps` keeps it, and a different `--comera-late-start` is refused.
+    public private(set) var lateStart: Int
+    /// The TT slots and the TTM embedding.
+    let operators: [any TensorTrainGated]
+    /// Each gate tensor's train and cut.
+    let gateOwners: [String: (op: any TensorTrainGated, cut: Int)]
     let denseSize: Int
 
     /// Decay of the training-loss average that sets the default target loss (about the last
@@ -53,12 +57,14 @@ public final class ComeraObjective: GradientObjective {
 
     public init(model: LlamaModel, settings: ComeraSettings, steps: Int) throws {
         try settings.validate()
-        operators = model.tensorTrainOperators
-        guard !operators.isEmpty else { throw ConfigurationError("CoMERA's objective needs tensor-train slots (--parametrization comera)") }
+        operators = model.tensorTrains
+        guard !model.tensorTrainOperators.isEmpty else { throw ConfigurationError("CoMERA's objective needs tensor-train slots (--parametrization comera)") }
         self.settings = settings
         lateStart = settings.lateStart(steps: steps)
-        gateNames = Set(operators.flatMap { $0.gates.map(\.name) })
-        denseSize = operators.reduce(0) { $0 + $1.outFeatures * $1.inFeatures }
+        var owners: [String: (op: any TensorTrainGated, cut: Int)] = [:]
+        for op in operators { for (k, g) in op.gates.enumerated() { owners[g.name] = (op, k) } }
+        gateOwners = owners
+        denseSize = operators.reduce(0) { $0 + $1.denseParameterCount }
         penaltyWeight = settings.lambda
     }
 
@@ -100,33 +106,45 @@ public final class ComeraObjective: GradientObjective {
 
     /// `ComeraSettings.gateLearningRateScale` for the gates, 1 for everything else.
     public func learningRateMultiplier(for p: Parameter) -> Float {
-        gateNames.contains(p.name) ? settings.gateLearningRateScale : 1
+        gateOwners[p.name] != nil ? settings.gateLearningRateScale : 1
     }
 
     public func adjust(_ p: Parameter) {
         guard let g = p.grad else { return }
         if crossEntropyScale != 1 { for i in 0..<g.count { g.data[i] *= crossEntropyScale } }
-        guard perGate != 0, gateNames.contains(p.name) else { return }
+        guard perGate != 0, let (op, k) = gateOwners[p.name] else { return }
         let v = p.value.data
-        for i in 0..<p.count where abs(v[i]) >= settings.threshold {
+        for i in 0..<p.count where op.isActive(gate: k, rank: i) {
             g.data[i] += v[i] > 0 ? perGate : -perGate
         }
     }
 
     // MARK: - State
 
-    static let averageKey = "comera/loss_average", switchKey = "comera/switch"
+    static let averageKey = "comera/loss_average", switchKey = "comera/switch", lateStartKey = "comera/late_start"
 
-    /// (average, steps) and (size, loss) at the switch (NaN before it).
+    /// (average, steps), (size, loss) at the switch (NaN before it) and the late stage's
+    /// first step (a float: exact up to 2^24 steps).
     public func exportState() -> [String: Tensor] {
         [Self.averageKey: Tensor(shape: [2], values: [lossAverage, lossSteps]),
-         Self.switchKey: Tensor(shape: [2], values: [sizeAtSwitch, switchLoss])]
+         Self.switchKey: Tensor(shape: [2], values: [sizeAtSwitch, switchLoss]),
+         Self.lateStartKey: Tensor(shape: [1], values: [Float(lateStart)])]
     }
 
+    /// - Throws: `ConfigurationError` when the state is incomplete, or when
+    ///   `--comera-late-start` asks for another late-stage start than the run's. A checkpoint
+    ///   from before the start was recorded keeps the start the settings give.
     public func importState(_ state: [String: Tensor]) throws {
         let a = try StepRuleState.tensor(state, Self.averageKey, shape: [2])
         let s = try StepRuleState.tensor(state, Self.switchKey, shape: [2])
-        try StepRuleState.noExtra(state, known: [Self.averageKey, Self.switchKey])
+        try StepRuleState.noExtra(state, known: [Self.averageKey, Self.switchKey, Self.lateStartKey])
+        if state[Self.lateStartKey] != nil {
+            let saved = Int(try StepRuleState.tensor(state, Self.lateStartKey, shape: [1]).data[0])
+            if let asked = settings.lateStart, asked != saved {
+                throw ConfigurationError("--comera-late-start \(asked) differs from this run's late-stage start, step \(saved) (fixed at its first run)")
+            }
+            lateStart = saved
+        }
         lossAverage = a.data[0]; lossSteps = a.data[1]
         sizeAtSwitch = s.data[0]; switchLoss = s.data[1]
     }
