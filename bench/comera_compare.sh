@@ -11,8 +11,9 @@
 # (--parametrization low-rank, rank R, lr 1e-3) -- each baseline at the best rate of the
 # 300-step `lowrank` sweep on tiny (results/lowrank-300) -- and CoMERA at AdamW lr 3e-3 (the
 # `train` default, the gates at 10x): comera-r30 (TT rank 30, --target-compression 10) and
-# comera-r12 (rank 12, --target-compression 20). R is 64 on tiny and 128 on wider presets
-# (a quarter of the width, as GaLore's 60M runs). Each trains STEPS steps of 8 x 256 tokens
+# comera-r12 (rank 12, --target-compression 20), and both with the TTM embedding
+# (--tt-embedding, ranks up to 32): comera-r30-emb, comera-r12-emb. R is 64 on tiny and
+# 128 on wider presets (a quarter of the width, as GaLore's 60M runs). Each trains STEPS steps of 8 x 256 tokens
 # (warm-up 60, cosine, clip 1; CoMERA's late stage after two thirds of the steps) under
 # /usr/bin/time into runs/comera-PRESET-NAME; `subspace memory` prices it. Writes
 # results/comera/PRESET/NAME/ (metrics.jsonl, run_config.json, memory.json, command.txt,
@@ -24,7 +25,7 @@ preset=${1:?usage: bench/comera_compare.sh PRESET STEPS|time|table [NAME...]}
 mode=${2:?usage: bench/comera_compare.sh PRESET STEPS|time|table [NAME...]}
 shift 2
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(dense galore lowrank comera-r30 comera-r12)
+[[ ${#names[@]} -gt 0 ]] || names=(dense galore lowrank comera-r30 comera-r12 comera-r30-emb comera-r12-emb)
 data=${SUBSPACE_DATA:-../shared/data/shakespeare}
 out=results/comera/$preset
 mkdir -p "$out"
@@ -34,8 +35,10 @@ shape() {  # the flags that fix a NAME's model and optimizer (for `memory` and `
     dense) echo "--optimizer adamw";;
     galore) echo "--optimizer galore --rank $rank";;
     lowrank) echo "--parametrization low-rank --adapter-rank $rank";;
-    comera-r30*) echo "--parametrization comera --tt-rank 30";;
-    comera-r12*) echo "--parametrization comera --tt-rank 12";;
+    comera-r30) echo "--parametrization comera --tt-rank 30";;
+    comera-r12) echo "--parametrization comera --tt-rank 12";;
+    comera-r30-emb) echo "--parametrization comera --tt-rank 30 --tt-embedding";;
+    comera-r12-emb) echo "--parametrization comera --tt-rank 12 --tt-embedding";;
     *) echo "unknown name $1" >&2; exit 2;;
   esac
 }
@@ -64,7 +67,7 @@ done
 python3 - "$out" > "$out/summary.tsv" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-order = ["dense", "galore", "lowrank", "comera-r30", "comera-r12"]
+order = ["dense", "galore", "lowrank", "comera-r30", "comera-r12", "comera-r30-emb", "comera-r12-emb"]
 print("name\tparams\ttt_params\ttt_compression\ttt_ranks\tval_loss\tval_ppl\tplanner_total_mib\tpeak_rss_mib\tstep_ms_bench\tstep_x_dense\tcommand")
 def step_ms(n):
     p = f"{out}/{n}/bench.json"
