@@ -1,5 +1,6 @@
 import SubspaceCore
 import SubspaceModels
+import SubspaceOptim
 
 /// Averages gradients over the ranks of a data-parallel job, so that every rank steps with
 /// the gradient one process would have computed on the whole global batch.
