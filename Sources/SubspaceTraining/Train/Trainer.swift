@@ -79,7 +79,9 @@ public final class BackpropStep: StepRule {
     /// The optimizer's statistics consumers and loss readers (MKOR, MKOR-H).
     private let hooks: SlotStatisticsHooks
     /// Data parallelism: averages each gradient over the job's ranks once it is complete for
-    /// the step, before clipping and the update (nil: one process). See `GradientReducer`.
+    /// the step, before clipping and the update (nil: one process). See `GradientReducer`; in
+    /// its projected mode the projecting rules' parameters step from their mean projected
+    /// gradient instead (no clipping or objective then: `DataParallelCommunication`).
     public var reducer: GradientReducer? = nil
     /// Whether the optimizer reads per-rank activation statistics (MKOR), which data
     /// parallelism would leave different on every rank.
