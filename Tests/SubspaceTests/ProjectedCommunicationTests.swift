@@ -16,11 +16,13 @@ import Testing
         case "galore": return try GaLore(learningRate: 0.01, rank: 3, updateGap: 3)
         case "galore8bit": return try GaLore(learningRate: 0.01, rank: 3, updateGap: 3, quantization: StateQuantization(blockSize: 16, minimumSize: 1))
         case "galore-gaussian": return try GaLore(learningRate: 0.01, rank: 3, updateGap: 3, projection: .gaussian, seed: 5)
+        case "galore-adafactor": return try GaLoreAdafactor(learningRate: 0.01, rank: 3, updateGap: 3)
+        case "galore-adafactor-rademacher": return try GaLoreAdafactor(learningRate: 0.01, rank: 3, updateGap: 3, projection: .rademacher, seed: 5)
         default: return try ProjFactor(learningRate: 0.01, rank: 3, updateGap: 3, granularity: 2)
         }
     }
 
-    @Test("the protocol's calls take the ordinary update's steps", arguments: ["galore", "galore8bit", "galore-gaussian", "projfactor"])
+    @Test("the protocol's calls take the ordinary update's steps", arguments: ["galore", "galore8bit", "galore-gaussian", "galore-adafactor", "galore-adafactor-rademacher", "projfactor"])
     func protocolStepsEqualUpdate(_ kind: String) throws {
         let a = try Self.rule(kind), b = try Self.rule(kind)
         for shape in [[12, 8], [8, 12]] {
@@ -47,7 +49,7 @@ import Testing
             }
             #expect(pa.value.array == pb.value.array, "\(kind) \(shape)")
             // SVD projectors refresh at steps 0, T, 2T; seeded ones never need a broadcast.
-            let svd = kind == "galore" || kind == "galore8bit"
+            let svd = ["galore", "galore8bit", "galore-adafactor"].contains(kind)
             #expect(refreshes == (0..<7).map { svd && $0 % 3 == 0 }, "\(kind): \(refreshes)")
             #expect(b.projectedShapes(for: pb)?.basis == (svd ? (shape[0] >= shape[1] ? [3, shape[1]] : [shape[0], 3]) : nil))
         }
@@ -82,7 +84,7 @@ import Testing
     }
 
     @Test("one rank in projected mode trains exactly as one process, sending the planned bytes",
-          arguments: ["galore", "projfactor"], [(false, 1), (true, 2), (false, 2)])
+          arguments: ["galore", "galore-adafactor", "projfactor"], [(false, 1), (true, 2), (false, 2)])
     func oneRankProjectedEqualsPlain(_ name: String, _ mode: (perLayer: Bool, accum: Int)) throws {
         let (plain, _) = try train(name, perLayer: mode.perLayer, accum: mode.accum, reducer: nil)
         let (projected, bytes) = try train(name, perLayer: mode.perLayer, accum: mode.accum, reducer: GradientReducer(communicator: SingleProcess()))

@@ -133,15 +133,11 @@ public struct ProjectedAdam {
     /// is regenerated for the step's refresh index), so only the finiteness check and the
     /// Adam part remain.
     public func advance(projected r: Tensor, state s: inout State, lr: Float) -> (n: Tensor, stepSize: Float)? {
-        for i in 0..<r.count where !r.data[i].isFinite {
+        guard isAllFinite(r) else {
             s.skipped += 1
             return nil
         }
-        if var proj = s.projector {
-            precondition(proj.type.isRandom || !proj.needsRefresh(step: s.step), "a projected gradient on a refresh step")
-            if proj.type.isRandom { proj.regenerate(step: s.step) }
-            s.projector = proj
-        }
+        s.projector = ProjectorCommunication.prepared(s.projector, step: s.step)
         return adamStep(r, state: &s, lr: lr)
     }
 

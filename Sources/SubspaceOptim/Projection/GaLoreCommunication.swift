@@ -1,35 +1,56 @@
 import SubspaceCore
 import SubspaceModels
 
-/// GaLore (and GaLore-8bit, the same rule with 8-bit moments) under data parallelism: R
-/// between refreshes, the full gradient and a broadcast P on a refresh step (every
-/// `updateGap` steps of the parameter's own count, and its first step), R on every step
-/// for the seeded projection types (see `GradientProjecting`). Exact: the step reads G only
-/// through R, and the refresh's P comes from the mean gradient.
-extension GaLore: GradientProjecting {
-    public func projectedShapes(for p: some ParameterInfo) -> ProjectedShapes? {
-        guard let proj = settings.makeProjector(for: p) else { return nil }
-        return ProjectedShapes(projected: proj.projectedShape, basis: proj.type.isRandom ? nil : proj.matrixShape, updateGap: proj.gap)
+/// The `GradientProjecting` bookkeeping of the rules that keep one `Projector` per matrix and
+/// step from R = project(G) (GaLore, GaLore-8bit, GaLore-Adafactor): R between refreshes, the
+/// full gradient and a broadcast P on a refresh step (the parameter's first step and every
+/// `updateGap` steps of its own count), R on every step for the seeded projection types.
+/// Exact: the steps read G only through R, and the refresh's P comes from the mean gradient.
+/// Each function takes the projector and step count the coming step will use (`nil` for a
+/// parameter that is not a matrix).
+enum ProjectorCommunication {
+    static func shapes(_ proj: Projector?) -> ProjectedShapes? {
+        proj.map { ProjectedShapes(projected: $0.projectedShape, basis: $0.type.isRandom ? nil : $0.matrixShape, updateGap: $0.gap) }
     }
 
-    /// The projector and step count the coming step will use (a fresh projector before the
-    /// first step); nil for a parameter that is not a matrix.
+    static func payload(_ state: (projector: Projector, step: Int)?) -> GradientPayload {
+        guard let (proj, step) = state else { return .full }
+        if !proj.type.isRandom && proj.needsRefresh(step: step) { return .refresh(basisShape: proj.matrixShape) }
+        return .projected(proj.projectedShape)
+    }
+
+    static func project(_ state: (projector: Projector, step: Int)?, _ g: Tensor, name: String) -> Tensor {
+        guard var (proj, step) = state else { preconditionFailure("'\(name)' is not projected") }
+        if proj.type.isRandom { proj.regenerate(step: step) }
+        return proj.project(g)
+    }
+
+    static func refreshBasis(_ state: (projector: Projector, step: Int)?, _ g: Tensor, name: String) -> Tensor {
+        guard var (proj, step) = state else { preconditionFailure("'\(name)' is not projected") }
+        proj.refresh(gradient: g, step: step)
+        return proj.matrix!
+    }
+
+    /// The projector ready for a step from an R projected with it: a seeded P regenerated
+    /// (an SVD P must not be due for a refresh).
+    static func prepared(_ proj: Projector?, step: Int) -> Projector? {
+        guard var proj else { return nil }
+        precondition(proj.type.isRandom || !proj.needsRefresh(step: step), "a projected gradient on a refresh step")
+        if proj.type.isRandom { proj.regenerate(step: step) }
+        return proj
+    }
+}
+
+extension GaLore: GradientProjecting {
     private func projector(of p: Parameter) -> (projector: Projector, step: Int)? {
         if let s = states[p.name] { return s.projector.map { ($0, s.step) } }
         return settings.makeProjector(for: p).map { ($0, 0) }
     }
 
-    public func payload(for p: Parameter) -> GradientPayload {
-        guard let (proj, step) = projector(of: p) else { return .full }
-        if !proj.type.isRandom && proj.needsRefresh(step: step) { return .refresh(basisShape: proj.matrixShape) }
-        return .projected(proj.projectedShape)
-    }
-
-    public func projectGradient(_ p: Parameter, gradient g: Tensor) -> Tensor {
-        guard var (proj, step) = projector(of: p) else { preconditionFailure("'\(p.name)' is not projected") }
-        if proj.type.isRandom { proj.regenerate(step: step) }
-        return proj.project(g)
-    }
+    public func projectedShapes(for p: some ParameterInfo) -> ProjectedShapes? { ProjectorCommunication.shapes(settings.makeProjector(for: p)) }
+    public func payload(for p: Parameter) -> GradientPayload { ProjectorCommunication.payload(projector(of: p)) }
+    public func projectGradient(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.project(projector(of: p), g, name: p.name) }
+    public func refreshBasis(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.refreshBasis(projector(of: p), g, name: p.name) }
 
     public func update(_ p: Parameter, projectedGradient r: Tensor, lrScale: Float) {
         var s = states.removeValue(forKey: p.name) ?? makeState(for: p)
@@ -39,15 +60,35 @@ extension GaLore: GradientProjecting {
         finish(p, direction: step.n, stepSize: step.stepSize, state: &s, lr: lr)
     }
 
-    public func refreshBasis(_ p: Parameter, gradient g: Tensor) -> Tensor {
-        guard var (proj, step) = projector(of: p) else { preconditionFailure("'\(p.name)' is not projected") }
-        proj.refresh(gradient: g, step: step)
-        return proj.matrix!
+    public func installBasis(_ p: Parameter, _ basis: Tensor) {
+        var s = states.removeValue(forKey: p.name) ?? makeState(for: p)
+        s.projector?.install(basis, forStep: s.step)
+        states[p.name] = s
+    }
+}
+
+extension GaLoreAdafactor: GradientProjecting {
+    private func projector(of p: Parameter) -> (projector: Projector, step: Int)? {
+        if let s = states[p.name] { return s.projector.map { ($0, s.moments.step) } }
+        return makeProjector(for: p).map { ($0, 0) }
+    }
+
+    public func projectedShapes(for p: some ParameterInfo) -> ProjectedShapes? { ProjectorCommunication.shapes(makeProjector(for: p)) }
+    public func payload(for p: Parameter) -> GradientPayload { ProjectorCommunication.payload(projector(of: p)) }
+    public func projectGradient(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.project(projector(of: p), g, name: p.name) }
+    public func refreshBasis(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.refreshBasis(projector(of: p), g, name: p.name) }
+
+    public func update(_ p: Parameter, projectedGradient r: Tensor, lrScale: Float) {
+        var s = states.removeValue(forKey: p.name) ?? makeState(for: p)
+        defer { states[p.name] = s }
+        guard isAllFinite(r) else { s.skipped += 1; return }
+        s.projector = ProjectorCommunication.prepared(s.projector, step: s.moments.step)
+        step(p, projected: r, state: &s, lr: learningRate * lrScale)
     }
 
     public func installBasis(_ p: Parameter, _ basis: Tensor) {
         var s = states.removeValue(forKey: p.name) ?? makeState(for: p)
-        s.projector?.install(basis, forStep: s.step)
+        s.projector?.install(basis, forStep: s.moments.step)
         states[p.name] = s
     }
 }

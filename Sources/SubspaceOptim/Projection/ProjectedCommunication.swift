@@ -37,7 +37,7 @@ public struct ProjectedShapes: Equatable, Sendable {
 /// rule sees the R one process would compute from the global batch's gradient (up to the
 /// rounding of the summation order). Two things must hold: P is the same everywhere, and
 /// nothing else reads G. So:
-/// - the SVD projectors (GaLore, GaLore-8bit) need the full mean G on a refresh step
+/// - the SVD projectors (GaLore, GaLore-8bit, GaLore-Adafactor) need the full mean G on a refresh step
 ///   (`.refresh`): one rank computes the basis and broadcasts it; between refreshes they
 ///   take `.projected`;
 /// - the seeded projectors (ProjFactor) draw P from (seed, name, step / T) on every rank
@@ -45,7 +45,7 @@ public struct ProjectedShapes: Equatable, Sendable {
 /// - rules that read G outside the subspace keep `.full` and do not conform: Fira (its
 ///   residual G - P R is scaled and applied every step), GUM (full-rank steps for a random
 ///   subset of layers), Q-GaLore (its lazy refresh compares consecutive projectors computed
-///   from G), GaLore-Adafactor and Flora (not wired yet);
+///   from G) and Flora (its momentum transfer at a refresh is not wired yet);
 /// - clipping reads the norm of the whole gradient, which the projected R does not give:
 ///   the trainer uses the projected payload only without clipping.
 ///

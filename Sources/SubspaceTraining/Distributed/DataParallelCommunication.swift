@@ -5,7 +5,8 @@ import SubspaceOptim
 /// `dpCommunication`; nil there is `automatic`).
 ///
 /// - `full`: every gradient, whole (every method);
-/// - `projected`: the projecting rules (`GradientProjecting`: GaLore, GaLore-8bit, ProjFactor)
+/// - `projected`: the projecting rules (`GradientProjecting`: GaLore, GaLore-8bit,
+///   GaLore-Adafactor, ProjFactor)
 ///   send R = Pᵀ G between refreshes (GaLore's SVD refreshes send G once and broadcast P);
 ///   every other parameter its whole gradient. Exact, because those rules read G only through
 ///   R and the mean of the ranks' R is the R of the mean gradient.
@@ -16,8 +17,8 @@ import SubspaceOptim
 /// objective that adjusts gradients (CoMERA's rank penalty). `train` clips at 1.0 by
 /// default, so GaLore runs need `--clip 0` (galore-torch's C4 scripts do not clip either)
 /// for the projected mode; asking for `projected` where it is not exact is refused in one line
-/// rather than silently changing the algorithm. Fira, GUM, Q-GaLore, GaLore-Adafactor and
-/// Flora read the whole gradient (or are not wired yet) and stay `full`.
+/// rather than silently changing the algorithm. Fira, GUM and Q-GaLore read the whole
+/// gradient, and Flora is not wired yet: they stay `full`.
 public enum DataParallelCommunication: String, Codable, Sendable, CaseIterable {
     case full
     case projected
@@ -40,7 +41,7 @@ public enum DataParallelCommunication: String, Codable, Sendable, CaseIterable {
     public func resolved(optimizer: RoutedOptimizer, name: String, clip: Float, adjustsGradients: Bool) throws -> Self {
         let why: String?
         if !optimizer.projectsGradients {
-            why = "--optimizer \(name) reads whole gradients (projected: galore, galore8bit, projfactor)"
+            why = "--optimizer \(name) reads whole gradients (projected: galore, galore8bit, galore-adafactor, projfactor)"
         } else if clip > 0 {
             why = "clipping reads the whole gradient's norm; add --clip 0"
         } else if adjustsGradients {
