@@ -45,7 +45,8 @@ public struct ProjectedShapes: Equatable, Sendable {
 /// - rules that read G outside the subspace keep `.full` and do not conform: Fira (its
 ///   residual G - P R is scaled and applied every step), GUM (full-rank steps for a random
 ///   subset of layers), Q-GaLore (its lazy refresh compares consecutive projectors computed
-///   from G) and Flora (its momentum transfer at a refresh is not wired yet);
+///   from G) and Flora (its Adafactor second moment sums G² over the whole gradient, and only
+///   its momentum is compressed);
 /// - clipping reads the norm of the whole gradient, which the projected R does not give:
 ///   the trainer uses the projected payload only without clipping.
 ///

@@ -17,8 +17,9 @@ import SubspaceOptim
 /// objective that adjusts gradients (CoMERA's rank penalty). `train` clips at 1.0 by
 /// default, so GaLore runs need `--clip 0` (galore-torch's C4 scripts do not clip either)
 /// for the projected mode; asking for `projected` where it is not exact is refused in one line
-/// rather than silently changing the algorithm. Fira, GUM and Q-GaLore read the whole
-/// gradient, and Flora is not wired yet: they stay `full`.
+/// rather than silently changing the algorithm. Fira (its residual), GUM (full-rank layers),
+/// Q-GaLore (its lazy refresh compares projectors from G) and Flora (Adafactor's second moment
+/// of G) read the whole gradient: they stay `full`.
 public enum DataParallelCommunication: String, Codable, Sendable, CaseIterable {
     case full
     case projected
