@@ -41,16 +41,32 @@ enum ProjectorCommunication {
     }
 }
 
-extension GaLore: GradientProjecting {
-    private func projector(of p: Parameter) -> (projector: Projector, step: Int)? {
-        if let s = states[p.name] { return s.projector.map { ($0, s.step) } }
-        return settings.makeProjector(for: p).map { ($0, 0) }
-    }
+/// A rule that keeps one `Projector` per matrix and steps from R = project(G): the
+/// `GradientProjecting` calls that only read the projector come from these two.
+public protocol ProjectorRule: GradientProjecting {
+    /// A new projector for a parameter like `p` (nil: not a matrix).
+    func freshProjector(for p: some ParameterInfo) -> Projector?
+    /// The projector and step count `p`'s coming step will use (nil: not a matrix).
+    func comingProjector(of p: Parameter) -> (projector: Projector, step: Int)?
+}
 
-    public func projectedShapes(for p: some ParameterInfo) -> ProjectedShapes? { ProjectorCommunication.shapes(settings.makeProjector(for: p)) }
-    public func payload(for p: Parameter) -> GradientPayload { ProjectorCommunication.payload(projector(of: p)) }
-    public func projectGradient(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.project(projector(of: p), g, name: p.name) }
-    public func refreshBasis(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.refreshBasis(projector(of: p), g, name: p.name) }
+extension ProjectorRule {
+    public func projectedShapes(for p: some ParameterInfo) -> ProjectedShapes? { ProjectorCommunication.shapes(freshProjector(for: p)) }
+    public func payload(for p: Parameter) -> GradientPayload { ProjectorCommunication.payload(comingProjector(of: p)) }
+    public func projectGradient(_ p: Parameter, gradient g: Tensor) -> Tensor {
+        ProjectorCommunication.project(comingProjector(of: p), g, name: p.name)
+    }
+    public func refreshBasis(_ p: Parameter, gradient g: Tensor) -> Tensor {
+        ProjectorCommunication.refreshBasis(comingProjector(of: p), g, name: p.name)
+    }
+}
+
+extension GaLore: ProjectorRule {
+    public func freshProjector(for p: some ParameterInfo) -> Projector? { settings.makeProjector(for: p) }
+    public func comingProjector(of p: Parameter) -> (projector: Projector, step: Int)? {
+        if let s = states[p.name] { return s.projector.map { ($0, s.step) } }
+        return freshProjector(for: p).map { ($0, 0) }
+    }
 
     public func update(_ p: Parameter, projectedGradient r: Tensor, lrScale: Float) {
         var s = states.removeValue(forKey: p.name) ?? makeState(for: p)
@@ -67,16 +83,12 @@ extension GaLore: GradientProjecting {
     }
 }
 
-extension GaLoreAdafactor: GradientProjecting {
-    private func projector(of p: Parameter) -> (projector: Projector, step: Int)? {
+extension GaLoreAdafactor: ProjectorRule {
+    public func freshProjector(for p: some ParameterInfo) -> Projector? { makeProjector(for: p) }
+    public func comingProjector(of p: Parameter) -> (projector: Projector, step: Int)? {
         if let s = states[p.name] { return s.projector.map { ($0, s.moments.step) } }
-        return makeProjector(for: p).map { ($0, 0) }
+        return freshProjector(for: p).map { ($0, 0) }
     }
-
-    public func projectedShapes(for p: some ParameterInfo) -> ProjectedShapes? { ProjectorCommunication.shapes(makeProjector(for: p)) }
-    public func payload(for p: Parameter) -> GradientPayload { ProjectorCommunication.payload(projector(of: p)) }
-    public func projectGradient(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.project(projector(of: p), g, name: p.name) }
-    public func refreshBasis(_ p: Parameter, gradient g: Tensor) -> Tensor { ProjectorCommunication.refreshBasis(projector(of: p), g, name: p.name) }
 
     public func update(_ p: Parameter, projectedGradient r: Tensor, lrScale: Float) {
         var s = states.removeValue(forKey: p.name) ?? makeState(for: p)
