@@ -6,11 +6,14 @@
 #
 # Writes to OUT:
 # - planned_bytes.tsv: `subspace memory --ranks N --json` per model (tiny, llama60m, llama1b,
-#   llama7b) and method (adamw; galore at the paper's rank for the size): the all-reduce
-#   payload per step and rank (every trainable gradient, fp32), the ring's traffic per rank
-#   (2 (N-1)/N x payload) and the payload GaLore's projected all-reduce would send;
-# - measured_bytes.tsv: comm_bytes of metrics.jsonl (the gradient bytes a rank all-reduced
-#   in a step) from 2 two-rank steps of tiny and llama60m, next to the plan's payload;
+#   llama7b) and method (adamw; galore at the paper's rank for the size, gap 200): the
+#   all-reduce payload per step and rank (every trainable gradient, fp32), the ring's traffic
+#   per rank (2 (N-1)/N x payload) and GaLore's projected all-reduce (--dp-communication
+#   projected): a step between refreshes, a refresh step (whole gradients + the broadcast
+#   projectors) and the mean over the update gap;
+# - measured_bytes.tsv: comm_bytes of metrics.jsonl (the payload of a rank's collectives in
+#   a step) from 2 two-rank steps of tiny and llama60m, full mode (adamw) and projected mode
+#   (galore, --update-gap 2: step 1 refreshes, step 2 sends R), next to the plan;
 # - throughput.tsv: tokens/s (summary.json, training steps only) of tiny at a global batch
 #   of 8 x 256 tokens, ROUNDS alternating rounds of each layout.
 # - scaling.tsv: a model of data-parallel efficiency on 8 to 64 nodes from the planned bytes:
@@ -18,11 +21,14 @@
 #   ring all-reduce 2 (N-1)/N x payload / link bandwidth (GBPS Gb/s), no overlap (the
 #   pessimistic bound); efficiency = compute / (compute + communication). Defaults: 25 Gb/s,
 #   1 TFLOP/s sustained per node, 4,096 tokens per node and step (--gbps, --tflops, --tokens).
-# - peers.tsv (--peers, or --peers-only for this part alone; needs .venv with torch and
-#   transformers, scripts/setup-python.sh): torch DDP (gloo, torchrun --nproc_per_node 2,
-#   bench/peers/torch_ddp_bench.py) with torch AdamW at 2 ranks x 1 thread, next to Subspace's
-#   2 x 1 and 1 x 2, tiny at a global batch of 8 x 256 (random tokens for torch), STEPS steps,
-#   run one after another so that they share the machine's load.
+# - peers.tsv (--peers, or --peers-only for this part alone; needs .venv with torch,
+#   transformers and galore-torch, scripts/setup-python.sh): torch DDP (gloo, torchrun
+#   --nproc_per_node 2, bench/peers/torch_ddp_bench.py) with torch AdamW and with
+#   galore-torch's GaLoreAdamW (rank 64, gap 200, scale 0.25; DDP all-reduces whole
+#   gradients) at 2 ranks x 1 thread, next to Subspace's AdamW at 2 x 1 and 1 x 2 and its
+#   GaLore (same settings, no clipping) at 2 x 1 with the full and the projected all-reduce;
+#   tiny at a global batch of 8 x 256 (random tokens for torch), STEPS steps, run one after
+#   another so that they share the machine's load.
 # As root, Open MPI needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (set here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,32 +59,43 @@ peer_table() {  # 4. torch DDP against Subspace's two layouts
   printf 'implementation\tlayout\ttokens_per_s\n' >"$out/peers.tsv"
   "$(dirname "$py")/torchrun" --nproc_per_node 2 bench/peers/torch_ddp_bench.py --preset tiny --batch 4 --steps "$steps" --threads 1 2>/dev/null |
     jq -r '["torch DDP gloo, AdamW", "2 ranks x 1 thread", (.tokens_per_s|floor)] | @tsv' >>"$out/peers.tsv"
+  "$(dirname "$py")/torchrun" --nproc_per_node 2 bench/peers/torch_ddp_bench.py --preset tiny --batch 4 --steps "$steps" --threads 1 \
+    --optimizer galore --rank 64 --update-gap 200 --scale 0.25 2>/dev/null |
+    jq -r '["torch DDP gloo, GaLore-AdamW (galore-torch)", "2 ranks x 1 thread", (.tokens_per_s|floor)] | @tsv' >>"$out/peers.tsv"
   "${mpi[@]}" $bin train "${args[@]}" --batch 4 --out "$work/peer-two" >/dev/null 2>&1
   jq -r '["subspace, AdamW", "2 ranks x 1 thread", (.tokensPerSecond|floor)] | @tsv' "$work/peer-two/summary.json" >>"$out/peers.tsv"
   SUBSPACE_THREADS=2 $bin train "${args[@]}" --batch 8 --out "$work/peer-one" >/dev/null 2>&1
   jq -r '["subspace, AdamW", "1 rank x 2 threads", (.tokensPerSecond|floor)] | @tsv' "$work/peer-one/summary.json" >>"$out/peers.tsv"
+  local galore=(--optimizer galore --rank 64 --update-gap 200 --scale 0.25 --clip 0)
+  for mode in full projected; do
+    "${mpi[@]}" $bin train "${args[@]}" "${galore[@]}" --dp-communication $mode --batch 4 --out "$work/peer-galore-$mode" >/dev/null 2>&1
+    jq -r --arg m "$mode" '["subspace, GaLore-AdamW, \($m) all-reduce", "2 ranks x 1 thread", (.tokensPerSecond|floor)] | @tsv' \
+      "$work/peer-galore-$mode/summary.json" >>"$out/peers.tsv"
+  done
   column -t -s $'\t' "$out/peers.tsv"
 }
 if [[ $peers == 2 ]]; then peer_table; exit 0; fi
 
 # 1. Planned bytes.
-printf 'model\tmethod\tranks\ttrainable_params\tallreduce_bytes\tring_bytes_per_rank\tprojected_bytes\n' >"$out/planned_bytes.tsv"
+printf 'model\tmethod\tranks\ttrainable_params\tallreduce_bytes\tring_bytes_per_rank\tprojected_bytes\tprojected_refresh_bytes\tprojected_mean_bytes\n' >"$out/planned_bytes.tsv"
 for spec in "tiny 64" "llama60m 128" "llama1b 512" "llama7b 1024"; do
   set -- $spec
   for method in adamw galore; do
     flags=(); [[ $method == galore ]] && flags=(--rank "$2")
     $bin memory --model "$1" --optimizer "$method" "${flags[@]}" --ranks 2 --runtime-bytes 0 --json |
       jq -r --arg m "$1" --arg o "$method" \
-        '[$m, $o, .communication.ranks, .memory.params, .communication.allreduceBytes, .communication.ringBytesPerRank, (.communication.projectedBytes // "")] | @tsv' \
+        '[$m, $o, .communication.ranks, .memory.params, .communication.allreduceBytes, .communication.ringBytesPerRank,
+          (.communication.projectedBytes // ""), (.communication.projectedRefreshBytes // ""), (.communication.projectedMeanBytes // "")] | @tsv' \
       >>"$out/planned_bytes.tsv"
   done
 done
 
-# 1b. The scaling model (from planned_bytes.tsv; galore with its projected all-reduce).
+# 1b. The scaling model (from planned_bytes.tsv; galore with its projected all-reduce, the
+#     mean payload over the update gap).
 awk -F'\t' -v gbps="$gbps" -v tflops="$tflops" -v tokens="$tokens" 'BEGIN {
     OFS = "\t"; print "model", "method", "nodes", "compute_s", "allreduce_s", "efficiency" }
   NR > 1 && ($1 == "llama1b" || $1 == "llama7b") {
-    payload = ($2 == "galore" && $7 != "") ? $7 : $5
+    payload = ($2 == "galore" && $9 != "") ? $9 : $5
     compute = 6 * $4 * tokens / (tflops * 1e12)
     for (n = 8; n <= 64; n *= 2) {
       comm = 2 * (n - 1) / n * payload * 8 / (gbps * 1e9)
@@ -89,13 +106,22 @@ awk -F'\t' -v gbps="$gbps" -v tflops="$tflops" -v tokens="$tokens" 'BEGIN {
 # 2. Measured bytes (2 two-rank steps, paused before the last so that no final evaluation
 #    runs; every step all-reduces the same gradients).
 $bin tokenizer train --data "$data" --vocab 4096 --out "$work/tokenizer.json" >/dev/null 2>&1
-printf 'model\tmeasured_comm_bytes_per_step\tplanned_allreduce_bytes\n' >"$out/measured_bytes.tsv"
-for model in tiny llama60m; do
-  "${mpi[@]}" $bin train --preset "$model" --data "$data" --tokenizer "$work/tokenizer.json" --steps 3 --stop-after 2 --batch 1 --seq 64 \
-    --warmup 0 --eval-every 0 --eval-batches 1 --sample-tokens 0 --out "$work/bytes-$model" >/dev/null 2>&1
-  measured=$(tail -1 "$work/bytes-$model/metrics.jsonl" | jq .comm_bytes)
-  planned=$($bin memory --model "$model" --ranks 2 --runtime-bytes 0 --json | jq .communication.allreduceBytes)
-  printf '%s\t%s\t%s\n' "$model" "$measured" "$planned" >>"$out/measured_bytes.tsv"
+printf 'model\tmode\tstep\tmeasured_comm_bytes\tplanned_bytes\n' >"$out/measured_bytes.tsv"
+for spec in "tiny 64" "llama60m 128"; do
+  set -- $spec; model=$1
+  for mode in full projected; do
+    flags=(); [[ $mode == projected ]] && flags=(--optimizer galore --rank "$2" --update-gap 2 --clip 0 --dp-communication projected)
+    "${mpi[@]}" $bin train --preset "$model" --data "$data" --tokenizer "$work/tokenizer.json" --steps 3 --stop-after 2 --batch 1 --seq 64 \
+      --warmup 0 --eval-every 0 --eval-batches 1 --sample-tokens 0 "${flags[@]}" --out "$work/bytes-$model-$mode" >/dev/null 2>&1
+    plan=$($bin memory --model "$model" "${flags[@]:0:6}" --ranks 2 --runtime-bytes 0 --json)
+    for step in 1 2; do
+      measured=$(sed -n "${step}p" "$work/bytes-$model-$mode/metrics.jsonl" | jq .comm_bytes)
+      if [[ $mode == full ]]; then kind="step $step"; planned=$(jq .communication.allreduceBytes <<<"$plan")
+      elif [[ $step == 1 ]]; then kind="1 (refresh)"; planned=$(jq .communication.projectedRefreshBytes <<<"$plan")
+      else kind="2 (between refreshes)"; planned=$(jq .communication.projectedBytes <<<"$plan"); fi
+      printf '%s\t%s\t%s\t%s\t%s\n' "$model" "$mode" "$kind" "$measured" "$planned" >>"$out/measured_bytes.tsv"
+    done
+  done
 done
 
 # 3. Throughput: tiny, global batch 8 x 256, 2 ranks x 1 thread against 1 rank x 2 threads.

@@ -62,20 +62,18 @@ struct MemoryCommand: ParsableCommand {
         }
         let r = plan.request
         let specs = LlamaArchitecture(config: r.config, operators: try r.adapter?.operators() ?? .dense).parameterSpecs.filter(\.trainable)
-        // The SVD-projected GaLore family (galore-torch's defaults, ProjectionSettings.galore).
-        let svdProjected: Set<String> = ["galore", "galore-adafactor", "galore8bit", "qgalore", "fira"]
-        let d = ProjectionSettings.galore
-        let projected = svdProjected.contains(r.optimizer)
-            ? (rank: r.options.rank ?? d.rank, updateGap: r.options.updateGap ?? d.updateGap) : nil
-        return CommunicationPlan(specs: specs, bytesPerElement: plan.request.dtype.bytesPerElement, ranks: ranks, projection: projected)
+        // The projected mode's shapes come from the optimizer's projecting rules (GaLore, ProjFactor).
+        let optimizer = try OptimizerRegistry.make(r.optimizer, options: r.options)
+        return CommunicationPlan(specs: specs, bytesPerElement: plan.request.dtype.bytesPerElement, ranks: ranks, optimizer: optimizer)
     }
 
     func communicationLines(_ c: CommunicationPlan) -> String {
         func mib(_ b: Int) -> String { String(format: "%.2f MiB", Double(b) / 1_048_576) }
         var lines = ["data-parallel over \(c.ranks) ranks, per optimizer step and rank:",
                      "  all-reduce payload \(c.allreduceBytes) B (\(mib(c.allreduceBytes))); ring traffic \(c.ringBytesPerRank) B (\(mib(c.ringBytesPerRank)))"]
-        if let p = c.projectedBytes {
-            lines.append("  projected all-reduce (GaLore family, planned) \(p) B (\(mib(p))), \(String(format: "%.1f", Double(c.allreduceBytes) / Double(max(p, 1))))x less")
+        if let p = c.projectedBytes, let refresh = c.projectedRefreshBytes, let mean = c.projectedMeanBytes {
+            lines.append("  --dp-communication projected: \(p) B (\(mib(p))) between refreshes, \(refresh) B (\(mib(refresh))) on a refresh step; "
+                         + "mean \(mean) B (\(mib(mean))), \(String(format: "%.1f", Double(c.allreduceBytes) / Double(max(mean, 1))))x less")
         }
         return lines.joined(separator: "\n")
     }

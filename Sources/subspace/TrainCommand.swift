@@ -31,6 +31,7 @@ struct Train: ParsableCommand {
     @Option(help: "Run directory (default runs/PRESET-OPTIMIZER-TIME).") var out: String?
     @Option(help: "Resume the run in this directory.") var resume: String?
     @Option(help: "Matrix products of the linear layers: fp32, or bf16 (bf16 operands, fp32 accumulation and master weights; needs AVX512-BF16 or AMX) (default fp32).") var precision: String?
+    @Option(name: .customLong("dp-communication"), help: "Under mpirun: what ranks all-reduce each step: full (whole gradients), projected (galore, galore8bit, galore-adafactor, projfactor: the projected gradient R = P^T G; exact, needs --clip 0) or auto (projected where exact, else full) (default auto).") var dpCommunication: String?
     @Flag(help: "Replace the run already in --out (its metrics, checkpoint and run files are deleted).") var overwrite = false
     @Option(name: .customLong("stop-after"), help: "Pause after this step (checkpoint saved); continue later with --resume.") var stopAfter: Int?
     @Option(name: .customLong("sample-tokens"), help: "Tokens to sample at the end (0: none).") var sampleTokens: Int = 120
@@ -212,6 +213,7 @@ struct Train: ParsableCommand {
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let seed { c.seed = seed }
         if let precision { c.precision = try MatmulPrecision(parsing: precision) }
+        if let dpCommunication { c.dpCommunication = try DataParallelCommunication(parsing: dpCommunication) }
         try zo.apply(to: &c)
         if let shuffle { c.shuffle = shuffle }
         try opt.apply(to: &c)

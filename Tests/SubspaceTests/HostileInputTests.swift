@@ -607,6 +607,9 @@ extension Reliability {
         flagCase(["--weight-decay", "nan"]),
         flagCase(["--schedule", "linear"]),
         flagCase(["--precision", "fp16"]),
+        flagCase(["--dp-communication", "ring"]),
+        flagCase(["--dp-communication", "projected"]),  // adamw reads whole gradients
+        flagCase(["--optimizer", "galore", "--dp-communication", "projected"]),  // train clips at 1.0
         flagCase(["--optimizer", "galore", "--rank", "0"]),
         flagCase(["--optimizer", "galore", "--update-gap", "0"]),
         flagCase(["--optimizer", "sgd", "--momentum", "nan"]),

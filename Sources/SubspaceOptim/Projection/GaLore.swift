@@ -128,6 +128,19 @@ public struct ProjectedAdam {
         return (r, step.n, step.stepSize)
     }
 
+    /// `advance` for a gradient already projected with this step's P (the projected
+    /// all-reduce of data parallelism, `GradientProjecting`): no refresh is due (a seeded P
+    /// is regenerated for the step's refresh index), so only the finiteness check and the
+    /// Adam part remain.
+    public func advance(projected r: Tensor, state s: inout State, lr: Float) -> (n: Tensor, stepSize: Float)? {
+        guard isAllFinite(r) else {
+            s.skipped += 1
+            return nil
+        }
+        s.projector = ProjectorCommunication.prepared(s.projector, step: s.step)
+        return adamStep(r, state: &s, lr: lr)
+    }
+
     /// The Adam part of `advance` on an already projected gradient `r`: counts the step,
     /// advances the moments and returns N and the step size (galore-torch's Hugging Face
     /// form, or bitsandbytes' under `quantization`).
@@ -261,7 +274,13 @@ public final class GaLore: ParameterwiseOptimizer<ProjectedAdam.State>, StepPrep
 
     public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout ProjectedAdam.State, lr: Float) {
         guard let step = settings.advance(g, state: &s, lr: lr) else { return }
-        settings.applyDirection(step.n, to: p.value, stepSize: step.stepSize, projector: s.projector)
+        finish(p, direction: step.n, stepSize: step.stepSize, state: &s, lr: lr)
+    }
+
+    /// The weights' side of a step: the projected-back update, weight decay, and the seeded
+    /// P's working copy released.
+    func finish(_ p: Parameter, direction n: Tensor, stepSize: Float, state s: inout ProjectedAdam.State, lr: Float) {
+        settings.applyDirection(n, to: p.value, stepSize: stepSize, projector: s.projector)
         settings.decay(p.value, lr: lr)
         s.projector?.release()
     }

@@ -138,6 +138,12 @@ public final class GaLoreAdafactor: ParameterwiseOptimizer<GaLoreAdafactor.State
         } else {
             r = g
         }
+        step(p, projected: r, state: &s, lr: lr)
+    }
+
+    /// Adafactor's step on the projected gradient `r` (`s.projector` holding this step's P),
+    /// back into the weights; releases a seeded P.
+    func step(_ p: Parameter, projected r: Tensor, state s: inout State, lr: Float) {
         let parameterRMS = rule.scaleParameter ? AdafactorRule.rms(p.value) : 0
         rule.advance(r, moments: &s.moments)
         let stepSize = rule.stepSize(step: s.moments.step, learningRate: lr, parameterRMS: parameterRMS)

@@ -214,12 +214,18 @@ public final class ProjFactor: ParameterwiseOptimizer<ProjFactor.State>, MicroBa
     // MARK: Step
 
     public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout State, lr: Float) {
-        let m = p.shape[0], n = p.shape[1]
         let buffer = Tensor(zeros: [s.projector.rows, s.projector.cols])  // m x n storage
         prepare(&s, scratch: buffer)
         let gs = s.pending ?? Tensor(zeros: s.projector.projectedShape)
         s.pending = nil
         Self.projectAdding(g, into: gs, projector: s.projector)
+        step(p, projected: gs, state: &s, lr: lr, buffer: buffer)
+    }
+
+    /// The step from the step's projected gradient Gs (`s.projector` prepared; `buffer` m x n
+    /// zeros). Releases P.
+    func step(_ p: Parameter, projected gs: Tensor, state s: inout State, lr: Float, buffer: Tensor) {
+        let m = p.shape[0], n = p.shape[1]
         defer { s.projector.release() }
         guard isAllFinite(gs) else { s.skipped += 1; return }
         s.step += 1

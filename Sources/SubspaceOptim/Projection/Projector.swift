@@ -179,8 +179,7 @@ public struct Projector {
         guard needsRefresh(step: step) else { return false }
         let index = step / gap
         if type.isRandom {
-            matrix = Projector.random(type, shape: matrixShape, rank: rank, stream: stream(index))
-            refreshIndex = index
+            regenerate(step: step)
             return true
         }
         guard Self.isUsable(g) else {
@@ -202,10 +201,28 @@ public struct Projector {
         return true
     }
 
+    /// A random type's P for `step` (refresh index step / gap), drawn from the seed without
+    /// a gradient: what `refresh` does for these types.
+    public mutating func regenerate(step: Int) {
+        precondition(type.isRandom, "only the random projections are regenerated from a seed")
+        let index = step / gap
+        matrix = Projector.random(type, shape: matrixShape, rank: rank, stream: stream(index))
+        refreshIndex = index
+    }
+
+    /// Leaves `basis` (shape `matrixShape`) as the basis the refresh at `step` takes instead
+    /// of computing one: data-parallel ranks install the one a single rank computed and
+    /// broadcast (`GradientProjecting.installBasis`).
+    public mutating func install(_ basis: Tensor, forStep step: Int) {
+        precondition(basis.shape == matrixShape, "basis of shape \(basis.shape), expected \(matrixShape)")
+        pending = (step, basis)
+    }
+
     /// Computes the SVD bases that `projectors` will need at their refreshes with these
     /// gradients and steps, spread over the cores (`Parallel.workers` at a time), and leaves
     /// each as the projector's `pending` basis for that refresh to take. Projectors not due,
-    /// random types and degenerate gradients are left alone (their refresh does its usual
+    /// already holding a basis for that step (`install`), random types and degenerate
+    /// gradients are left alone (their refresh does its usual
     /// work). The refresh SVDs are single-threaded LAPACK, so a step that refreshes many
     /// matrices (every T steps) runs them side by side instead of one after another.
     public static func prepareRefreshes(_ projectors: inout [Projector], gradients: [Tensor], steps: [Int]) {
@@ -213,6 +230,7 @@ public struct Projector {
         let due = projectors.indices.filter { i in
             let p = projectors[i]
             return !p.type.isRandom && p.needsRefresh(step: steps[i]) && gradients[i].shape == [p.rows, p.cols]
+                && p.pending?.step != steps[i]
         }
         if due.count < 2 { return }
         let results = UnsafeMutablePointer<Tensor?>.allocate(capacity: due.count)

@@ -57,6 +57,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var shuffle: Bool = true
     /// Save a checkpoint every this many steps (and at the end); 0 only at the end.
     public var checkpointEvery: Int = 0
+    /// What data-parallel ranks all-reduce (`--dp-communication`); nil (omitted) is
+    /// `automatic`. Not checked on resume: both modes take the same steps.
+    public var dpCommunication: DataParallelCommunication?
 
     public init(model: LlamaConfig, data: String) { self.model = model; self.data = data }
 
@@ -145,7 +148,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if !(minLRRatio > 0 && minLRRatio <= 1) { throw ConfigurationError("min lr ratio must be in (0, 1], got \(minLRRatio)") }
         if !(clip >= 0) || !clip.isFinite { throw ConfigurationError("clip must be non-negative, got \(clip)") }
         if evalEvery < 0 || evalBatches < 0 || checkpointEvery < 0 { throw ConfigurationError("eval and checkpoint intervals must be non-negative") }
-        _ = try OptimizerRegistry.make(optimizer, options: optimizerOptions)
+        let built = try OptimizerRegistry.make(optimizer, options: optimizerOptions)
+        _ = try dpCommunication?.resolved(optimizer: built, name: optimizer, clip: clip, adjustsGradients: adapter?.method == .comera)
         try adapter?.validate(for: model)
         if let restarts {
             if restarts.every >= steps { throw ConfigurationError("restarts every \(restarts.every) steps never happen in a run of \(steps) steps") }

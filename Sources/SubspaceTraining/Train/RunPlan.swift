@@ -46,12 +46,15 @@ public struct RunPlan: Encodable, Equatable, Sendable {
     public var clip: Float
     /// "every N steps (M batches) and on the whole validation split at the end", or "at the end".
     public var evaluation: String
+    /// "2 ranks, projected all-reduce" under mpirun (`DataParallelCommunication` resolved); nil for one process.
+    public var dataParallel: String? = nil
 
     /// What `run_config.json`'s `resolvedRun` holds; the rest is the config's own keys (and
     /// `resolvedOptimizer`).
     enum CodingKeys: String, CodingKey {
         case parameters, modelSummary = "modelSummary", initialWeights, tokenizerSource = "tokenizerSource", tokensPerStep,
-             stepsPerEpoch, epochs, trainTokens, validationTokens, evaluationPlan = "evaluationPlan", resolvedTrainer
+             stepsPerEpoch, epochs, trainTokens, validationTokens, evaluationPlan = "evaluationPlan", resolvedTrainer,
+             resolvedDataParallel
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -67,6 +70,7 @@ public struct RunPlan: Encodable, Equatable, Sendable {
         try k.encode(validationTokens, forKey: .validationTokens)
         try k.encode(evaluation, forKey: .evaluationPlan)
         try k.encodeIfPresent(trainer, forKey: .resolvedTrainer)
+        try k.encodeIfPresent(dataParallel, forKey: .resolvedDataParallel)
     }
 
     public init(config c: RunConfig, trainTokens: Int, validationTokens: Int, tokenizer: String?) {
@@ -124,6 +128,7 @@ public struct RunPlan: Encodable, Equatable, Sendable {
         out.append("data: \(Self.grouped(trainTokens)) training tokens, \(Self.grouped(validationTokens)) validation tokens; "
                    + String(format: "%.1f steps per epoch, %.2f epochs", stepsPerEpoch, epochs))
         out.append("evaluation: \(evaluation)")
+        if let dataParallel { out.append("data parallel: \(dataParallel)") }
         return out
     }
 

@@ -79,7 +79,9 @@ public final class BackpropStep: StepRule {
     /// The optimizer's statistics consumers and loss readers (MKOR, MKOR-H).
     private let hooks: SlotStatisticsHooks
     /// Data parallelism: averages each gradient over the job's ranks once it is complete for
-    /// the step, before clipping and the update (nil: one process). See `GradientReducer`.
+    /// the step, before clipping and the update (nil: one process). See `GradientReducer`; in
+    /// its projected mode the projecting rules' parameters step from their mean projected
+    /// gradient instead (no clipping or objective then: `DataParallelCommunication`).
     public var reducer: GradientReducer? = nil
     /// Whether the optimizer reads per-rank activation statistics (MKOR), which data
     /// parallelism would leave different on every rank.
@@ -162,7 +164,7 @@ public final class BackpropStep: StepRule {
                 bwd += Clock.since(t0)
             }
         }
-        try reducer?.finish()
+        let projected = try reducer?.finish() ?? []
         if !options.perLayerUpdate {
             let t0 = Clock.now()
             if let objective { for p in model.parameters { objective.adjust(p) } }
@@ -175,6 +177,9 @@ public final class BackpropStep: StepRule {
             } else {
                 optimizer.step(model.parameters, lrScale: lrScale)
             }
+            // Projected all-reduce: these parameters' gradients were freed; their rules step
+            // from the mean projected gradient (no clip, no objective: `DataParallelCommunication`).
+            for r in projected { stepLayer(r, lrScale: lrScale) }
             model.zeroGradients()
             opt += Clock.since(t0)
         }
@@ -186,6 +191,13 @@ public final class BackpropStep: StepRule {
 }
 
 extension BackpropStep {
+    /// The per-layer update of one parameter whose average over the ranks is complete: from
+    /// its mean projected gradient (projected all-reduce), or as below.
+    fileprivate func stepLayer(_ r: GradientReducer.Reduced, lrScale: Float) {
+        guard let (rule, projected) = r.projected else { return stepLayer(r.parameter, lrScale: lrScale) }
+        rule.update(r.parameter, projectedGradient: projected, lrScale: lrScale)
+    }
+
     /// The per-layer update of one parameter whose gradient is complete (all-reduced under
     /// data parallelism): the objective's terms, clip, step at the objective's rate, free.
     fileprivate func stepLayer(_ p: Parameter, lrScale: Float) {

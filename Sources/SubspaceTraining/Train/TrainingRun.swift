@@ -230,11 +230,16 @@ public final class TrainingRun {
         }
         var rule = try c.resolvedStepRule.make(model: model, optimizer: optimizer, options: c.stepOptions)
         let reducer = comm.size > 1 ? GradientReducer(communicator: comm) : nil
+        var dataParallel: String? = nil
         if let reducer {
             guard let backprop = rule as? BackpropStep, !backprop.readsSlotStatistics else {
                 throw ConfigurationError("--optimizer \(c.optimizer) cannot run data-parallel: it reads each rank's own activations")
             }
             backprop.reducer = reducer
+            let mode = try (c.dpCommunication ?? .automatic).resolved(
+                optimizer: optimizer, name: c.optimizer, clip: c.clip, adjustsGradients: c.comera != nil)
+            if mode == .projected { reducer.projecting = optimizer }
+            dataParallel = "\(comm.size) ranks, \(mode.rawValue) all-reduce"
             // Every rank starts from rank 0's weights (they agree already; this makes sure).
             for p in model.parameters { try comm.broadcast(p.value) }
         }
@@ -253,9 +258,10 @@ public final class TrainingRun {
                 throw CheckpointError(.optimizerMismatch, checkpointDir.appendingPathComponent(Checkpoint.stepRuleFile), e.message)
             }
         }
-        let plan = RunPlan(
+        var plan = RunPlan(
             config: c, trainTokens: data.train.count, validationTokens: data.validation.count,
             tokenizer: data.tokenizer == nil ? nil : (c.tokenizer ?? "trained on the training split (\(data.tokenizer!.vocabSize) tokens)"))
+        plan.dataParallel = dataParallel
         if root { try AtomicFile.write(c.jsonString(plan: plan) + "\n", to: outDir.appendingPathComponent("run_config.json")) }
         if root, let tokenizerData {
             try AtomicFile.write(tokenizerData, to: outDir.appendingPathComponent("tokenizer.json"))
