@@ -47,7 +47,7 @@ public enum FastMath {
 
     /// Whether `expShiftedSum` runs the AVX-512 loop of CSupport/vecmath.c (16 lanes; Swift's
     /// SIMD8 compiles to SSE2 pairs here). A `tiny` bf16 step spent 8.6% in exp (perf).
-    static let avx512 = CPU.current.usable.contains(.avx512f)
+    static var avx512: Bool { VectorISA.avx512 }
 
     /// In place: `x[i] = exp(x[i] - shift)` for `n` elements; returns the sum of the results.
     /// Each exponential is the same with or without AVX-512; the sum's order differs.
