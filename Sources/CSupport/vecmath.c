@@ -26,6 +26,18 @@ float subspace_exp_shifted_sum_avx512(float *x, long n, float shift) {
     }
     return _mm512_reduce_add_ps(acc);
 }
+
+__attribute__((target("avx512f")))
+float subspace_max_avx512(const float *x, long n) {
+    __m512 acc = _mm512_set1_ps(-__builtin_inff());
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : subspace_tail_mask(n - i);
+        // max(v, acc) keeps acc where v is NaN, as the Swift loop skips NaNs
+        acc = _mm512_mask_max_ps(acc, k, _mm512_maskz_loadu_ps(k, x + i), acc);
+    }
+    return _mm512_reduce_max_ps(acc);
+}
 #else
 float subspace_exp_shifted_sum_avx512(float *x, long n, float shift) { (void)x; (void)n; (void)shift; return 0; }
+float subspace_max_avx512(const float *x, long n) { (void)x; (void)n; return 0; }
 #endif

@@ -194,4 +194,40 @@ import Testing
             for i in x.indices { #expect(out[i] == map.referenceCode(for: x[i]), "x = \(x[i])") }
         }
     }
+    /// AdamW8bit's element update (adam.c's bitsandbytes loop) against its Swift loop: five
+    /// steps with 8-bit and with float32 moments, non-finite gradients planted; the weights
+    /// and the encoded states bit for bit.
+    @Test(.enabled(if: VectorISA.avx512, "the CPU has no AVX-512"), arguments: [1, 17, 1000, 5003])
+    func adamW8bitMatchesPortable(n: Int) throws {
+        for minimum in [0, Int.max] {
+            var runs: [(weights: [Float], state: [String: Tensor])] = []
+            for vector in [true, false] {
+                let opt = try AdamW8bit(learningRate: 1e-2, weightDecay: 0.1, quantization: try StateQuantization(blockSize: 64, minimumSize: minimum))
+                opt.vectorKernels = vector
+                let w = Tensor(zeros: [n])
+                for (i, x) in Self.values(n, seed: 8).enumerated() { w.data[i] = x }
+                let p = Parameter(name: "w", role: .mlp, value: w)
+                for t in 0..<5 {
+                    let g = Tensor(zeros: [n])
+                    for (i, x) in Self.values(n, seed: 20 + UInt64(t), scale: 0.1).enumerated() { g.data[i] = x }
+                    if n > 16 && t == 2 { g.data[3] = .nan; g.data[16] = .infinity }
+                    opt.update(p, gradient: g, lrScale: 1)
+                }
+                runs.append((p.value.array, opt.exportState(for: p)))
+            }
+            #expect(Self.differing(runs[0].weights, runs[1].weights) == 0, "min8bit \(minimum)")
+            #expect(runs[0].state.keys.sorted() == runs[1].state.keys.sorted())
+            for (key, t) in runs[0].state { #expect(Self.differing(t.array, runs[1].state[key]?.array ?? []) == 0, "\(key)") }
+        }
+    }
+
+    /// Softmax's maximum on 16 lanes against the SIMD8 loop, NaNs skipped.
+    @Test(.enabled(if: VectorISA.avx512, "the CPU has no AVX-512"), arguments: [16, 17, 31, 1000])
+    func maxMatchesPortable(n: Int) {
+        var x = Self.values(n, seed: 12)
+        x[n / 2] = .nan
+        #expect(FastMath.max(x, n, avx512: true) == FastMath.max(x, n, avx512: false))
+        x[n - 1] = 1e9
+        #expect(FastMath.max(x, n, avx512: true) == 1e9 && FastMath.max(x, n, avx512: false) == 1e9)
+    }
 }

@@ -50,6 +50,9 @@ float subspace_exp_shifted_sum_avx512(float *x, long n, float shift);
 // Swift loop it replaces operation for operation (no fused multiply-add), so results are bit for
 // bit the same; the Swift side keeps the portable loop as the fallback and the reference.
 
+/// The largest of `n` floats (NaNs skipped; -infinity for n = 0), FastMath.max's value.
+float subspace_max_avx512(const float *x, long n);
+
 /// SwiGLU forward (SwiGLU.swift): h = g * sigmoid(g) * u over `n` elements.
 void subspace_swiglu_forward_avx512(const float *g, const float *u, float *h, long n);
 
@@ -77,6 +80,11 @@ void subspace_adam_update_avx512(float *p, const float *g, float *m, float *v, l
 
 /// Advances m and v with g and writes the direction m / denominator into `out` (which may be g).
 void subspace_adam_direction_avx512(const float *g, float *m, float *v, float *out, long n, const subspace_adam_step *a);
+
+/// bitsandbytes' 8-bit Adam on one block's dequantized moments (AdamMomentStorage.advance):
+/// m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p decayBefore - stepSize m / (sqrt(v) /
+/// bc2Sqrt + eps); where g is not finite, m = v = 0 and p is left alone. (torchStyle unused.)
+void subspace_adam_bnb_update_avx512(float *p, const float *g, float *m, float *v, long n, const subspace_adam_step *a);
 
 /// The nearest-code search tables of a DynamicQuantizationMap.
 typedef struct {

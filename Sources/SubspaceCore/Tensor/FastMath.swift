@@ -75,9 +75,11 @@ public enum FastMath {
         return sum
     }
 
-    /// Maximum of `n` elements (n > 0).
+    /// Maximum of `n` elements (n > 0); NaNs are skipped. 16 AVX-512 lanes where present
+    /// (vecmath.c; the same value, but for the sign of a zero maximum).
     @inline(__always)
-    public static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    public static func max(_ x: UnsafePointer<Float>, _ n: Int, avx512: Bool = VectorISA.avx512) -> Float {
+        if avx512 && n >= 16 { return subspace_max_avx512(x, n) }
         var i = 0
         var m = -Float.infinity
         if n >= 8 {
