@@ -34,16 +34,9 @@ static inline __m512 log16(__m512 x) {
     m = _mm512_sub_ps(_mm512_mask_mov_ps(m, small, _mm512_add_ps(m, m)), V(1.0f));
     e = _mm512_mask_mov_ps(e, small, _mm512_sub_ps(e, V(1.0f)));
     __m512 z = _mm512_mul_ps(m, m);
-    __m512 y = V(7.0376836292e-2f);
-    y = _mm512_sub_ps(_mm512_mul_ps(y, m), V(1.1514610310e-1f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, m), V(1.1676998740e-1f));
-    y = _mm512_sub_ps(_mm512_mul_ps(y, m), V(1.2420140846e-1f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, m), V(1.4249322787e-1f));
-    y = _mm512_sub_ps(_mm512_mul_ps(y, m), V(1.6668057665e-1f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, m), V(2.0000714765e-1f));
-    y = _mm512_sub_ps(_mm512_mul_ps(y, m), V(2.4999993993e-1f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, m), V(3.3333331174e-1f));
-    y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
+    static const float c[] = {7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f,
+                              -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f};
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(subspace_poly16(m, c, 9), m), z);
     y = _mm512_add_ps(y, _mm512_mul_ps(e, V(-2.12194440e-4f)));
     y = _mm512_sub_ps(y, _mm512_mul_ps(V(0.5f), z));
     return _mm512_add_ps(_mm512_add_ps(m, y), _mm512_mul_ps(e, V(0.693359375f)));
@@ -67,13 +60,10 @@ static void gaussian_blocks(float *out, long n, int blocks, uint64_t s[4]) {
                              V(0x1.921fb4p0f));
     // Cephes sinf/cosf kernels on |t| <= pi/4 (FastGaussian.sinCos)
     __m512 z = _mm512_mul_ps(t, t);
-    __m512 sp = V(-1.9515295891e-4f);
-    sp = _mm512_add_ps(_mm512_mul_ps(sp, z), V(8.3321608736e-3f));
-    sp = _mm512_sub_ps(_mm512_mul_ps(sp, z), V(1.6666654611e-1f));
+    static const float sc[] = {-1.9515295891e-4f, 8.3321608736e-3f, -1.6666654611e-1f};
+    static const float cc[] = {2.443315711809948e-5f, -1.388731625493765e-3f, 4.166664568298827e-2f};
+    __m512 sp = subspace_poly16(z, sc, 3), cp = subspace_poly16(z, cc, 3);
     __m512 sn = _mm512_add_ps(t, _mm512_mul_ps(_mm512_mul_ps(t, z), sp));
-    __m512 cp = V(2.443315711809948e-5f);
-    cp = _mm512_sub_ps(_mm512_mul_ps(cp, z), V(1.388731625493765e-3f));
-    cp = _mm512_add_ps(_mm512_mul_ps(cp, z), V(4.166664568298827e-2f));
     __m512 cs = _mm512_add_ps(_mm512_sub_ps(V(1.0f), _mm512_mul_ps(V(0.5f), z)), _mm512_mul_ps(_mm512_mul_ps(z, z), cp));
     // rotate (c, s) by q quarter turns: (c, s), (-s, c), (-c, -s), (s, -c)
     __mmask16 swap = _mm512_test_epi32_mask(qv, _mm512_set1_epi32(1));

@@ -98,24 +98,6 @@ extension BLAS {
                  b: UnsafePointer(scratch + aCount), ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
     }
 
-    /// The same product with B already in bf16 (a weight rounded once for several products,
-    /// `BF16.withCopy`) and A in fp32, rounded here into a pooled buffer.
-    public static func gemmBF16(
-        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-        b: UnsafePointer<UInt16>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true
-    ) {
-        if m == 0 || n == 0 { return }
-        precondition(hasBF16, "bf16 product without bf16 support (check MatmulPrecision.checkSupported first)")
-        let aCount = m == 0 || k == 0 ? 0 : (transA ? (k - 1) * lda + m : (m - 1) * lda + k)
-        let (scratch, capacity) = BF16.scratch.take(aCount)
-        defer { BF16.scratch.give(scratch, capacity: capacity) }
-        BF16.convert(a, to: scratch, count: aCount, parallel: parallel)
-        gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: UnsafePointer(scratch), lda: lda,
-                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
-    }
-
     /// The same product with operands already in bf16 (raw `UInt16` bit patterns).
     public static func gemmBF16(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,

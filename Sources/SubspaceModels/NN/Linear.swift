@@ -35,8 +35,10 @@ public enum Linear {
             return
         }
         if precision == .bf16, let w = weightBF16 {
-            BLAS.gemmBF16(transB: true, m: n, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
-                          b: w, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+            BF16.withCopy(of: x, count: n * inFeatures) { xb in
+                BLAS.gemmBF16(transB: true, m: n, n: outFeatures, k: inFeatures, a: xb, lda: inFeatures,
+                              b: w, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+            }
             return
         }
         product(
@@ -52,8 +54,10 @@ public enum Linear {
         weightBF16: UnsafePointer<UInt16>? = nil
     ) {
         if precision == .bf16, let w = weightBF16 {
-            BLAS.gemmBF16(m: n, n: inFeatures, k: outFeatures, a: dy, lda: outFeatures,
-                          b: w, ldb: inFeatures, beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
+            BF16.withCopy(of: dy, count: n * outFeatures) { dyb in
+                BLAS.gemmBF16(m: n, n: inFeatures, k: outFeatures, a: dyb, lda: outFeatures,
+                              b: w, ldb: inFeatures, beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
+            }
             return
         }
         product(
