@@ -3,34 +3,10 @@
 // lane repeats FastMath.exp8's operations in the same order, with no fused multiply-add, so
 // every exponential is bit for bit the Swift one; only the order of the final sum differs.
 #include "CSupport.h"
+#include "exp16.h"
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
-
-__attribute__((target("avx512f")))
-static inline __m512 exp16(__m512 x0) {
-    const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
-    // max/min return their second operand when either is NaN: NaN stays NaN, as in Swift.
-    __m512 x = _mm512_min_ps(hi, _mm512_max_ps(lo, x0));
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 t = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), magic);
-    __m512i n = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000));
-    __m512 fx = _mm512_sub_ps(t, magic);
-    x = _mm512_sub_ps(x, _mm512_mul_ps(fx, _mm512_set1_ps(0.693359375f)));
-    x = _mm512_add_ps(x, _mm512_mul_ps(fx, _mm512_set1_ps(2.1219444e-4f)));
-    __m512 y = _mm512_set1_ps(1.98756915e-4f);
-    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(1.39819995e-3f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(8.3334519e-3f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(4.1665796e-2f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(1.66666655e-1f));
-    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(5.0000001e-1f));
-    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(y, x), x), x), _mm512_set1_ps(1.0f));
-    __m512 pow2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23));
-    __m512 r = _mm512_mul_ps(y, pow2);
-    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x0, lo, _CMP_LT_OQ), _mm512_setzero_ps());
-    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x0, hi, _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
-    return r;
-}
 
 __attribute__((target("avx512f")))
 float subspace_exp_shifted_sum_avx512(float *x, long n, float shift) {
@@ -50,6 +26,18 @@ float subspace_exp_shifted_sum_avx512(float *x, long n, float shift) {
     }
     return _mm512_reduce_add_ps(acc);
 }
+
+__attribute__((target("avx512f")))
+float subspace_max_avx512(const float *x, long n) {
+    __m512 acc = _mm512_set1_ps(-__builtin_inff());
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : subspace_tail_mask(n - i);
+        // max(v, acc) keeps acc where v is NaN, as the Swift loop skips NaNs
+        acc = _mm512_mask_max_ps(acc, k, _mm512_maskz_loadu_ps(k, x + i), acc);
+    }
+    return _mm512_reduce_max_ps(acc);
+}
 #else
 float subspace_exp_shifted_sum_avx512(float *x, long n, float shift) { (void)x; (void)n; (void)shift; return 0; }
+float subspace_max_avx512(const float *x, long n) { (void)x; (void)n; return 0; }
 #endif

@@ -18,6 +18,11 @@
 ///
 /// eps is added to sqrt(v) before the bias correction, so it weighs sqrt(1 - b2^t) times
 /// less than in the torch form early on. Checkpoint keys are the same.
+///
+/// The element sweeps (`kernel`, `huggingFaceKernel`, `AdamMoments.direction`; amsgrad aside)
+/// run `Sources/CSupport/adam.c` on 16 AVX-512 lanes where the CPU has it (`VectorISA`): one
+/// pass over p, g, m and v with `AdamMoments.advance`'s operations in the same order, so the
+/// same bits as the Swift loops, which stay as the fallback.
 public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
     public struct State {
         public var step: Int = 0
@@ -97,11 +102,20 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
     public static func huggingFaceKernel(
         p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
         v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>?, count: Int,
-        lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, step t: Int
+        lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, step t: Int,
+        avx512: Bool = VectorISA.avx512
     ) {
         let stepSize = AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: t, style: .huggingFace)
         let decay = 1 - lr * weightDecay
+        let a = subspace_adam_step(
+            beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: 1, torchStyle: 0, stepSize: stepSize,
+            decayBefore: 1, decayAfter: weightDecay > 0 ? decay : 1)
         Parallel.ranges(count, grain: 1 << 15) { r in
+            if avx512 && vMax == nil {
+                let o = r.lowerBound
+                withUnsafePointer(to: a) { subspace_adam_update_avx512(p + o, g + o, m + o, v + o, r.count, $0) }
+                return
+            }
             for i in r {
                 let (mi, denom) = AdamMoments.advance(
                     g[i], m: &m[i], v: &v[i], vMax: vMax.map { $0 + i },
@@ -117,9 +131,20 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
     public static func kernel(
         p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
         v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>?, count: Int,
-        lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, stepSize: Float, bc2Sqrt: Float
+        lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, stepSize: Float, bc2Sqrt: Float,
+        avx512: Bool = VectorISA.avx512
     ) {
         let decay = 1 - lr * weightDecay
+        if vMax == nil && avx512 {
+            let a = subspace_adam_step(
+                beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, torchStyle: 1, stepSize: stepSize,
+                decayBefore: decay, decayAfter: 1)
+            Parallel.ranges(count, grain: 1 << 15) { r in
+                let o = r.lowerBound
+                withUnsafePointer(to: a) { subspace_adam_update_avx512(p + o, g + o, m + o, v + o, r.count, $0) }
+            }
+            return
+        }
         if vMax == nil {
             // Eight lanes at a time; the same operations in the same order as the scalar
             // path, so results are bit-identical to it.
@@ -204,10 +229,18 @@ public enum AdamMoments {
     public static func direction(
         g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
         out: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, eps: Float,
-        step t: Int, style: Style
+        step t: Int, style: Style, avx512: Bool = VectorISA.avx512
     ) {
         let bc2Sqrt = (1 - pow(beta2, Float(t))).squareRoot()
+        let a = subspace_adam_step(
+            beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, torchStyle: style == .torch ? 1 : 0, stepSize: 0,
+            decayBefore: 1, decayAfter: 1)
         Parallel.ranges(count, grain: 1 << 15) { r in
+            if avx512 {
+                let o = r.lowerBound
+                withUnsafePointer(to: a) { subspace_adam_direction_avx512(g + o, m + o, v + o, out + o, r.count, $0) }
+                return
+            }
             for i in r {
                 let (mi, denom) = advance(
                     g[i], m: &m[i], v: &v[i], vMax: nil, beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, style: style)
@@ -218,6 +251,7 @@ public enum AdamMoments {
 }
 
 @inline(__always) func pow(_ x: Float, _ y: Float) -> Float { Float(Foundation.pow(Double(x), Double(y))) }
+import CSupport
 import Foundation
 import SubspaceCore
 import SubspaceModels

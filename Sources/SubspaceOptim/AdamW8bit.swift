@@ -1,3 +1,4 @@
+import CSupport
 import SubspaceCore
 import SubspaceModels
 
@@ -35,6 +36,9 @@ public final class AdamW8bit: ParameterwiseOptimizer<AdamW8bit.State> {
 
     public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
     public var quantization: StateQuantization
+    /// Whether the element update runs adam.c's AVX-512 loop (`VectorISA`; the same bits as
+    /// the Swift loop, which tests force with `false`).
+    var vectorKernels = VectorISA.avx512
     public override var name: String { "adamw8bit" }
 
     /// - Throws: `ConfigurationError` for impossible hyperparameters.
@@ -84,7 +88,14 @@ public final class AdamW8bit: ParameterwiseOptimizer<AdamW8bit.State> {
         let bc2Sqrt = AdamMomentStorage.biasCorrection2Sqrt(beta2: beta2, step: s.step)
         let decay = 1 - lr * weightDecay
         let w = p.value.data, gd = g.data, b1 = beta1, b2 = beta2, eps = eps
+        let avx512 = vectorKernels
+        let constants = subspace_adam_step(
+            beta1: b1, beta2: b2, eps: eps, bc2Sqrt: bc2Sqrt, torchStyle: 0, stepSize: stepSize, decayBefore: decay, decayAfter: 1)
         s.moments.withElements { r, m, v in
+            if avx512 {  // adam.c: the same operations per element, 16 at a time
+                withUnsafePointer(to: constants) { subspace_adam_bnb_update_avx512(w + r.lowerBound, gd + r.lowerBound, m, v, r.count, $0) }
+                return
+            }
             var k = 0
             for i in r {
                 let gi = gd[i]

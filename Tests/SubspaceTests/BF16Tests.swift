@@ -124,6 +124,27 @@ import Testing
         }
     }
 
+    /// The weight rounded once (`BF16.withCopy`, as the LM head's chunks share it) gives the
+    /// forward and input-gradient products bit for bit as rounding it inside each product.
+    @Test(.enabled(if: BLAS.hasBF16, "no native bf16 products here: \(BF16Tests.unavailable)"))
+    func weightRoundedOnceGivesTheSameProducts() {
+        let rows = 70, inF = 48, outF = 33
+        let x = randomTensor([rows, inF], seed: 4), w = randomTensor([outF, inF], seed: 5), dy = randomTensor([rows, outF], seed: 6)
+        let y1 = Tensor(zeros: [rows, outF]), y2 = Tensor(zeros: [rows, outF])
+        let dx1 = Tensor(zeros: [rows, inF]), dx2 = Tensor(zeros: [rows, inF])
+        Linear.forward(x: x.data, weight: w.data, y: y1.data, rows: rows, inFeatures: inF, outFeatures: outF, precision: .bf16)
+        Linear.backwardInput(dy: dy.data, weight: w.data, dx: dx1.data, rows: rows, inFeatures: inF, outFeatures: outF, precision: .bf16)
+        BF16.withCopy(of: w.data, count: w.count) { wb in
+            Linear.forward(
+                x: x.data, weight: w.data, y: y2.data, rows: rows, inFeatures: inF, outFeatures: outF, precision: .bf16, weightBF16: wb)
+            Linear.backwardInput(
+                dy: dy.data, weight: w.data, dx: dx2.data, rows: rows, inFeatures: inF, outFeatures: outF, precision: .bf16,
+                weightBF16: wb)
+        }
+        #expect(y1.array.map(\.bitPattern) == y2.array.map(\.bitPattern))
+        #expect(dx1.array.map(\.bitPattern) == dx2.array.map(\.bitPattern))
+    }
+
     // MARK: Training
 
     /// A 2-layer model learns a half-deterministic next-token rule with AdamW for 40 steps
@@ -209,9 +230,9 @@ import Testing
     }
 
     /// The planner adds the bf16 copies of the largest single product's operands: for
-    /// `tiny` at batch 8 x 256 the LM head's input gradient (2,048 x 4,096 logit gradients
-    /// and the 4,096 x 256 head weight) in 2 bytes each; nothing in fp32, and nothing else
-    /// changes.
+    /// `tiny` at batch 8 x 256 the LM head's weight gradient (2,048 x 4,096 logit gradients
+    /// and 2,048 x 256 inputs) while the head weight's copy (4,096 x 256, rounded once for
+    /// all its chunks) is held, in 2 bytes each; nothing in fp32, and nothing else changes.
     @Test func plannerPricesOperandCopies() throws {
         let c = try LlamaConfig.preset("tiny")
         var r = MemoryPlan.Request(config: c, optimizer: "adamw", batch: 8, seq: 256)
@@ -219,7 +240,7 @@ import Testing
         r.precision = .bf16
         let bf16 = try MemoryPlan(r)
         #expect(fp32.mixedPrecisionBytes == 0)
-        #expect(bf16.mixedPrecisionBytes == 2 * (2048 * 4096 + 4096 * 256))
+        #expect(bf16.mixedPrecisionBytes == 2 * (2048 * 4096 + 4096 * 256 + 2048 * 256))
         #expect(bf16.totalBytes - fp32.totalBytes == bf16.mixedPrecisionBytes)
         #expect(bf16.summary(model: "tiny").mixed_precision_bytes == bf16.mixedPrecisionBytes)
         #expect(fp32.summary(model: "tiny").mixed_precision_bytes == nil)

@@ -156,6 +156,15 @@ public enum BF16 {
         }
     }
 
+    /// Runs `body` with `x[0 ..< count]` rounded to bf16 in a pooled buffer (given back after):
+    /// an operand that several products share, converted once.
+    public static func withCopy<R>(of x: UnsafePointer<Float>, count: Int, _ body: (UnsafePointer<UInt16>) throws -> R) rethrows -> R {
+        let (buffer, capacity) = scratch.take(count)
+        defer { scratch.give(buffer, capacity: capacity) }
+        convert(x, to: buffer, count: count)
+        return try body(UnsafePointer(buffer))
+    }
+
     /// Whether the CPU converts natively (AVX512-BF16's VCVTNE2PS2BF16).
     public static let native = CPU.current.usable.contains(.avx512bf16)
 

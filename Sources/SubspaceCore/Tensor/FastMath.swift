@@ -47,7 +47,7 @@ public enum FastMath {
 
     /// Whether `expShiftedSum` runs the AVX-512 loop of CSupport/vecmath.c (16 lanes; Swift's
     /// SIMD8 compiles to SSE2 pairs here). A `tiny` bf16 step spent 8.6% in exp (perf).
-    static let avx512 = CPU.current.usable.contains(.avx512f)
+    static var avx512: Bool { VectorISA.avx512 }
 
     /// In place: `x[i] = exp(x[i] - shift)` for `n` elements; returns the sum of the results.
     /// Each exponential is the same with or without AVX-512; the sum's order differs.
@@ -75,9 +75,11 @@ public enum FastMath {
         return sum
     }
 
-    /// Maximum of `n` elements (n > 0).
+    /// Maximum of `n` elements (n > 0); NaNs are skipped. 16 AVX-512 lanes where present
+    /// (vecmath.c; the same value, but for the sign of a zero maximum).
     @inline(__always)
-    public static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    public static func max(_ x: UnsafePointer<Float>, _ n: Int, avx512: Bool = VectorISA.avx512) -> Float {
+        if avx512 && n >= 16 { return subspace_max_avx512(x, n) }
         var i = 0
         var m = -Float.infinity
         if n >= 8 {

@@ -23,12 +23,22 @@ public enum Linear {
 
     /// y[N, out] = x[N, in] W[out, in]^T, or y += ... when `accumulate`. One row (a
     /// decoding step) is a matrix-vector product (`BLAS.gemv`): same sums, other rounding.
+    /// `weightBF16`: W already rounded to bf16 (used under `.bf16` only; the same values the
+    /// product would round W to, so the same result).
     public static func forward(
         x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-        rows n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false, precision: MatmulPrecision = .fp32
+        rows n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false, precision: MatmulPrecision = .fp32,
+        weightBF16: UnsafePointer<UInt16>? = nil
     ) {
         if n == 1 {
             BLAS.gemv(m: outFeatures, n: inFeatures, a: weight, lda: inFeatures, x: x, beta: accumulate ? 1 : 0, y: y)
+            return
+        }
+        if precision == .bf16, let w = weightBF16 {
+            BF16.withCopy(of: x, count: n * inFeatures) { xb in
+                BLAS.gemmBF16(transB: true, m: n, n: outFeatures, k: inFeatures, a: xb, lda: inFeatures,
+                              b: w, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+            }
             return
         }
         product(
@@ -37,10 +47,19 @@ public enum Linear {
     }
 
     /// dx[N, in] (+)= dy[N, out] W[out, in]. Pass `accumulateInput` to add into dx.
+    /// `weightBF16` as in `forward`.
     public static func backwardInput(
         dy: UnsafePointer<Float>, weight: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-        rows n: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false, precision: MatmulPrecision = .fp32
+        rows n: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false, precision: MatmulPrecision = .fp32,
+        weightBF16: UnsafePointer<UInt16>? = nil
     ) {
+        if precision == .bf16, let w = weightBF16 {
+            BF16.withCopy(of: dy, count: n * outFeatures) { dyb in
+                BLAS.gemmBF16(m: n, n: inFeatures, k: outFeatures, a: dyb, lda: outFeatures,
+                              b: w, ldb: inFeatures, beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
+            }
+            return
+        }
         product(
             precision, m: n, n: inFeatures, k: outFeatures, a: dy, lda: outFeatures,
             b: weight, ldb: inFeatures, beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)

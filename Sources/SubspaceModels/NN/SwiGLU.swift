@@ -1,3 +1,4 @@
+import CSupport
 import SubspaceCore
 
 /// The SwiGLU gate of the LLaMA MLP (Shazeer, 2020): `h = silu(g) * u`, where g and u are
@@ -5,6 +6,10 @@ import SubspaceCore
 ///
 /// Activations kept for backward: g and u (2 * N * ffn floats). h is recomputed in backward
 /// (one cheap pass) rather than stored.
+///
+/// Both passes run `Sources/CSupport/swiglu.c` (16 AVX-512 lanes) where the CPU has it
+/// (`VectorISA`), else the SIMD8 loops below; the two give the same bits (each lane performs
+/// the same operations in the same order, the scalar tails too).
 public enum SwiGLU {
     public typealias V8 = SIMD8<Float>
 
@@ -12,8 +17,16 @@ public enum SwiGLU {
     static func sigmoid8(_ g: V8) -> V8 { 1 / (1 + FastMath.exp8(-g)) }
 
     /// h = silu(g) * u over n elements.
-    public static func forward(g: UnsafePointer<Float>, u: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count n: Int) {
+    public static func forward(
+        g: UnsafePointer<Float>, u: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count n: Int,
+        avx512: Bool = VectorISA.avx512
+    ) {
         Parallel.ranges(n, grain: 16384) { r in
+            if avx512 {
+                let o = r.lowerBound
+                subspace_swiglu_forward_avx512(g + o, u + o, h + o, r.count)
+                return
+            }
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
                 let gv = UnsafeRawPointer(g + i).loadUnaligned(as: V8.self)
@@ -33,9 +46,15 @@ public enum SwiGLU {
     /// weight gradient).
     public static func backward(
         dh: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
-        dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>, count n: Int
+        dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>, count n: Int,
+        avx512: Bool = VectorISA.avx512
     ) {
         Parallel.ranges(n, grain: 16384) { r in
+            if avx512 {
+                let o = r.lowerBound
+                subspace_swiglu_backward_avx512(dh + o, g + o, u + o, dg + o, du + o, r.count)
+                return
+            }
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
                 let gv = UnsafeRawPointer(g + i).loadUnaligned(as: V8.self)
@@ -51,8 +70,8 @@ public enum SwiGLU {
             while i < r.upperBound {
                 let gi = g[i], ui = u[i], d = dh[i]
                 let s = 1 / (1 + FastMath.exp(-gi))
-                dg[i] = d * ui * s * (1 + gi * (1 - s))
-                du[i] = d * gi * s
+                dg[i] = d * ui * (s * (1 + gi * (1 - s)))
+                du[i] = d * (gi * s)
                 i += 1
             }
         }

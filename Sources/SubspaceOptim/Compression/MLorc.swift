@@ -223,17 +223,12 @@ public final class MLorc: ParameterwiseOptimizer<MLorc.State> {
                         beta1: b1, beta2: b2, eps: eps, weightDecay: weightDecay, stepSize: lr / bc1,
                         bc2Sqrt: bc2.squareRoot())
                 case .reference:
-                    let stepSize = AdamMoments.stepSize(lr: lr, beta1: b1, beta2: b2, step: t, style: .huggingFace)
-                    let pd = p.value.data, gd = g.data, md = m.data, vd = vt.data
-                    Parallel.ranges(p.count, grain: 1 << 15) { range in
-                        for i in range {
-                            let (mi, denom) = AdamMoments.advance(
-                                gd[i], m: &md[i], v: &vd[i], vMax: nil, beta1: b1, beta2: b2, eps: eps, bc2Sqrt: 1,
-                                style: .huggingFace)
-                            pd[i] -= stepSize * mi / denom
-                        }
-                    }
-                    if weightDecay != 0 { FastMath.scale(p.value.data, p.count, 1 - lr * weightDecay) }
+                    // transformers' AdamW step with its decay after, in one sweep (AVX-512 where
+                    // present); a negative decay, which that kernel skips, is applied after.
+                    AdamW.huggingFaceKernel(
+                        p: p.value.data, g: g.data, m: m.data, v: vt.data, vMax: nil, count: p.count, lr: lr,
+                        beta1: b1, beta2: b2, eps: eps, weightDecay: weightDecay, step: t)
+                    if weightDecay < 0 { FastMath.scale(p.value.data, p.count, 1 - lr * weightDecay) }
                 }
             }
         case .lion(let rule):

@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import SubspaceCore
 import SubspaceModels
@@ -66,27 +67,37 @@ public final class QuantizedState: @unchecked Sendable {
     /// Quantizes block `b` from `x`, which holds that block's elements (x[0] is element
     /// b·blockSize): absmax = max |x|, code = nearest map value to x · (1/absmax), as
     /// bitsandbytes' reference kernel normalizes.
+    /// `avx512` (the CPU's default, `VectorISA`) runs the absmax and the code search on 16
+    /// lanes (`Sources/CSupport/blockquant.c`), with the same results.
     @inline(__always)
-    public func quantizeBlock(_ b: Int, from x: UnsafePointer<Float>) {
+    public func quantizeBlock(_ b: Int, from x: UnsafePointer<Float>, avx512: Bool = VectorISA.avx512) {
         let r = blockRange(b)
         var m: Float = 0
-        for k in 0..<r.count { m = max(m, abs(x[k])) }
+        if avx512 {
+            m = subspace_absmax_avx512(x, r.count)
+        } else {
+            for k in 0..<r.count { m = max(m, abs(x[k])) }
+        }
         absmax[b] = m
         let out = codes + r.lowerBound
         guard m > 0, m.isFinite else {
             out.update(repeating: map.zeroCode, count: r.count)
             return
         }
-        map.codes(x, count: r.count, scale: 1 / m, into: out)
+        map.codes(x, count: r.count, scale: 1 / m, into: out, avx512: avx512)
     }
 
     /// Writes block `b`'s elements, map[code] · absmax, into `out` (out[0] is the block's
     /// first element).
     @inline(__always)
-    public func dequantizeBlock(_ b: Int, into out: UnsafeMutablePointer<Float>) {
+    public func dequantizeBlock(_ b: Int, into out: UnsafeMutablePointer<Float>, avx512: Bool = VectorISA.avx512) {
         let r = blockRange(b)
         let scale = absmax[b], src = codes + r.lowerBound
         map.values.withUnsafeBufferPointer { v in
+            if avx512 {
+                subspace_dequantize_avx512(src, r.count, v.baseAddress!, scale, out)
+                return
+            }
             for k in 0..<r.count { out[k] = v[Int(src[k])] * scale }
         }
     }
