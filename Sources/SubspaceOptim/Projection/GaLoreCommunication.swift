@@ -20,13 +20,19 @@ enum ProjectorCommunication {
     }
 
     static func project(_ state: (projector: Projector, step: Int)?, _ g: Tensor, name: String) -> Tensor {
-        guard var (proj, step) = state else { preconditionFailure("'\(name)' is not projected") }
+        // A copy: a seeded projector regenerates its matrix for this step without touching
+        // the rule's state (the step itself regenerates it there).
+        guard let (stored, step) = state else { preconditionFailure("'\(name)' is not projected") }
+        var proj = stored
         if proj.type.isRandom { proj.regenerate(step: step) }
         return proj.project(g)
     }
 
     static func refreshBasis(_ state: (projector: Projector, step: Int)?, _ g: Tensor, name: String) -> Tensor {
-        guard var (proj, step) = state else { preconditionFailure("'\(name)' is not projected") }
+        // A copy: the basis is computed here and installed on every rank (this one included)
+        // after the broadcast.
+        guard let (stored, step) = state else { preconditionFailure("'\(name)' is not projected") }
+        var proj = stored
         proj.refresh(gradient: g, step: step)
         return proj.matrix!
     }
