@@ -61,7 +61,7 @@ void subspace_bf16_to_f32(const uint16_t *x, float *y, long n) {
     X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) X(dnnl_primitive_attr_set_output_scales) \
     X(dnnl_post_ops_create) X(dnnl_post_ops_destroy) X(dnnl_post_ops_append_sum) \
     X(dnnl_primitive_attr_set_post_ops) X(dnnl_primitive_desc_query) X(dnnl_get_effective_cpu_isa) \
-    X(dnnl_primitive_desc_query_md)
+    X(dnnl_primitive_desc_query_md) X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_memory_desc_get_size)
 
 #define DECLARE(f) static __typeof__(&f) p_##f;
 DNNL_FUNCTIONS(DECLARE)
@@ -83,17 +83,25 @@ static void load(void) {
 }
 
 // One primitive per (shape, transposes, strides, alpha, beta), kept for the life of the process
-// (a training run uses a few dozen). Guarded by a mutex; execution itself is lock-free.
+// (a training run uses a few dozen). Guarded by a mutex; execution itself is lock-free. The
+// workers of a split product execute the same primitive at once, so each primitive is made
+// with a user scratchpad and every thread passes its own (`thread_scratch`): with the library's
+// scratchpad, a oneDNN built without DNNL_ENABLE_CONCURRENT_EXEC (Debian's 2.6) shares one
+// buffer between concurrent executions, and the products of a 2-thread bf16 step came out
+// different from run to run.
 typedef struct {
     int used, ta, tb, m, n, k, lda, ldb, ldc;
     float alpha, beta;
     dnnl_primitive_t primitive;
-    const dnnl_memory_desc_t *md[3];
+    const dnnl_memory_desc_t *md[4];
+    size_t scratch_bytes;
 } entry_t;
 #define CACHE_SIZE 512
 static entry_t cache[CACHE_SIZE];
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread dnnl_stream_t thread_stream;
+static __thread void *thread_scratch;
+static __thread size_t thread_scratch_bytes;
 
 static dnnl_primitive_desc_t describe(int ta, int tb, int m, int n, int k, int lda, int ldb, int ldc, float alpha, float beta) {
     dnnl_memory_desc_t a, b, c;
@@ -107,6 +115,7 @@ static dnnl_primitive_desc_t describe(int ta, int tb, int m, int n, int k, int l
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
     p_dnnl_primitive_attr_create(&attr);
+    p_dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     if (alpha != 1) p_dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha);
     if (beta != 0) {
         p_dnnl_post_ops_create(&ops);
@@ -133,6 +142,8 @@ static entry_t *lookup(int ta, int tb, int m, int n, int k, int lda, int ldb, in
                 e->md[0] = p_dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
                 e->md[1] = p_dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
                 e->md[2] = p_dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+                e->md[3] = p_dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+                e->scratch_bytes = e->md[3] ? p_dnnl_memory_desc_get_size(e->md[3]) : 0;
                 const char *impl = NULL;
                 if (p_dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
                     strncpy(impl_name, impl, sizeof impl_name - 1);
@@ -175,10 +186,25 @@ int subspace_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const u
     if (p_dnnl_memory_create(&ma, e->md[0], engine, (void *)a)) return -4;
     if (p_dnnl_memory_create(&mb, e->md[1], engine, (void *)b)) { p_dnnl_memory_destroy(ma); return -4; }
     if (p_dnnl_memory_create(&mc, e->md[2], engine, c)) { p_dnnl_memory_destroy(ma); p_dnnl_memory_destroy(mb); return -4; }
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-    int st = p_dnnl_primitive_execute(e->primitive, thread_stream, 3, args);
+    dnnl_memory_t ms = NULL;
+    if (e->scratch_bytes > 0) {
+        if (thread_scratch_bytes < e->scratch_bytes) {
+            free(thread_scratch);
+            thread_scratch = NULL;
+            thread_scratch_bytes = 0;
+            if (posix_memalign(&thread_scratch, 64, e->scratch_bytes)) thread_scratch = NULL;
+            else thread_scratch_bytes = e->scratch_bytes;
+        }
+        if (!thread_scratch || p_dnnl_memory_create(&ms, e->md[3], engine, thread_scratch)) {
+            p_dnnl_memory_destroy(ma); p_dnnl_memory_destroy(mb); p_dnnl_memory_destroy(mc);
+            return -4;
+        }
+    }
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_SCRATCHPAD, ms}};
+    int st = p_dnnl_primitive_execute(e->primitive, thread_stream, ms ? 4 : 3, args);
     if (st == dnnl_success) st = p_dnnl_stream_wait(thread_stream);
     p_dnnl_memory_destroy(ma); p_dnnl_memory_destroy(mb); p_dnnl_memory_destroy(mc);
+    if (ms) p_dnnl_memory_destroy(ms);
     return st == dnnl_success ? 0 : -5;
 }
 
