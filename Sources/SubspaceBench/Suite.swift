@@ -54,7 +54,11 @@ public enum Suite {
     /// advises). Flora runs with `--scale-parameter false`: its reference default multiplies
     /// the step by RMS(W), 0.02 at Hugging Face initialisation, which left the 300-step run
     /// 50x under-stepped (validation loss 6.06; 5.53 without the scaling; AdamW 5.16).
-    public static func cells(suite: String) throws -> [Cell] {
+    ///
+    /// `preset` sets the `lowrank` suite's rank, a quarter of the preset's width (64 on `tiny`,
+    /// 128 on `small`, as GaLore's rank 128 at width 512); the other suites' cells do not depend
+    /// on it.
+    public static func cells(suite: String, preset: String = "tiny") throws -> [Cell] {
         // GaLore's gap and scale are its defaults, restated so each cell's command is whole;
         // the text comes from `ProjectionSettings.galore` ("200", "0.25").
         let galore = ProjectionSettings.galore
@@ -117,27 +121,29 @@ public enum Suite {
                 Cell("lora-sb-r64", ["--optimizer", "adamw", "--lr", "3e-3", "--adapter", "lora-sb", "--adapter-rank", "64"]),
             ]
         case "lowrank":
-            // Glentis et al. 2025's pre-training comparison, scaled down to `tiny`: full-rank
-            // AdamW, GaLore, Fira, LoRA (on a frozen random base), ReLoRA, Low-Rank and SLTrain
-            // with and without refactorization and momentum reset, each with a sweep of four
-            // rates (`sweepFactors`) around its reference rate; rank 64 = dim / 4 (the digest's
-            // small-scale choice), restarts every 200 steps (the paper's interval).
-            let r = ["--rank", "64", "--update-gap", "200", "--scale", SettingText.number(galore.scale!)]
-            let adapter = ["--adapter-rank", "64", "--adapter-alpha", "64"]
-            // The parametrizations at their references' alpha 32 (s = 0.5 at r 64).
-            let lowRank = ["--optimizer", "adamw", "--parametrization", "low-rank", "--adapter-rank", "64"]
-            let slTrain = ["--optimizer", "adamw", "--parametrization", "sltrain", "--adapter-rank", "64"]
+            // Glentis et al. 2025's pre-training comparison, scaled down: full-rank AdamW,
+            // GaLore, Fira, LoRA (on a frozen random base), ReLoRA, Low-Rank and SLTrain with and
+            // without refactorization and momentum reset, each with a sweep of four rates
+            // (`sweepFactors`) around its reference rate; rank dim / 4 (the digest's small-scale
+            // choice: 64 on `tiny`), restarts every 200 steps (the paper's interval).
+            let rank = try LlamaConfig.preset(preset).dim / 4, k = "r\(rank)"
+            let r = ["--rank", "\(rank)", "--update-gap", "200", "--scale", SettingText.number(galore.scale!)]
+            let adapter = ["--adapter-rank", "\(rank)", "--adapter-alpha", "\(rank)"]
+            // The parametrizations at their references' alpha 32 (s = 0.5 at r 64; 0.25 at r 128,
+            // SLTrain's 60M script at the same width).
+            let lowRank = ["--optimizer", "adamw", "--parametrization", "low-rank", "--adapter-rank", "\(rank)"]
+            let slTrain = ["--optimizer", "adamw", "--parametrization", "sltrain", "--adapter-rank", "\(rank)"]
             return sweep("adamw", lr: 3e-3, ["--optimizer", "adamw"])
-                + sweep("galore-r64", lr: 1e-2, ["--optimizer", "galore"] + r)
-                + sweep("fira-r64", lr: 1e-2, ["--optimizer", "fira"] + r)
-                + sweep("lora-r64", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "lora", "--adapter-train-others", "true"] + adapter)
-                + sweep("relora-r64", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "relora", "--relora-every", "200"] + adapter)
-                + sweep("lowrank-r64", lr: 3e-3, lowRank)
-                + sweep("lowrank-r64-refactor", lr: 3e-3, lowRank + ["--refactor-every", "200"])
-                + sweep("lowrank-r64-reset", lr: 3e-3, lowRank + ["--reset-every", "200"])
-                + sweep("lowrank-r64-both", lr: 3e-3, lowRank + ["--refactor-every", "200", "--momentum-reset"])
-                + sweep("sltrain-r64", lr: 3e-3, slTrain)
-                + sweep("sltrain-r64-both", lr: 3e-3, slTrain + ["--refactor-every", "200", "--momentum-reset"])
+                + sweep("galore-\(k)", lr: 1e-2, ["--optimizer", "galore"] + r)
+                + sweep("fira-\(k)", lr: 1e-2, ["--optimizer", "fira"] + r)
+                + sweep("lora-\(k)", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "lora", "--adapter-train-others", "true"] + adapter)
+                + sweep("relora-\(k)", lr: 3e-3, ["--optimizer", "adamw", "--adapter", "relora", "--relora-every", "200"] + adapter)
+                + sweep("lowrank-\(k)", lr: 3e-3, lowRank)
+                + sweep("lowrank-\(k)-refactor", lr: 3e-3, lowRank + ["--refactor-every", "200"])
+                + sweep("lowrank-\(k)-reset", lr: 3e-3, lowRank + ["--reset-every", "200"])
+                + sweep("lowrank-\(k)-both", lr: 3e-3, lowRank + ["--refactor-every", "200", "--momentum-reset"])
+                + sweep("sltrain-\(k)", lr: 3e-3, slTrain)
+                + sweep("sltrain-\(k)-both", lr: 3e-3, slTrain + ["--refactor-every", "200", "--momentum-reset"])
         default:
             throw ConfigurationError("unknown suite '\(suite)'; known: \(names.joined(separator: ", "))")
         }

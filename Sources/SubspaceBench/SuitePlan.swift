@@ -149,24 +149,32 @@ public struct SuiteJob: Sendable, Equatable {
 /// of the steps (GaLore's fine-tuning warmup share).
 public struct SuitePlan: Sendable {
     public let spec: SuiteSpec
+    /// The cells of the first preset (the cells of each: `cells(preset:)`).
     public let cells: [Suite.Cell]
     public let outURL: URL
+    private let cellsByPreset: [String: [Suite.Cell]]
 
     public init(spec: SuiteSpec) throws {
         try spec.validate()
-        var cells = try Suite.cells(suite: spec.suite)
+        var byPreset: [String: [Suite.Cell]] = [:]
+        for p in spec.presets { byPreset[p] = try Suite.cells(suite: spec.suite, preset: p) }
         if let only = spec.only {
-            let known = Set(cells.map(\.name))
+            let known = Set(byPreset.values.joined().map(\.name))
             if let bad = only.first(where: { !known.contains($0) }) {
-                throw ConfigurationError("--only: no cell '\(bad)' in suite \(spec.suite); cells: \(cells.map(\.name).joined(separator: ", "))")
+                let all = spec.presets.flatMap { byPreset[$0]! }.map(\.name)
+                throw ConfigurationError("--only: no cell '\(bad)' in suite \(spec.suite); cells: \(all.joined(separator: ", "))")
             }
             let keep = Set(only)
-            cells = cells.filter { keep.contains($0.name) }
+            byPreset = byPreset.mapValues { $0.filter { keep.contains($0.name) } }
         }
         self.spec = spec
-        self.cells = cells
+        self.cellsByPreset = byPreset
+        self.cells = byPreset[spec.presets[0]]!
         self.outURL = URL(fileURLWithPath: spec.out)
     }
+
+    /// The cells run on `preset` (the `lowrank` suite's rank follows the preset's width).
+    public func cells(preset: String) -> [Suite.Cell] { cellsByPreset[preset] ?? [] }
 
     /// Sequences per batch: `train`'s default 8, and for `speed` 4 on `llama60m` and larger
     /// (the batch of the README's PyTorch comparison).
@@ -212,7 +220,7 @@ public struct SuitePlan: Sendable {
             }
             switch spec.suite {
             case "speed":
-                for c in cells {
+                for c in cells(preset: p) {
                     out.append(job(.bench, c.name, c.flags, ["bench", "--preset", p, "--steps", "\(spec.steps)", "--batch", "\(b)", "--json"] + c.flags))
                 }
             case "finetune":
@@ -225,7 +233,7 @@ public struct SuitePlan: Sendable {
                     out.append(job(.base, "base", flags, args))
                 }
                 let ck = baseCheckpoint(preset: p)
-                for c in cells {
+                for c in cells(preset: p) {
                     let args = ["train", "--init-from", ck.path, "--tokenizer", ck.appendingPathComponent("tokenizer.json").path,
                                 "--data", spec.finetuneData, "--steps", "\(spec.steps)", "--warmup", "\(spec.steps / 10)",
                                 "--eval-every", "\(spec.evalEvery)", "--out", directory(cell: c.name, preset: p).path,
@@ -233,7 +241,7 @@ public struct SuitePlan: Sendable {
                     out.append(job(.train, c.name, c.flags, args))
                 }
             default:
-                for c in cells {
+                for c in cells(preset: p) {
                     var args = ["train", "--preset", p, "--steps", "\(spec.steps)", "--eval-every", "\(spec.evalEvery)",
                                 "--out", directory(cell: c.name, preset: p).path, "--sample-tokens", "0"] + c.flags
                     if let data = spec.data { args += ["--data", data] }

@@ -343,6 +343,17 @@ import Testing
         let adamw = cells.filter { Suite.sweepMethod($0.name) == "adamw" }
         #expect(adamw.map(\.name) == ["adamw@lr3e-4", "adamw@lr1e-3", "adamw@lr3e-3", "adamw@lr9e-3"])
         #expect(adamw[3].flags.suffix(2) == ["--lr", "9e-3"])
+        // The rank is a quarter of the preset's width: 64 on tiny, 128 on small.
+        #expect(cells.contains { $0.name == "galore-r64@lr1e-2" })
+        let small = try Suite.cells(suite: "lowrank", preset: "small")
+        let galore = try #require(small.first { $0.name == "galore-r128@lr1e-2" })
+        #expect(galore.flags.prefix(4) == ["--optimizer", "galore", "--rank", "128"])
+        var spec = try SuiteSpec.defaults(suite: "lowrank", out: "x")
+        spec.presets = ["tiny", "small"]
+        spec.only = ["lowrank-r128@lr1e-3", "lowrank-r64@lr1e-3"]
+        let plan = try SuitePlan(spec: spec)
+        #expect(plan.jobs().map { "\($0.preset) \($0.cell)" } == ["tiny lowrank-r64@lr1e-3", "small lowrank-r128@lr1e-3"])
+        #expect(plan.jobs()[1].arguments.contains("128"))
         func result(_ cell: String, _ loss: Double) -> Suite.Result {
             Suite.Result(cell: cell, preset: "tiny", steps: 1, tokens: 1, final_val_loss: loss, best_val_loss: loss, val_ppl: nil,
                          tokens_per_s: 1, step_ms: 1, optimizer_state_bytes: 0, peak_rss_bytes: 0, flags: [])
