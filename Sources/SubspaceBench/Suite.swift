@@ -32,9 +32,28 @@ public enum Suite {
     /// `<method>@lr<rate>`.
     public static let sweepFactors: [Float] = [1.0 / 9, 1.0 / 3, 1, 3]
 
-    /// `method` at each rate of `sweepFactors` around `lr`: cells `method@lr<rate>`.
-    static func sweep(_ method: String, lr: Float, _ flags: [String]) -> [Cell] {
-        sweepFactors.map { f in
+    /// The rate factors of `--sweep` on the `pretrain` and `finetune` suites: x1/3, x1 and x3,
+    /// the three-point grid of GaLore's and Glentis et al.'s tuning, around each cell's rate.
+    public static let cellSweepFactors: [Float] = [1.0 / 3, 1, 3]
+
+    /// `cell` at each rate of `cellSweepFactors` around its `--lr` (or, where the cell names
+    /// none, its optimizer's default rate: Muon's 0.02): cells `<cell>@lr<rate>`.
+    public static func swept(_ cell: Cell) throws -> [Cell] {
+        var flags = cell.flags, lr: Float
+        if let i = flags.firstIndex(of: "--lr"), i + 1 < flags.count, let v = Float(flags[i + 1]) {
+            lr = v
+            flags.removeSubrange(i...(i + 1))
+        } else if let i = flags.firstIndex(of: "--optimizer"), i + 1 < flags.count, flags[i + 1] == "muon" {
+            lr = MuonSettings.defaults.learningRate
+        } else {
+            throw ConfigurationError("--sweep: cell '\(cell.name)' names no --lr to sweep around")
+        }
+        return sweep(cell.name, lr: lr, flags, factors: cellSweepFactors)
+    }
+
+    /// `method` at each rate of `factors` around `lr`: cells `method@lr<rate>`.
+    static func sweep(_ method: String, lr: Float, _ flags: [String], factors: [Float] = sweepFactors) -> [Cell] {
+        factors.map { f in
             // One significant digit in the flags' habitual form: 1e-3, 3e-3, 9e-3.
             let x = Double(lr * f), e = Int((log10(x)).rounded(.down))
             var m = Int((x / pow(10, Double(e))).rounded())

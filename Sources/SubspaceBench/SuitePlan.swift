@@ -28,6 +28,9 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
     public var only: [String]?
     /// Run the PyTorch peer after each training cell.
     public var peers: Bool
+    /// `pretrain` and `finetune`: run every cell at x1/3, x1 and x3 its rate
+    /// (`Suite.swept(_:)`), cells `<cell>@lr<rate>` (nil: false; `lowrank` always sweeps).
+    public var sweep: Bool?
     /// The output directory.
     public var out: String
 
@@ -58,6 +61,9 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         if out.isEmpty { throw ConfigurationError("--out must name a directory") }
         if peers && suite == "lowrank" {
             throw ConfigurationError("the lowrank suite has no PyTorch peer (its adapters and parametrizations are this engine's)")
+        }
+        if sweep == true && !["pretrain", "finetune"].contains(suite) {
+            throw ConfigurationError("--sweep applies to the pretrain and finetune suites (lowrank always sweeps)")
         }
         if peers && suite == "speed" {
             throw ConfigurationError("peers run the training suites (pretrain, finetune); bench/compare.sh is the speed peer")
@@ -98,6 +104,7 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         }
         if let only { parts += ["--only", only.joined(separator: ",")] }
         if peers { parts += ["--peers"] }
+        if sweep == true { parts += ["--sweep"] }
         parts += ["--out", out]
         return parts.joined(separator: " ")
     }
@@ -157,7 +164,10 @@ public struct SuitePlan: Sendable {
     public init(spec: SuiteSpec) throws {
         try spec.validate()
         var byPreset: [String: [Suite.Cell]] = [:]
-        for p in spec.presets { byPreset[p] = try Suite.cells(suite: spec.suite, preset: p) }
+        for p in spec.presets {
+            let cells = try Suite.cells(suite: spec.suite, preset: p)
+            byPreset[p] = spec.sweep == true ? try cells.flatMap(Suite.swept) : cells
+        }
         if let only = spec.only {
             let known = Set(byPreset.values.joined().map(\.name))
             if let bad = only.first(where: { !known.contains($0) }) {

@@ -137,7 +137,8 @@ public enum SuiteReport {
         default:
             return "Suite `pretrain`: every method on the same model, data (\(data)), seed 0 and budget; warmup 60 steps, cosine to 0.1, "
                 + "clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole validation split at the end. Every cell is a "
-                + "separate process, run one after another. Learning rates per cell are in `Sources/SubspaceBench/Suite.swift`.\n"
+                + "separate process, run one after another. Learning rates per cell are in `Sources/SubspaceBench/Suite.swift`"
+                + (spec.sweep == true ? "; with `--sweep` each cell runs at x1/3, x1 and x3 its rate and the report ranks the rates that ran.\n" : ".\n")
         }
     }
 

@@ -20,6 +20,8 @@ struct SuiteOptions: ParsableArguments {
     var baseSteps: Int?
     @Flag(help: "After each training cell, run its PyTorch peer (bench/peers/suite_peer.py) and report the ratios.")
     var peers = false
+    @Flag(help: "pretrain, finetune: run every cell at x1/3, x1 and x3 its learning rate (cells CELL@lrRATE); the report ranks the rates.")
+    var sweep = false
     @Option(help: "Python for the peers.") var python: String = ".venv/bin/python"
     @Option(name: .customLong("peer-script"), help: "The peer script.") var peerScript: String = "bench/peers/suite_peer.py"
     @Flag(name: .customLong("report-only"), help: "Run nothing: rewrite results.jsonl, report.md and the figures from the finished cells.")
@@ -41,6 +43,7 @@ struct SuiteOptions: ParsableArguments {
         s.base = base
         if let baseSteps { s.baseSteps = baseSteps }
         s.peers = peers
+        if sweep { s.sweep = true }
         if base != nil && suite != "finetune" { throw ConfigurationError("--base applies to the finetune suite") }
         return s
     }

@@ -1235,6 +1235,13 @@ extension Reliability {
         },
         Case("tt-bench --rows 0") { _, _ in Plan(args: ["tt-bench", "--rows", "0"], fragments: ["--rows"]) },
         Case("tt-bench --presets nope") { _, _ in Plan(args: ["tt-bench", "--presets", "nope"], fragments: ["unknown preset"]) },
+        Case("bench --suite speed --sweep") { _, d in
+            Plan(args: ["bench", "--suite", "speed", "--sweep", "--out", d.appendingPathComponent("s").path], fragments: ["--sweep"])
+        },
+        Case("bench --suite lowrank --only (a tiny cell on small)") { _, d in
+            Plan(args: ["bench", "--suite", "lowrank", "--presets", "small", "--only", "galore-r64@lr1e-2", "--out", d.appendingPathComponent("s").path],
+                 fragments: ["galore-r64@lr1e-2"])
+        },
         Case("train --parametrization comera --tt-embedding-rank 4 (without --tt-embedding)") { m, d in
             Plan(args: train(m, d, ["--parametrization", "comera", "--tt-embedding-rank", "4"]), fragments: ["need --tt-embedding"])
         },

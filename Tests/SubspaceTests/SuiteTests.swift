@@ -354,6 +354,19 @@ import Testing
         let plan = try SuitePlan(spec: spec)
         #expect(plan.jobs().map { "\($0.preset) \($0.cell)" } == ["tiny lowrank-r64@lr1e-3", "small lowrank-r128@lr1e-3"])
         #expect(plan.jobs()[1].arguments.contains("128"))
+        // --sweep: every pretrain cell at x1/3, x1, x3 its rate; Muon around its default 0.02.
+        var sw = try SuiteSpec.defaults(suite: "pretrain", out: "x")
+        sw.sweep = true
+        sw.only = ["adamw@lr1e-3", "muon@lr7e-3", "galore-r64-T200@lr3e-2"]
+        let swept = try SuitePlan(spec: sw)
+        #expect(swept.cells.map(\.name) == ["adamw@lr1e-3", "galore-r64-T200@lr3e-2", "muon@lr7e-3"])
+        #expect(swept.cells[0].flags == ["--optimizer", "adamw", "--lr", "1e-3"])
+        #expect(swept.cells[1].flags.filter { $0 == "--lr" }.count == 1)
+        #expect(sw.command.contains("--sweep"))
+        #expect(try Suite.swept(Suite.Cell("lion", ["--optimizer", "lion", "--lr", "3e-4"])).map(\.name) == ["lion@lr1e-4", "lion@lr3e-4", "lion@lr9e-4"])
+        #expect(throws: ConfigurationError.self) { try Suite.swept(Suite.Cell("x", ["--optimizer", "sgd"])) }
+        sw.suite = "lowrank"
+        #expect(throws: ConfigurationError.self) { try sw.validate() }
         func result(_ cell: String, _ loss: Double) -> Suite.Result {
             Suite.Result(cell: cell, preset: "tiny", steps: 1, tokens: 1, final_val_loss: loss, best_val_loss: loss, val_ppl: nil,
                          tokens_per_s: 1, step_ms: 1, optimizer_state_bytes: 0, peak_rss_bytes: 0, flags: [])
