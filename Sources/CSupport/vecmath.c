@@ -37,7 +37,42 @@ float subspace_max_avx512(const float *x, long n) {
     }
     return _mm512_reduce_max_ps(acc);
 }
+
+// MLorc's non-negativity fix (MLorc.rectify): negative entries become the mean magnitude of
+// the negative entries. The sum runs in 16 double lanes, lane j taking the entries i = j mod
+// 16, added up in lane order at the end: the portable Swift loop does the same, so the two
+// agree bit for bit.
+__attribute__((target("avx512f")))
+long subspace_rectify_avx512(float *x, long n) {
+    const __m512 zero = _mm512_setzero_ps();
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    long count = 0;
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : subspace_tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __mmask16 neg = _mm512_mask_cmp_ps_mask(k, v, zero, _CMP_LT_OQ);
+        if (!neg) continue;
+        count += __builtin_popcount((unsigned)neg);
+        __m512d vl = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d vh = _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_extracti64x4_epi64(_mm512_castps_si512(v), 1)));
+        lo = _mm512_mask_sub_pd(lo, (__mmask8)(neg & 0xFF), lo, vl);
+        hi = _mm512_mask_sub_pd(hi, (__mmask8)(neg >> 8), hi, vh);
+    }
+    if (count == 0) return 0;
+    double lanes[16], sum = 0;
+    _mm512_storeu_pd(lanes, lo);
+    _mm512_storeu_pd(lanes + 8, hi);
+    for (int j = 0; j < 16; j++) sum += lanes[j];
+    const __m512 mean = _mm512_set1_ps((float)(sum / (double)count));
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : subspace_tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(x + i, _mm512_mask_cmp_ps_mask(k, v, zero, _CMP_LT_OQ), mean);
+    }
+    return count;
+}
 #else
+long subspace_rectify_avx512(float *x, long n) { (void)x; (void)n; return 0; }
 float subspace_exp_shifted_sum_avx512(float *x, long n, float shift) { (void)x; (void)n; (void)shift; return 0; }
 float subspace_max_avx512(const float *x, long n) { (void)x; (void)n; return 0; }
 #endif

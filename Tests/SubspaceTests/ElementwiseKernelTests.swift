@@ -230,4 +230,26 @@ import Testing
         x[n - 1] = 1e9
         #expect(FastMath.max(x, n, avx512: true) == 1e9 && FastMath.max(x, n, avx512: false) == 1e9)
     }
+
+    // MARK: MLorc's non-negativity fix
+
+    /// MLorc.rectify: the AVX-512 kernel against the portable loop bit for bit, and the
+    /// portable loop against its definition (the mean magnitude of the negatives, in Double).
+    @Test(arguments: lengths)
+    func rectifyMatchesDefinitionAndPortable(n: Int) {
+        var x = Self.values(n, seed: 13)
+        if n > 30 { x[29] = .nan }
+        let negatives = x.filter { $0 < 0 }
+        let mean = negatives.isEmpty ? 0 : Float(negatives.reduce(0.0) { $0 - Double($1) } / Double(negatives.count))
+        let portable = Tensor(shape: [n], values: x)
+        #expect(MLorc.rectify(portable, avx512: false) == negatives.count)
+        for (a, b) in zip(portable.array, x) {
+            if b.isNaN { #expect(a.isNaN) } else if b < 0 { #expect(abs(a - mean) <= 1e-6 * mean) } else { #expect(a.bitPattern == b.bitPattern) }
+        }
+        if VectorISA.avx512 {
+            let fast = Tensor(shape: [n], values: x)
+            #expect(MLorc.rectify(fast, avx512: true) == negatives.count)
+            #expect(Self.differing(fast.array, portable.array) == 0)
+        }
+    }
 }

@@ -53,6 +53,10 @@ float subspace_exp_shifted_sum_avx512(float *x, long n, float shift);
 /// The largest of `n` floats (NaNs skipped; -infinity for n = 0), FastMath.max's value.
 float subspace_max_avx512(const float *x, long n);
 
+/// MLorc's non-negativity fix: every negative entry of x becomes the mean magnitude of the
+/// negative entries; returns their count (vecmath.c).
+long subspace_rectify_avx512(float *x, long n);
+
 /// SwiGLU forward (SwiGLU.swift): h = g * sigmoid(g) * u over `n` elements.
 void subspace_swiglu_forward_avx512(const float *g, const float *u, float *h, long n);
 

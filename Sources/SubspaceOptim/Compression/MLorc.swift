@@ -1,3 +1,4 @@
+import CSupport
 import SubspaceCore
 import SubspaceModels
 
@@ -184,14 +185,17 @@ public final class MLorc: ParameterwiseOptimizer<MLorc.State> {
     }
 
     /// MLorc's non-negativity fix, in place: every negative entry becomes the mean magnitude
-    /// of the negative entries. Returns how many were replaced.
+    /// of the negative entries. Returns how many were replaced. The sum is kept in 16 Double
+    /// lanes (entry i in lane i mod 16) added in lane order, the AVX-512 kernel's order
+    /// (vecmath.c), so the two paths agree bit for bit.
     @discardableResult
-    public static func rectify(_ v: Tensor) -> Int {
+    public static func rectify(_ v: Tensor, avx512: Bool = VectorISA.avx512) -> Int {
         let d = v.data
-        var sum = 0.0, count = 0
-        for i in 0..<v.count where d[i] < 0 { sum -= Double(d[i]); count += 1 }
+        if avx512 { return subspace_rectify_avx512(d, v.count) }
+        var lanes = [Double](repeating: 0, count: 16), count = 0
+        for i in 0..<v.count where d[i] < 0 { lanes[i & 15] -= Double(d[i]); count += 1 }
         if count == 0 { return 0 }
-        let mean = Float(sum / Double(count))
+        let mean = Float(lanes.reduce(0, +) / Double(count))
         for i in 0..<v.count where d[i] < 0 { d[i] = mean }
         return count
     }
