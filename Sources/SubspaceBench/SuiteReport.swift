@@ -40,7 +40,9 @@ public enum SuiteReport {
         let presets = plan.spec.presets.filter { p in results.contains { $0.preset == p } }
         let perPreset = plan.spec.suite == "speed" || presets.count > 1
         for p in presets {
-            let rs = results.filter { $0.preset == p }, ps = peers.filter { $0.preset == p }
+            // A sweep's figures show each method's best rate (the sweep table has the rest).
+            let all = results.filter { $0.preset == p }, ps = peers.filter { $0.preset == p }
+            let rs = all.contains { $0.cell.contains("@") } ? bestOfSweeps(all) : all
             let suffix = perPreset ? "-\(p)" : ""
             var spread: [String: Double] = [:], peerSpread: [String: Double] = [:]
             if plan.spec.suite != "speed" {
@@ -143,14 +145,14 @@ public enum SuiteReport {
     }
 
     static func trainingTable(_ rs: [Suite.Result]) -> String {
-        let base = rs.first { $0.cell == "adamw" }
-        var s = "| method | settings | val loss | best val loss | val ppl | tokens/s | step ms (x AdamW) | optimizer state MiB | peak RSS MiB |\n"
-        s += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        let base = rs.first { Suite.sweepMethod($0.cell) == "adamw" }
+        var s = "| method | settings | val loss | best val loss | val ppl | tokens/s | step ms (x AdamW) | optimizer state MiB | weights + state MiB | peak RSS MiB |\n"
+        s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for r in rs {
             let x = base.map { " (\(ratio(r.step_ms, $0.step_ms)))" } ?? ""
             s += "| \(r.cell) | \(settings(r)) | \(num(r.final_val_loss, "%.4f")) | \(num(r.best_val_loss, "%.4f")) | "
             s += "\(num(r.val_ppl, "%.2f")) | \(num(r.tokens_per_s, "%.0f")) | \(num(r.step_ms, "%.1f"))\(x) | "
-            s += "\(mib(r.optimizer_state_bytes)) | \(mib(r.peak_rss_bytes)) |\n"
+            s += "\(mib(r.optimizer_state_bytes)) | \(r.weights_bytes.map { mib($0 + r.optimizer_state_bytes) } ?? "-") | \(mib(r.peak_rss_bytes)) |\n"
         }
         return s
     }
@@ -184,7 +186,7 @@ public enum SuiteReport {
     }
 
     static func speedTable(_ rs: [Suite.Result]) -> String {
-        let base = rs.first { $0.cell == "adamw" }
+        let base = rs.first { Suite.sweepMethod($0.cell) == "adamw" }
         var s = "| method | settings | tokens/s | step ms (x AdamW) | weights MiB | gradients MiB | optimizer state MiB | activations MiB | peak RSS MiB |\n"
         s += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for r in rs {

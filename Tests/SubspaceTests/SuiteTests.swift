@@ -277,7 +277,7 @@ import Testing
         let md = SuiteReport.markdown(plan: p, results: results, peers: peers)
         #expect(md.contains("subspace bench --suite pretrain --steps 300 --out /nonexistent/suite"))
         #expect(md.contains("| method | settings | val loss | best val loss | val ppl | tokens/s | step ms (x AdamW) |"))
-        #expect(md.contains("| adamw | lr=3e-3 | 5.1600 | 5.1500 | 174.16 | 4000 | 500.0 (1.00x) | 40.0 | 300.0 |"))
+        #expect(md.contains("| adamw | lr=3e-3 | 5.1600 | 5.1500 | 174.16 | 4000 | 500.0 (1.00x) | 40.0 | 60.0 | 300.0 |"))
         #expect(md.contains("| galore-r64-T200 | rank=64 | 4.6000 |"))
         #expect(md.contains("550.0 (1.10x)"))
         #expect(md.contains("![validation loss](val_loss.svg)") && md.contains("![memory by kind](memory.svg)"))
