@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -75,7 +76,7 @@ public struct SafeTensorsIntegerTensor: Equatable, Sendable {
 /// and I64 tensors are available exactly in `integerTensors` and also, converted to Float32
 /// (exact for magnitudes up to 2^24), in `tensors`.
 ///
-/// Writing produces F32 tensors only, and is atomic: the file is written under a temporary
+/// Writing produces F32 tensors (BF16 for the names asked), and is atomic: the file is written under a temporary
 /// name in the destination's directory, synced, and renamed over the destination.
 public struct SafeTensorsFile: @unchecked Sendable {
     /// Where one tensor lies in the file.
@@ -314,8 +315,13 @@ public struct SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Writes F32 tensors (in the given order) and a metadata map to `url`, atomically.
-    public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to url: URL) throws {
+    /// Writes F32 tensors (in the given order) and a metadata map to `url`, atomically. The
+    /// tensors named in `bf16` are written as BF16, rounded to nearest even (exact for
+    /// values that are bfloat16 already, such as `--state-precision bf16`'s moments); the
+    /// reader widens them back.
+    public static func write(
+        _ tensors: [(String, Tensor)], metadata: [String: String] = [:], bf16: Set<String> = [], to url: URL
+    ) throws {
         var seen = Set<String>()
         for (name, _) in tensors {
             if name == "__metadata__" { throw SafeTensorsError(.invalidName, "'__metadata__' is reserved and cannot name a tensor") }
@@ -334,8 +340,8 @@ public struct SafeTensorsFile: @unchecked Sendable {
         for (name, t) in tensors {
             if !first { header += "," }
             first = false
-            let end = offset + t.byteCount
-            header += jsonString(name) + ":{\"dtype\":\"F32\",\"shape\":["
+            let end = offset + (bf16.contains(name) ? t.count * 2 : t.byteCount)
+            header += jsonString(name) + ":{\"dtype\":\"" + (bf16.contains(name) ? "BF16" : "F32") + "\",\"shape\":["
                 + t.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
@@ -349,7 +355,16 @@ public struct SafeTensorsFile: @unchecked Sendable {
                 var length = UInt64(headerBytes.count).littleEndian
                 try withUnsafeBytes(of: &length) { try w.write($0.baseAddress!, count: 8) }
                 try headerBytes.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
-                for (_, t) in tensors where t.count > 0 {
+                for (name, t) in tensors where t.count > 0 {
+                    if bf16.contains(name) {
+                        var half = [UInt16](repeating: 0, count: t.count)
+                        subspace_f32_to_bf16(t.data, &half, t.count, 0)
+                        #if _endian(big)
+                        half = half.map(\.littleEndian)
+                        #endif
+                        try half.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
+                        continue
+                    }
                     #if _endian(big)
                     let le = (0..<t.count).map { t.data[$0].bitPattern.littleEndian }
                     try le.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
