@@ -174,7 +174,7 @@ public struct MemoryPlan: Equatable, Sendable {
             architecture: architecture, batch: request.batch, seq: request.seq, settings: request.zerothOrder) ?? 1
         activationsBytes = ActivationMemory.bytes(
             architecture: architecture, batch: members * request.batch, seq: request.seq, checkpointing: request.activationCheckpointing,
-            dtype: dtype, rule: request.rule)
+            dtype: dtype, rule: request.rule, precision: request.precision)
         rules = shares
         mixedPrecisionBytes = architecture.mixedPrecisionBytes(batch: request.batch, seq: request.seq, precision: request.precision)
         stepRuleStateBytes = stepRule.stateElements(shapes: specs.map(\.shape), settings: request.zerothOrder) * dtype.bytesPerElement
