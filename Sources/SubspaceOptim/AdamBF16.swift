@@ -63,10 +63,7 @@ extension AdamMoments {
         out: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, eps: Float,
         step t: Int, style: Style, avx512: Bool = VectorISA.avx512
     ) {
-        let bc2Sqrt = (1 - pow(beta2, Float(t))).squareRoot()
-        let a = subspace_adam_step(
-            beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, torchStyle: style == .torch ? 1 : 0, stepSize: 0,
-            decayBefore: 1, decayAfter: 1)
+        let a = directionConstants(beta1: beta1, beta2: beta2, eps: eps, step: t, style: style)
         sweepBF16(p: nil, g: g, m: m, v: v, out: out, count: count, step: a, avx512: avx512)
     }
 }

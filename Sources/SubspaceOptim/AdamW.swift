@@ -263,6 +263,13 @@ public enum AdamMoments {
         return (mi, style == .torch ? vv.squareRoot() / bc2Sqrt + eps : vv.squareRoot() + eps)
     }
 
+    /// The C sweep's constants for `direction` at step `t` (no weights: step size 0, no decay).
+    static func directionConstants(beta1: Float, beta2: Float, eps: Float, step t: Int, style: Style) -> subspace_adam_step {
+        subspace_adam_step(
+            beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: (1 - pow(beta2, Float(t))).squareRoot(),
+            torchStyle: style == .torch ? 1 : 0, stepSize: 0, decayBefore: 1, decayAfter: 1)
+    }
+
     /// Advances `count` moments with `g` and writes the normalized direction m / denominator
     /// into `out` (which may be `g` itself).
     public static func direction(
@@ -270,10 +277,8 @@ public enum AdamMoments {
         out: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, eps: Float,
         step t: Int, style: Style, avx512: Bool = VectorISA.avx512
     ) {
-        let bc2Sqrt = (1 - pow(beta2, Float(t))).squareRoot()
-        let a = subspace_adam_step(
-            beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, torchStyle: style == .torch ? 1 : 0, stepSize: 0,
-            decayBefore: 1, decayAfter: 1)
+        let a = directionConstants(beta1: beta1, beta2: beta2, eps: eps, step: t, style: style)
+        let bc2Sqrt = a.bc2Sqrt
         Parallel.ranges(count, grain: 1 << 15) { r in
             if avx512 {
                 let o = r.lowerBound

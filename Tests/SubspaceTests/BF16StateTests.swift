@@ -294,33 +294,11 @@ import Testing
     /// (0.046%, 0.009%), and both cut the loss by at least 20%.
     @Test(arguments: ["adamw", "galore"])
     func shortRunStaysNearFP32States(_ name: String) throws {
-        let config = LlamaConfig(dim: 64, layers: 2, heads: 4, ffnDim: 172, vocab: 64, maxSeq: 32)
-        func batch(_ s: Int) -> TokenBatch {
-            var rng = RandomStream(seed: UInt64(s))
-            var tokens: [Int32] = [], targets: [Int32] = []
-            for _ in 0..<4 {
-                var t = Int32(rng.int(64))
-                for _ in 0..<32 {
-                    tokens.append(t)
-                    t = rng.int(2) == 0 ? (t * 5 + 3) % 64 : Int32(rng.int(64))
-                    targets.append(t)
-                }
-            }
-            return TokenBatch(tokens: tokens, targets: targets, batch: 4, seq: 32)
-        }
         func curve(bf16: Bool) throws -> [Float] {
-            let model = try LlamaModel(config: config, seed: 1)
             let opt = try OptimizerRegistry.make(name, options: Self.options(name, bf16: bf16) {
                 $0.learningRate = 1e-2; $0.weightDecay = 0; $0.rank = 8
             })
-            var losses: [Float] = []
-            for s in 0..<40 {
-                model.zeroGradients()
-                losses.append(try model.forward(batch(s)))
-                model.backward()
-                opt.step(model.parameters, lrScale: 1)
-            }
-            return losses
+            return try BF16Tests.ruleCurve(try LlamaModel(config: BF16Tests.ruleConfig, seed: 1), opt)
         }
         let f = try curve(bf16: false), h = try curve(bf16: true)
         let d = zip(h, f).map { abs($0 - $1) / $1 }

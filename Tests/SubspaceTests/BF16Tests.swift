@@ -171,35 +171,11 @@ import Testing
     /// step within 5% (2.7%); both runs cut the loss by at least 20% (26%).
     @Test(.enabled(if: BLAS.hasBF16, "no native bf16 products here: \(BF16Tests.unavailable)"))
     func shortRunFollowsFP32() throws {
-        let config = LlamaConfig(dim: 64, layers: 2, heads: 4, ffnDim: 172, vocab: 64, maxSeq: 32)
-        func batch(_ s: Int) -> TokenBatch {
-            var rng = RandomStream(seed: UInt64(s))
-            var tokens: [Int32] = [], targets: [Int32] = []
-            for _ in 0..<4 {
-                var t = Int32(rng.int(64))
-                for _ in 0..<32 {
-                    tokens.append(t)
-                    // Half the next tokens follow a rule, half are noise: the loss falls
-                    // towards a floor of about ln(64) / 2 instead of to zero.
-                    t = rng.int(2) == 0 ? (t * 5 + 3) % 64 : Int32(rng.int(64))
-                    targets.append(t)
-                }
-            }
-            return TokenBatch(tokens: tokens, targets: targets, batch: 4, seq: 32)
-        }
         func curve(_ p: MatmulPrecision) throws -> [Float] {
-            let model = try LlamaModel(config: config, seed: 1)
+            let model = try LlamaModel(config: Self.ruleConfig, seed: 1)
             try model.usePrecision(p)
             #expect(model.slots.allSatisfy { $0.op.precision == p })
-            let opt = RoutedOptimizer(fallback: AdamW(learningRate: 1e-2, weightDecay: 0))
-            var losses: [Float] = []
-            for s in 0..<40 {
-                model.zeroGradients()
-                losses.append(try model.forward(batch(s)))
-                model.backward()
-                opt.step(model.parameters, lrScale: 1)
-            }
-            return losses
+            return try Self.ruleCurve(model, RoutedOptimizer(fallback: AdamW(learningRate: 1e-2, weightDecay: 0)))
         }
         let f = try curve(.fp32), h = try curve(.bf16)
         let d = zip(h, f).map { abs($0 - $1) / $1 }
@@ -209,6 +185,38 @@ import Testing
         #expect(d.max()! < 0.05, "largest relative difference \(d.max()!)")
         #expect(f.last! < 0.8 * f.first! && h.last! < 0.8 * h.first!, "fp32 \(f.first!) -> \(f.last!), bf16 \(h.first!) -> \(h.last!)")
         #expect(f != h, "bf16 changed nothing")
+    }
+
+    /// The 2-layer model of the short-run tests (vocabulary 64, context 32).
+    static let ruleConfig = LlamaConfig(dim: 64, layers: 2, heads: 4, ffnDim: 172, vocab: 64, maxSeq: 32)
+
+    /// Batch `s` of the short-run tests: 4 x 32 tokens where half the next tokens follow a
+    /// rule and half are noise, so the loss falls towards a floor of about ln(64) / 2
+    /// instead of to zero.
+    static func ruleBatch(_ s: Int) -> TokenBatch {
+        var rng = RandomStream(seed: UInt64(s))
+        var tokens: [Int32] = [], targets: [Int32] = []
+        for _ in 0..<4 {
+            var t = Int32(rng.int(64))
+            for _ in 0..<32 {
+                tokens.append(t)
+                t = rng.int(2) == 0 ? (t * 5 + 3) % 64 : Int32(rng.int(64))
+                targets.append(t)
+            }
+        }
+        return TokenBatch(tokens: tokens, targets: targets, batch: 4, seq: 32)
+    }
+
+    /// The losses of 40 steps of `model` with `optimizer` on `ruleBatch` 0 ..< 40.
+    static func ruleCurve(_ model: LlamaModel, _ optimizer: RoutedOptimizer) throws -> [Float] {
+        var losses: [Float] = []
+        for s in 0..<40 {
+            model.zeroGradients()
+            losses.append(try model.forward(ruleBatch(s)))
+            model.backward()
+            optimizer.step(model.parameters, lrScale: 1)
+        }
+        return losses
     }
 
     // MARK: Configuration
