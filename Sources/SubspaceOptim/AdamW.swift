@@ -59,6 +59,12 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State>, StatePrecisionAdj
         statePrecision = precision
     }
 
+    public func exportStateKeepingBF16(for p: Parameter) -> (tensors: [String: Tensor], bf16: [String: BFloat16Tensor]) {
+        guard let s = states[p.name] else { return ([:], [:]) }
+        let half = s.moments.bf16Moments
+        return (encode(s, moments: half.isEmpty), half)
+    }
+
     public init(
         learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
         weightDecay: Float = 0.01, amsgrad: Bool = false, style: AdamMoments.Style = .torch
@@ -86,8 +92,11 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State>, StatePrecisionAdj
     /// PyTorch's state keys: `step` (a 1-element tensor, exact up to 2^24 steps),
     /// `exp_avg` (m), `exp_avg_sq` (v; bf16 ones widened, exactly) and, with amsgrad,
     /// `max_exp_avg_sq`.
-    public override func encode(_ s: State) -> [String: Tensor] {
-        var out = s.moments.encode()
+    public override func encode(_ s: State) -> [String: Tensor] { encode(s, moments: true) }
+
+    /// `encode`, with or without the moments (`exportStateKeepingBF16`).
+    func encode(_ s: State, moments: Bool) -> [String: Tensor] {
+        var out = moments ? s.moments.encode() : [:]
         out["step"] = Tensor(shape: [1], values: [Float(s.step)])
         if let vMax = s.vMax { out["max_exp_avg_sq"] = vMax }
         return out

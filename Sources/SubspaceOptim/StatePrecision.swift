@@ -41,6 +41,9 @@ public protocol StatePrecisionAdjustable: ParameterOptimizer {
     /// - Throws: `ConfigurationError` in one line when this configuration of the rule has no
     ///   such states (8-bit moments, amsgrad).
     func useStatePrecision(_ precision: StatePrecision) throws
+    /// `exportState(for:)` with bf16 moments handed over as their live storage instead of
+    /// widened copies, so a checkpoint writes them without doubling the states' memory.
+    func exportStateKeepingBF16(for parameter: Parameter) -> (tensors: [String: Tensor], bf16: [String: BFloat16Tensor])
 }
 
 extension RoutedOptimizer {

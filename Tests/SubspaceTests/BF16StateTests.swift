@@ -158,17 +158,18 @@ import Testing
     // MARK: Checkpoints, planner, configuration
 
     /// 3 steps, checkpoint, restore into a fresh model and optimizer, 3 more: the weights
-    /// equal 6 uninterrupted steps' bit for bit (GaLore on the matrices, AdamW on the rest,
-    /// both with bf16 moments). The file stores the moments as BF16 and records the
+    /// equal 6 uninterrupted steps' bit for bit (GaLore or Fira on the matrices, AdamW on the
+    /// rest, all with bf16 moments). The file stores the moments as BF16 and records the
     /// precision; an optimizer with float32 states refuses it in one line.
-    @Test func resumeIsBitForBit() throws {
+    @Test(arguments: ["galore", "fira"])
+    func resumeIsBitForBit(_ name: String) throws {
         let root = try CheckpointTests.scratch()
         defer { try? FileManager.default.removeItem(at: root) }
         let dir = root.appendingPathComponent("run")
         let c = CheckpointTests.config()
         let options = CheckpointTests.options()
         func optimizer(bf16: Bool = true) throws -> RoutedOptimizer {
-            try OptimizerRegistry.make("galore", options: Self.options("galore", bf16: bf16))
+            try OptimizerRegistry.make(name, options: Self.options(name, bf16: bf16))
         }
 
         let ref = try CheckpointTests.model(c, seed: 11)

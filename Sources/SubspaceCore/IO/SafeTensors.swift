@@ -1,4 +1,3 @@
-import CSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -315,13 +314,33 @@ public struct SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Writes F32 tensors (in the given order) and a metadata map to `url`, atomically. The
-    /// tensors named in `bf16` are written as BF16, rounded to nearest even (exact for
-    /// values that are bfloat16 already, such as `--state-precision bf16`'s moments); the
-    /// reader widens them back.
-    public static func write(
-        _ tensors: [(String, Tensor)], metadata: [String: String] = [:], bf16: Set<String> = [], to url: URL
-    ) throws {
+    /// Writes F32 tensors (in the given order) and a metadata map to `url`, atomically.
+    public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to url: URL) throws {
+        try write(payloads: tensors.map { ($0.0, .f32($0.1)) }, metadata: metadata, to: url)
+    }
+
+    /// One tensor's data: float32, or bfloat16 written as BF16 from its own bits (no copy;
+    /// `--state-precision bf16`'s moments). The reader widens BF16 back to float32.
+    public enum Payload {
+        case f32(Tensor)
+        case bf16(BFloat16Tensor)
+
+        var shape: [Int] {
+            switch self {
+            case .f32(let t): return t.shape
+            case .bf16(let t): return t.shape
+            }
+        }
+        var byteCount: Int {
+            switch self {
+            case .f32(let t): return t.byteCount
+            case .bf16(let t): return t.byteCount
+            }
+        }
+    }
+
+    /// Writes `payloads` (in the given order) and a metadata map to `url`, atomically.
+    public static func write(payloads tensors: [(String, Payload)], metadata: [String: String] = [:], to url: URL) throws {
         var seen = Set<String>()
         for (name, _) in tensors {
             if name == "__metadata__" { throw SafeTensorsError(.invalidName, "'__metadata__' is reserved and cannot name a tensor") }
@@ -340,8 +359,10 @@ public struct SafeTensorsFile: @unchecked Sendable {
         for (name, t) in tensors {
             if !first { header += "," }
             first = false
-            let end = offset + (bf16.contains(name) ? t.count * 2 : t.byteCount)
-            header += jsonString(name) + ":{\"dtype\":\"" + (bf16.contains(name) ? "BF16" : "F32") + "\",\"shape\":["
+            let end = offset + t.byteCount
+            let dtype: String
+            if case .bf16 = t { dtype = "BF16" } else { dtype = "F32" }
+            header += jsonString(name) + ":{\"dtype\":\"" + dtype + "\",\"shape\":["
                 + t.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
@@ -355,14 +376,17 @@ public struct SafeTensorsFile: @unchecked Sendable {
                 var length = UInt64(headerBytes.count).littleEndian
                 try withUnsafeBytes(of: &length) { try w.write($0.baseAddress!, count: 8) }
                 try headerBytes.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
-                for (name, t) in tensors where t.count > 0 {
-                    if bf16.contains(name) {
-                        var half = [UInt16](repeating: 0, count: t.count)
-                        subspace_f32_to_bf16(t.data, &half, t.count, 0)
+                for (_, payload) in tensors where payload.byteCount > 0 {
+                    let t: Tensor
+                    switch payload {
+                    case .f32(let f): t = f
+                    case .bf16(let h):
                         #if _endian(big)
-                        half = half.map(\.littleEndian)
+                        let le = (0..<h.count).map { h.bits[$0].littleEndian }
+                        try le.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
+                        #else
+                        try w.write(UnsafeRawPointer(h.bits), count: h.byteCount)
                         #endif
-                        try half.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
                         continue
                     }
                     #if _endian(big)

@@ -193,9 +193,9 @@ public struct ProjectedAdam {
     /// projection types, `ortho_matrix` (P).
     /// Empty for a state that was never stepped (its first gradient was skipped), which
     /// imports as no state at all.
-    public func encode(_ s: State) -> [String: Tensor] {
+    public func encode(_ s: State, moments: Bool = true) -> [String: Tensor] {
         if s.step == 0 { return [:] }
-        var out = s.moments.encode()
+        var out = moments ? s.moments.encode() : [:]
         out["step"] = Tensor(shape: [1], values: [Float(s.step)])
         if let p = s.projector { out.merge(p.encode()) { a, _ in a } }
         return out

@@ -17,9 +17,19 @@ extension ProjectedAdam {
 extension GaLore: StatePrecisionAdjustable {
     public var statePrecision: StatePrecision { settings.statePrecision }
     public func useStatePrecision(_ precision: StatePrecision) throws { try settings.useStatePrecision(precision, rule: name) }
+    public func exportStateKeepingBF16(for p: Parameter) -> (tensors: [String: Tensor], bf16: [String: BFloat16Tensor]) {
+        guard let s = states[p.name], s.step > 0 else { return ([:], [:]) }
+        let half = s.moments.bf16Moments
+        return (settings.encode(s, moments: half.isEmpty), half)
+    }
 }
 
 extension Fira: StatePrecisionAdjustable {
     public var statePrecision: StatePrecision { settings.statePrecision }
     public func useStatePrecision(_ precision: StatePrecision) throws { try settings.useStatePrecision(precision, rule: name) }
+    public func exportStateKeepingBF16(for p: Parameter) -> (tensors: [String: Tensor], bf16: [String: BFloat16Tensor]) {
+        guard let s = states[p.name], s.base.step > 0 else { return ([:], [:]) }
+        let half = s.base.moments.bf16Moments
+        return (encode(s, moments: half.isEmpty), half)
+    }
 }

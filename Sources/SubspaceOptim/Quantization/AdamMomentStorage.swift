@@ -184,6 +184,12 @@ public enum AdamMomentStorage {
         }
     }
 
+    /// The bfloat16 moments under `encode`'s keys (live storage, no copy); empty otherwise.
+    public var bf16Moments: [String: BFloat16Tensor] {
+        if case .bfloat16(let m, let v) = self { return ["exp_avg": m, "exp_avg_sq": v] }
+        return [:]
+    }
+
     /// The keys `encode` writes for a tensor of `elements` elements.
     public static func keys(elements: Int, quantization: StateQuantization?) -> [String] {
         if let q = quantization, q.quantizes(elements) { return ["state1", "absmax1", "state2", "absmax2"] }

@@ -13,30 +13,31 @@ import Darwin
 /// owners metadata that keeps a restore from mixing states of different rules.
 ///
 /// Under `--state-precision bf16` the moments (`exp_avg`, `exp_avg_sq`) are written as BF16
-/// tensors, exactly the stored values at half the bytes, and the metadata records
+/// tensors straight from their storage (no float copy: saving costs no memory), exactly the
+/// stored values at half the bytes, and the metadata records
 /// `state_precision` (`fp32` or `bf16`; absent in older files: fp32). A restore into an
 /// optimizer of the other state precision is refused in one line rather than converted:
 /// widening bf16 to fp32 would be exact but rounding fp32 to bf16 would not continue the run
 /// bit for bit, and the run config refuses the change first anyway (`resumeMismatches`).
 extension Checkpoint {
-    /// The state keys stored as BF16 under `--state-precision bf16`.
-    static let bf16StateKeys: Set<String> = ["exp_avg", "exp_avg_sq"]
-
     static func writeOptimizer(_ optimizer: RoutedOptimizer, model: LlamaModel, to url: URL) throws {
-        var tensors: [(String, Tensor)] = [], bf16: Set<String> = []
+        var tensors: [(String, SafeTensorsFile.Payload)] = []
         var owners: [String: String] = [:]
         for p in model.parameters {
             let rule = optimizer.optimizer(for: p)
             owners[p.name] = rule.name
-            let state = rule.exportState(for: p)
+            var state: [String: SafeTensorsFile.Payload]
+            if let r = rule as? StatePrecisionAdjustable, r.statePrecision == .bf16 {
+                let (floats, half) = r.exportStateKeepingBF16(for: p)
+                state = floats.mapValues { .f32($0) }.merging(half.mapValues { .bf16($0) }) { a, _ in a }
+            } else {
+                state = rule.exportState(for: p).mapValues { .f32($0) }
+            }
             for key in state.keys.sorted() {
                 guard !key.contains("/") else {
                     throw CheckpointError(.io, url, "optimizer state key '\(key)' of \(p.name) contains '/'")
                 }
                 tensors.append(("\(p.name)/\(key)", state[key]!))
-                if (rule as? StatePrecisionAdjustable)?.statePrecision == .bf16, bf16StateKeys.contains(key) {
-                    bf16.insert("\(p.name)/\(key)")
-                }
             }
         }
         let ownersJSON: String
@@ -52,7 +53,7 @@ extension Checkpoint {
             "state_precision": optimizer.statePrecision.rawValue,
         ]
         do {
-            try SafeTensorsFile.write(tensors, metadata: metadata, bf16: bf16, to: url)
+            try SafeTensorsFile.write(payloads: tensors, metadata: metadata, to: url)
         } catch {
             throw CheckpointError(.io, url, "cannot write optimizer state (\(error))")
         }
