@@ -5,6 +5,7 @@
 // once and writes m, v and p (or the direction) once.
 #include "CSupport.h"
 #include "exp16.h"
+#include "adam16.h"
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 
@@ -12,18 +13,10 @@
 /// its denominator (torch: sqrt(v) / bc2Sqrt + eps; huggingFace: sqrt(v) + eps).
 __attribute__((target("avx512f")))
 static inline __m512 adam16(const subspace_adam_step *a, __m512 g, float *m, float *v, __mmask16 mask, __m512 *denom) {
-    const __m512 b1 = _mm512_set1_ps(a->beta1), b2 = _mm512_set1_ps(a->beta2);
-    const __m512 c1 = _mm512_set1_ps(1.0f - a->beta1), c2 = _mm512_set1_ps(1.0f - a->beta2);
     __m512 mv = _mm512_maskz_loadu_ps(mask, m), vv = _mm512_maskz_loadu_ps(mask, v);
-    // torch: m + (1 - b1)(g - m);  huggingFace: b1 m + (1 - b1) g;  both: b2 v + ((1 - b2) g) g
-    mv = a->torchStyle ? _mm512_add_ps(mv, _mm512_mul_ps(c1, _mm512_sub_ps(g, mv)))
-                       : _mm512_add_ps(_mm512_mul_ps(b1, mv), _mm512_mul_ps(c1, g));
-    vv = _mm512_add_ps(_mm512_mul_ps(b2, vv), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
+    *denom = subspace_adam16_advance(a, g, &mv, &vv);
     _mm512_mask_storeu_ps(m, mask, mv);
     _mm512_mask_storeu_ps(v, mask, vv);
-    __m512 root = _mm512_sqrt_ps(vv);
-    if (a->torchStyle) root = _mm512_div_ps(root, _mm512_set1_ps(a->bc2Sqrt));
-    *denom = _mm512_add_ps(root, _mm512_set1_ps(a->eps));
     return mv;
 }
 

@@ -23,17 +23,47 @@
 /// run `Sources/CSupport/adam.c` on 16 AVX-512 lanes where the CPU has it (`VectorISA`): one
 /// pass over p, g, m and v with `AdamMoments.advance`'s operations in the same order, so the
 /// same bits as the Swift loops, which stay as the fallback.
-public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
+///
+/// `statePrecision` `.bf16` (`--state-precision bf16`) keeps m and v in bfloat16, 2 bytes per
+/// element each, with the same float32 arithmetic (`AdamBF16.swift`); amsgrad's maximum has
+/// no bf16 form and refuses it.
+public final class AdamW: ParameterwiseOptimizer<AdamW.State>, StatePrecisionAdjustable {
     public struct State {
         public var step: Int = 0
-        public var m: Tensor
-        public var v: Tensor
+        /// m and v: float32, or bfloat16 under `statePrecision` (never 8-bit here).
+        public var moments: AdamMomentStorage
         public var vMax: Tensor?
+
+        public init(step: Int = 0, moments: AdamMomentStorage, vMax: Tensor? = nil) {
+            self.step = step; self.moments = moments; self.vMax = vMax
+        }
+
+        public init(step: Int = 0, m: Tensor, v: Tensor, vMax: Tensor? = nil) {
+            self.init(step: step, moments: .float32(m: m, v: v), vMax: vMax)
+        }
+
+        /// The first moment as float32 (the live tensor, or a widened copy of a bf16 one).
+        public var m: Tensor { moments.dequantized.m }
+        /// The second moment as float32 (the live tensor, or a widened copy of a bf16 one).
+        public var v: Tensor { moments.dequantized.v }
     }
     public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float, amsgrad: Bool
     /// `.torch` (`torch.optim.AdamW`, the default) or `.huggingFace` (transformers' `AdamW`).
     public var style: AdamMoments.Style
+    /// The element type of m and v (default fp32).
+    public private(set) var statePrecision: StatePrecision = .fp32
     public override var name: String { "adamw" }
+
+    public func useStatePrecision(_ precision: StatePrecision) throws {
+        if precision == .bf16, amsgrad { throw ConfigurationError("--state-precision bf16 does not keep amsgrad's running maximum") }
+        statePrecision = precision
+    }
+
+    public func exportStateKeepingBF16(for p: Parameter) -> (tensors: [String: Tensor], bf16: [String: BFloat16Tensor]) {
+        guard let s = states[p.name] else { return ([:], [:]) }
+        let half = s.moments.bf16Moments
+        return (encode(s, moments: half.isEmpty), half)
+    }
 
     public init(
         learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
@@ -45,20 +75,29 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
     }
 
     public override func makeState(for p: Parameter) -> State {
-        State(m: Tensor(zeros: p.shape), v: Tensor(zeros: p.shape), vMax: amsgrad ? Tensor(zeros: p.shape) : nil)
+        State(
+            moments: AdamMomentStorage(shape: p.shape, quantization: nil, precision: statePrecision),
+            vMax: amsgrad ? Tensor(zeros: p.shape) : nil)
     }
 
-    public override func bytes(of s: State) -> Int { s.m.byteCount + s.v.byteCount + (s.vMax?.byteCount ?? 0) }
+    public override func bytes(of s: State) -> Int { s.moments.bytes + (s.vMax?.byteCount ?? 0) }
 
-    /// m and v (and the running maximum with amsgrad), each shaped like the parameter.
+    /// m and v (in `statePrecision`; and the running maximum with amsgrad), each shaped like
+    /// the parameter.
     public override func stateFootprint(for p: ParameterSpec) -> StateFootprint? {
-        StateFootprint(states: Array(repeating: p.shape, count: amsgrad ? 3 : 2))
+        let moment = StateFootprint.moment(p.shape, statePrecision)
+        return StateFootprint(states: [moment, moment] + (amsgrad ? [StateFootprint.Entry(p.shape)] : []))
     }
 
     /// PyTorch's state keys: `step` (a 1-element tensor, exact up to 2^24 steps),
-    /// `exp_avg` (m), `exp_avg_sq` (v) and, with amsgrad, `max_exp_avg_sq`.
-    public override func encode(_ s: State) -> [String: Tensor] {
-        var out = ["step": Tensor(shape: [1], values: [Float(s.step)]), "exp_avg": s.m, "exp_avg_sq": s.v]
+    /// `exp_avg` (m), `exp_avg_sq` (v; bf16 ones widened, exactly) and, with amsgrad,
+    /// `max_exp_avg_sq`.
+    public override func encode(_ s: State) -> [String: Tensor] { encode(s, moments: true) }
+
+    /// `encode`, with or without the moments (`exportStateKeepingBF16`).
+    func encode(_ s: State, moments: Bool) -> [String: Tensor] {
+        var out = moments ? s.moments.encode() : [:]
+        out["step"] = Tensor(shape: [1], values: [Float(s.step)])
         if let vMax = s.vMax { out["max_exp_avg_sq"] = vMax }
         return out
     }
@@ -75,23 +114,32 @@ public final class AdamW: ParameterwiseOptimizer<AdamW.State> {
         }
         return State(
             step: Int(step),
-            m: try OptimizerStateError.tensor(t, "exp_avg", shape: p.shape, parameter: p),
-            v: try OptimizerStateError.tensor(t, "exp_avg_sq", shape: p.shape, parameter: p),
+            moments: try AdamMomentStorage.decode(t, shape: p.shape, quantization: nil, precision: statePrecision, parameter: p),
             vMax: amsgrad ? try OptimizerStateError.tensor(t, "max_exp_avg_sq", shape: p.shape, parameter: p) : nil)
     }
 
     public override func apply(_ p: Parameter, gradient g: Tensor, state s: inout State, lr: Float) {
         s.step += 1
+        let m: Tensor, v: Tensor
+        switch s.moments {
+        case .float32(let mt, let vt): (m, v) = (mt, vt)
+        case .bfloat16(let mh, let vh):
+            AdamW.kernelBF16(
+                p: p.value.data, g: g.data, m: mh.bits, v: vh.bits, count: p.count, lr: lr, beta1: beta1, beta2: beta2,
+                eps: eps, weightDecay: weightDecay, step: s.step, style: style)
+            return
+        case .blockwise8bit: preconditionFailure("AdamW keeps float32 or bfloat16 moments")
+        }
         if style == .huggingFace {
             AdamW.huggingFaceKernel(
-                p: p.value.data, g: g.data, m: s.m.data, v: s.v.data, vMax: s.vMax?.data, count: p.count,
+                p: p.value.data, g: g.data, m: m.data, v: v.data, vMax: s.vMax?.data, count: p.count,
                 lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, step: s.step)
             return
         }
         let t = Float(s.step)
         let bc1 = 1 - pow(beta1, t), bc2 = 1 - pow(beta2, t)
         AdamW.kernel(
-            p: p.value.data, g: g.data, m: s.m.data, v: s.v.data, vMax: s.vMax?.data, count: p.count,
+            p: p.value.data, g: g.data, m: m.data, v: v.data, vMax: s.vMax?.data, count: p.count,
             lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
             stepSize: lr / bc1, bc2Sqrt: bc2.squareRoot())
     }
@@ -224,6 +272,13 @@ public enum AdamMoments {
         return (mi, style == .torch ? vv.squareRoot() / bc2Sqrt + eps : vv.squareRoot() + eps)
     }
 
+    /// The C sweep's constants for `direction` at step `t` (no weights: step size 0, no decay).
+    static func directionConstants(beta1: Float, beta2: Float, eps: Float, step t: Int, style: Style) -> subspace_adam_step {
+        subspace_adam_step(
+            beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: (1 - pow(beta2, Float(t))).squareRoot(),
+            torchStyle: style == .torch ? 1 : 0, stepSize: 0, decayBefore: 1, decayAfter: 1)
+    }
+
     /// Advances `count` moments with `g` and writes the normalized direction m / denominator
     /// into `out` (which may be `g` itself).
     public static func direction(
@@ -231,10 +286,8 @@ public enum AdamMoments {
         out: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, eps: Float,
         step t: Int, style: Style, avx512: Bool = VectorISA.avx512
     ) {
-        let bc2Sqrt = (1 - pow(beta2, Float(t))).squareRoot()
-        let a = subspace_adam_step(
-            beta1: beta1, beta2: beta2, eps: eps, bc2Sqrt: bc2Sqrt, torchStyle: style == .torch ? 1 : 0, stepSize: 0,
-            decayBefore: 1, decayAfter: 1)
+        let a = directionConstants(beta1: beta1, beta2: beta2, eps: eps, step: t, style: style)
+        let bc2Sqrt = a.bc2Sqrt
         Parallel.ranges(count, grain: 1 << 15) { r in
             if avx512 {
                 let o = r.lowerBound

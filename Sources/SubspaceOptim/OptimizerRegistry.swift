@@ -87,7 +87,15 @@ public struct OptimizerOptions: Codable, Equatable, Sendable {
     public var switchWindow: Int?
     /// MKOR-H: relative loss decrease per window under which it switches (default 0.02).
     public var switchThreshold: Float?
+    /// Element type of every rule's moments, a `StatePrecision` raw value, "fp32" or "bf16"
+    /// (default "fp32"); bf16 is for the Adam-family rules only (`StatePrecisionAdjustable`).
+    public var statePrecision: String?
     public init() {}
+
+    /// `statePrecision`, parsed (fp32 when not given).
+    public func resolvedStatePrecision() throws -> StatePrecision {
+        try statePrecision.map(StatePrecision.init(parsing:)) ?? .fp32
+    }
 }
 
 /// Maps a method's name to its settings type (`MethodSettings`), which resolves the options,
@@ -155,19 +163,27 @@ public enum OptimizerRegistry {
         }
         let s = try type.init(resolving: options)
         try s.validate()
-        _ = try s.build()
+        try s.build().useStatePrecision(try options.resolvedStatePrecision())
         return s
     }
 
-    /// The optimizer `name` with `options` (defaults filled in by its settings type).
+    /// The optimizer `name` with `options` (defaults filled in by its settings type), its
+    /// rules keeping moments in `options.statePrecision`.
     public static func make(_ name: String, options: OptimizerOptions) throws -> RoutedOptimizer {
-        try settings(name, options: options).build()
+        let optimizer = try settings(name, options: options).build()
+        try optimizer.useStatePrecision(try options.resolvedStatePrecision())
+        return optimizer
     }
 
     /// What `make` would run, per parameter group: the `resolvedOptimizer` record of
-    /// `run_config.json`.
+    /// `run_config.json` (with `statePrecision=bf16` in every group when the moments are
+    /// bf16; fp32 states are not written, so older records still compare equal).
     public static func resolvedSettings(_ name: String, options: OptimizerOptions) throws -> ResolvedOptimizer {
-        ResolvedOptimizer(optimizer: name, groups: try settings(name, options: options).groups)
+        var groups = try settings(name, options: options).groups
+        if try options.resolvedStatePrecision() == .bf16 {
+            for i in groups.indices { groups[i].settings["statePrecision"] = .string(StatePrecision.bf16.rawValue) }
+        }
+        return ResolvedOptimizer(optimizer: name, groups: groups)
     }
 
     /// The options given in `options` that method `name` does not use, by flag

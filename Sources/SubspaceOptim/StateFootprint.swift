@@ -13,6 +13,8 @@ public struct StateFootprint: Equatable, Sendable {
     public enum Storage: Equatable, Sendable {
         /// The engine's float32.
         case float
+        /// bfloat16 moments (`--state-precision bf16`, `BFloat16Tensor`): 2 bytes per element.
+        case bfloat16
         /// bitsandbytes' block-wise 8 bits (`QuantizedState`) when `StateQuantization`
         /// quantizes a tensor of this size, float32 otherwise (`AdamMomentStorage`'s rule).
         case blockwise8Bit(StateQuantization)
@@ -25,6 +27,8 @@ public struct StateFootprint: Equatable, Sendable {
             switch self {
             case .float:
                 return elements * MemoryLayout<Float>.size
+            case .bfloat16:
+                return elements * MemoryLayout<UInt16>.size
             case .blockwise8Bit(let q):
                 guard q.quantizes(elements) else { return elements * MemoryLayout<Float>.size }
                 return QuantizedState.byteCount(elements: elements, blockSize: q.blockSize)
@@ -69,6 +73,11 @@ public struct StateFootprint: Equatable, Sendable {
 
     /// Bytes as the engine stores them: what `stateBytes(for:)` returns after a step.
     public var bytes: Int { (states + projectors).reduce(0) { $0 + $1.bytes } }
+
+    /// One moment entry of `shape` in `precision` (`.float` or `.bfloat16`).
+    public static func moment(_ shape: [Int], _ precision: StatePrecision) -> Entry {
+        Entry(shape, precision == .bf16 ? .bfloat16 : .float)
+    }
 }
 
 extension ParameterOptimizer {

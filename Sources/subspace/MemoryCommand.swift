@@ -85,7 +85,7 @@ struct MemoryCommand: ParsableCommand {
                 + String(bytes).leftPadded(16) + String(format: "%12.4f", Double(bytes) / 1_073_741_824)
         }
         var lines = [
-            "model \(model): \(plan.parameters) trainable parameters\(r.adapter.map { "; adapter \($0.method.rawValue) rank \($0.reportedRank)" } ?? ""); optimizer \(r.optimizer); \(r.dtype.rawValue); states \(stateBits)-bit; "
+            "model \(model): \(plan.parameters) trainable parameters\(r.adapter.map { "; adapter \($0.method.rawValue) rank \($0.reportedRank)" } ?? ""); optimizer \(r.optimizer); \(r.dtype.rawValue); states \((try? r.options.resolvedStatePrecision()) == .bf16 ? "bf16" : "\(stateBits)-bit"); "
                 + "batch \(r.batch) x seq \(r.seq)\(r.perLayerUpdate ? "; per-layer update" : "")"
                 + (r.activationCheckpointing ? "; activation checkpointing" : "")
                 + (r.stepRule.map { $0.isZerothOrder ? "; trainer \($0.rawValue) (forward only)" : "" } ?? ""),

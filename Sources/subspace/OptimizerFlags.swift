@@ -92,6 +92,8 @@ struct OptimizerFlags: ParsableArguments {
     var blockSize: Int?
     @Option(name: .customLong("min-8bit-size"), help: "8-bit states: tensors with fewer elements keep float32 states (default \(QuantizationSettings.standard.min8bitSize)).")
     var min8bitSize: Int?
+    @Option(name: .customLong("state-precision"), help: "Optimizer moments: fp32, or bf16 (stored rounded, float32 arithmetic; adamw, galore, fira) (default fp32).")
+    var statePrecision: String?
     @Option(name: .customLong("proj-bits"), help: "Q-GaLore: bits per projector entry, 1, 2, 4 or 8 (default \(QGaLoreSettings.defaults.projectionBits)).")
     var projBits: Int?
     @Option(name: .customLong("proj-group-size"), help: "Q-GaLore: projector quantization group size (default \(QGaLoreSettings.defaults.projectionGroupSize)).")
@@ -124,6 +126,7 @@ struct OptimizerFlags: ParsableArguments {
         if let variant { o.variant = variant }
         if let blockSize { o.blockSize = blockSize }
         if let min8bitSize { o.min8bitSize = min8bitSize }
+        if let statePrecision { o.statePrecision = try StatePrecision(parsing: statePrecision).rawValue }
         if let projBits { o.projectionBits = projBits }
         if let projGroupSize { o.projectionGroupSize = projGroupSize }
         if let qgaloreThreshold { o.lazyThreshold = qgaloreThreshold }

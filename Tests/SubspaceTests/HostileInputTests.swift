@@ -362,6 +362,10 @@ extension Reliability {
             let run = try m.copyBaseRun(into: d)
             return Plan(args: resume(run, steps: 8, ["--precision", "bf16"]), protect: [ck(run)], fragments: ["precision"])
         },
+        Case("train --resume an fp32-state run with --state-precision bf16") { m, d in
+            let run = try m.copyBaseRun(into: d)
+            return Plan(args: resume(run, steps: 8, ["--state-precision", "bf16"]), protect: [ck(run)], fragments: ["state precision"])
+        },
         Case("run_config.json precision fp16") { m, d in
             let run = try m.copyBaseRun(into: d)
             let u = run.appendingPathComponent("run_config.json")
@@ -607,6 +611,8 @@ extension Reliability {
         flagCase(["--weight-decay", "nan"]),
         flagCase(["--schedule", "linear"]),
         flagCase(["--precision", "fp16"]),
+        flagCase(["--state-precision", "fp16"]),
+        flagCase(["--optimizer", "adamw8bit", "--state-precision", "bf16"]),
         flagCase(["--dp-communication", "ring"]),
         flagCase(["--dp-communication", "projected"]),  // adamw reads whole gradients
         flagCase(["--optimizer", "galore", "--dp-communication", "projected"]),  // train clips at 1.0
@@ -666,6 +672,12 @@ extension Reliability {
         Case("eval --precision fp16") { m, _ in Plan(args: eval(m, ck(m.baseRun), ["--precision", "fp16"]), fragments: ["precision"]) },
         Case("bench --precision int8") { _, _ in Plan(args: ["bench", "--preset", "tiny", "--steps", "1", "--precision", "int8"], fragments: ["precision"]) },
         Case("memory --precision fp16") { _, _ in Plan(args: ["memory", "--model", "tiny", "--precision", "fp16"], fragments: ["precision"]) },
+        Case("bench --optimizer muon --state-precision bf16") { _, _ in
+            Plan(args: ["bench", "--preset", "tiny", "--steps", "1", "--optimizer", "muon", "--state-precision", "bf16"], fragments: ["state-precision"])
+        },
+        Case("memory --state-precision bf16 --state-bits 8") { _, _ in
+            Plan(args: ["memory", "--model", "tiny", "--state-precision", "bf16", "--state-bits", "8"], fragments: ["state-precision"])
+        },
         Case("tokenizer train --vocab 0") { m, d in
             Plan(args: ["tokenizer", "train", "--data", m.corpus.path, "--vocab", "0", "--out", d.appendingPathComponent("t.json").path])
         },

@@ -85,6 +85,13 @@ void subspace_adam_update_avx512(float *p, const float *g, float *m, float *v, l
 /// Advances m and v with g and writes the direction m / denominator into `out` (which may be g).
 void subspace_adam_direction_avx512(const float *g, float *m, float *v, float *out, long n, const subspace_adam_step *a);
 
+/// `subspace_adam_update_avx512` over bfloat16 moments (--state-precision bf16): m and v are
+/// widened, advanced in fp32, used unrounded for the step and stored rounded to nearest even.
+void subspace_adam_update_bf16_avx512(float *p, const float *g, uint16_t *m, uint16_t *v, long n, const subspace_adam_step *a);
+
+/// `subspace_adam_direction_avx512` over bfloat16 moments (as `subspace_adam_update_bf16_avx512`).
+void subspace_adam_direction_bf16_avx512(const float *g, uint16_t *m, uint16_t *v, float *out, long n, const subspace_adam_step *a);
+
 /// bitsandbytes' 8-bit Adam on one block's dequantized moments (AdamMomentStorage.advance):
 /// m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p decayBefore - stepSize m / (sqrt(v) /
 /// bc2Sqrt + eps); where g is not finite, m = v = 0 and p is left alone. (torchStyle unused.)

@@ -75,7 +75,7 @@ public struct SafeTensorsIntegerTensor: Equatable, Sendable {
 /// and I64 tensors are available exactly in `integerTensors` and also, converted to Float32
 /// (exact for magnitudes up to 2^24), in `tensors`.
 ///
-/// Writing produces F32 tensors only, and is atomic: the file is written under a temporary
+/// Writing produces F32 tensors (BF16 for the names asked), and is atomic: the file is written under a temporary
 /// name in the destination's directory, synced, and renamed over the destination.
 public struct SafeTensorsFile: @unchecked Sendable {
     /// Where one tensor lies in the file.
@@ -316,6 +316,31 @@ public struct SafeTensorsFile: @unchecked Sendable {
 
     /// Writes F32 tensors (in the given order) and a metadata map to `url`, atomically.
     public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to url: URL) throws {
+        try write(payloads: tensors.map { ($0.0, .f32($0.1)) }, metadata: metadata, to: url)
+    }
+
+    /// One tensor's data: float32, or bfloat16 written as BF16 from its own bits (no copy;
+    /// `--state-precision bf16`'s moments). The reader widens BF16 back to float32.
+    public enum Payload {
+        case f32(Tensor)
+        case bf16(BFloat16Tensor)
+
+        var shape: [Int] {
+            switch self {
+            case .f32(let t): return t.shape
+            case .bf16(let t): return t.shape
+            }
+        }
+        var byteCount: Int {
+            switch self {
+            case .f32(let t): return t.byteCount
+            case .bf16(let t): return t.byteCount
+            }
+        }
+    }
+
+    /// Writes `payloads` (in the given order) and a metadata map to `url`, atomically.
+    public static func write(payloads tensors: [(String, Payload)], metadata: [String: String] = [:], to url: URL) throws {
         var seen = Set<String>()
         for (name, _) in tensors {
             if name == "__metadata__" { throw SafeTensorsError(.invalidName, "'__metadata__' is reserved and cannot name a tensor") }
@@ -335,7 +360,9 @@ public struct SafeTensorsFile: @unchecked Sendable {
             if !first { header += "," }
             first = false
             let end = offset + t.byteCount
-            header += jsonString(name) + ":{\"dtype\":\"F32\",\"shape\":["
+            let dtype: String
+            if case .bf16 = t { dtype = "BF16" } else { dtype = "F32" }
+            header += jsonString(name) + ":{\"dtype\":\"" + dtype + "\",\"shape\":["
                 + t.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
@@ -349,7 +376,19 @@ public struct SafeTensorsFile: @unchecked Sendable {
                 var length = UInt64(headerBytes.count).littleEndian
                 try withUnsafeBytes(of: &length) { try w.write($0.baseAddress!, count: 8) }
                 try headerBytes.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
-                for (_, t) in tensors where t.count > 0 {
+                for (_, payload) in tensors where payload.byteCount > 0 {
+                    let t: Tensor
+                    switch payload {
+                    case .f32(let f): t = f
+                    case .bf16(let h):
+                        #if _endian(big)
+                        let le = (0..<h.count).map { h.bits[$0].littleEndian }
+                        try le.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }
+                        #else
+                        try w.write(UnsafeRawPointer(h.bits), count: h.byteCount)
+                        #endif
+                        continue
+                    }
                     #if _endian(big)
                     let le = (0..<t.count).map { t.data[$0].bitPattern.littleEndian }
                     try le.withUnsafeBytes { try w.write($0.baseAddress!, count: $0.count) }

@@ -165,6 +165,28 @@ public enum BF16 {
         return try body(UnsafePointer(buffer))
     }
 
+    /// Runs `body` with a pooled buffer of `count` bf16 values (given back after).
+    public static func withBuffer<R>(count: Int, _ body: (UnsafeMutablePointer<UInt16>) throws -> R) rethrows -> R {
+        let (buffer, capacity) = scratch.take(count)
+        defer { scratch.give(buffer, capacity: capacity) }
+        return try body(buffer)
+    }
+
+    /// Rounds each of `rows` rows of `columns` floats to bf16 in place: row i's bf16 values
+    /// fill the first half of its own bytes (bf16 row stride 2 * columns), so rows convert
+    /// independently, in parallel, each through a small buffer.
+    public static func compressRows(_ x: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
+        Parallel.ranges(rows, grain: max(1, (1 << 16) / max(columns, 1))) { r in
+            let tmp = UnsafeMutablePointer<UInt16>.allocate(capacity: columns)
+            defer { tmp.deallocate() }
+            for i in r {
+                let row = x + i * columns
+                subspace_f32_to_bf16(row, tmp, columns, native ? 1 : 0)
+                UnsafeMutableRawPointer(row).copyMemory(from: tmp, byteCount: 2 * columns)
+            }
+        }
+    }
+
     /// Whether the CPU converts natively (AVX512-BF16's VCVTNE2PS2BF16).
     public static let native = CPU.current.usable.contains(.avx512bf16)
 

@@ -50,6 +50,9 @@ public final class LlamaModel {
     /// head's: fp32 (default) or bf16 operands with fp32 accumulation. Weights, gradients,
     /// norms, attention, softmax and the loss stay fp32 either way. Set with `usePrecision`.
     public private(set) var precision: MatmulPrecision = .fp32
+    /// Rows of the head weight the bf16 head rounds at once; nil is
+    /// `LlamaArchitecture.headBlockRows` (tests set fewer, to run many blocks on a small model).
+    var headBlockRowsOverride: Int?
 
     struct Block {
         let q, k, v, o, gate, up, down: LinearSlot
@@ -60,8 +63,6 @@ public final class LlamaModel {
     private var activations: LlamaActivations?
     private var inferenceActivations: LlamaActivations?
     private var hasForward = false
-    /// The head weight in bf16 while `headChunks` runs under `.bf16`, else nil.
-    private var headBF16: UnsafePointer<UInt16>?
 
     /// A model initialised as Hugging Face LLaMA: linear and embedding weights from
     /// N(0, initStd^2), norm weights one. Each tensor draws from its own stream
@@ -133,6 +134,8 @@ public final class LlamaModel {
     /// - Throws: `ConfigurationError` when this machine cannot run bf16 products natively.
     public func usePrecision(_ precision: MatmulPrecision) throws {
         try precision.checkSupported()
+        // The logits chunk depends on the precision (`LlamaArchitecture.logitChunkElements`).
+        if precision != self.precision { activations = nil; inferenceActivations = nil; hasForward = false }
         self.precision = precision
         for slot in slots { slot.op.precision = precision }
     }
@@ -163,7 +166,7 @@ public final class LlamaModel {
     private func buffers(batch: Int, seq: Int) -> LlamaActivations {
         if let a = activations, a.batch == batch, a.seq == seq { return a }
         activations = nil
-        let a = LlamaActivations(config: config, batch: batch, seq: seq, mode: .training)
+        let a = LlamaActivations(config: config, batch: batch, seq: seq, mode: .training, precision: precision)
         activations = a
         return a
     }
@@ -174,7 +177,7 @@ public final class LlamaModel {
         if let a = activations, a.batch == batch, a.seq == seq { return a }
         if let a = inferenceActivations, a.batch == batch, a.seq == seq { return a }
         inferenceActivations = nil
-        let a = LlamaActivations(config: config, batch: batch, seq: seq, mode: .inference)
+        let a = LlamaActivations(config: config, batch: batch, seq: seq, mode: .inference, precision: precision)
         inferenceActivations = a
         return a
     }
@@ -235,29 +238,18 @@ public final class LlamaModel {
 
     /// Runs the LM head over row chunks of `a.xf`: for each chunk the logits land in
     /// `a.logits` (rows `0..<r1-r0`) and `body(r0, r1)` consumes them; `population` adds each
-    /// member's delta of the head.
-    ///
-    /// Under `.bf16` the head weight is rounded to bf16 once for the whole call (`headBF16`)
-    /// instead of once per product: on `llama60m` at batch 4 (two chunks of a 32,000 x 512
-    /// head) every step rounded it four times, forward and input gradient of each chunk.
+    /// member's delta of the head. Under `.bf16` the head weight is rounded block by block
+    /// (`headForwardBF16`); a one-row chunk runs the fp32 matrix-vector product.
     func headChunks(_ a: LlamaActivations, population: PopulationLayout? = nil, _ body: (Int, Int) -> Void) {
-        let n = a.batch * a.seq
-        guard precision == .bf16, n > 1 else { return headChunks(a, population: population, weight: nil, body) }
-        BF16.withCopy(of: head.value.data, count: head.count) { w in
-            headBF16 = w
-            defer { headBF16 = nil }
-            headChunks(a, population: population, weight: w, body)
-        }
-    }
-
-    private func headChunks(
-        _ a: LlamaActivations, population: PopulationLayout?, weight w: UnsafePointer<UInt16>?, _ body: (Int, Int) -> Void
-    ) {
         let n = a.batch * a.seq, d = config.dim
         var r0 = 0
         while r0 < n {
             let r1 = min(n, r0 + a.logitRows)
-            Linear.forward(x: a.xf.data + r0 * d, weight: head.value.data, y: a.logits.data, rows: r1 - r0, inFeatures: d, outFeatures: config.vocab, precision: precision, weightBF16: w)
+            if precision == .bf16, r1 - r0 > 1 {
+                headForwardBF16(a, rows: r0, r1)
+            } else {
+                Linear.forward(x: a.xf.data + r0 * d, weight: head.value.data, y: a.logits.data, rows: r1 - r0, inFeatures: d, outFeatures: config.vocab, precision: precision)
+            }
             population?.addLowRank(head.name, x: a.xf.data + r0 * d, y: a.logits.data, rows: r0..<r1, inFeatures: d, outFeatures: config.vocab)
             body(r0, r1)
             r0 = r1
@@ -326,10 +318,17 @@ public final class LlamaModel {
         var sum = 0.0, count = 0
         let dHead = head.requiresGrad ? head.gradient().data : nil
         a.targets.withUnsafeBufferPointer { tp in
+            if precision == .bf16, a.batch * a.seq > 1 {
+                headTrainBF16(a, dx: s.dA.data, dHead: dHead) { r0, r1 in
+                    let r = CrossEntropy.forwardBackward(logits: a.logits.data, targets: tp.baseAddress! + r0, rows: r1 - r0, vocab: v, gradScale: scale)
+                    sum += r.sum; count += r.count
+                }
+                return
+            }
             headChunks(a) { r0, r1 in
                 let r = CrossEntropy.forwardBackward(logits: a.logits.data, targets: tp.baseAddress! + r0, rows: r1 - r0, vocab: v, gradScale: scale)
                 sum += r.sum; count += r.count
-                Linear.backwardInput(dy: a.logits.data, weight: head.value.data, dx: s.dA.data + r0 * d, rows: r1 - r0, inFeatures: d, outFeatures: v, precision: precision, weightBF16: headBF16)
+                Linear.backwardInput(dy: a.logits.data, weight: head.value.data, dx: s.dA.data + r0 * d, rows: r1 - r0, inFeatures: d, outFeatures: v, precision: precision)
                 if let dHead {
                     Linear.backwardWeight(dy: a.logits.data, x: a.xf.data + r0 * d, dWeight: dHead, rows: r1 - r0, inFeatures: d, outFeatures: v, precision: precision)
                 }

@@ -46,11 +46,11 @@ public final class LlamaActivations {
     let logitRows: Int
     let attention: CausalAttention
 
-    init(config c: LlamaConfig, batch: Int, seq: Int, mode: ForwardMode) {
+    init(config c: LlamaConfig, batch: Int, seq: Int, mode: ForwardMode, precision: MatmulPrecision = .fp32) {
         self.batch = batch; self.seq = seq; self.mode = mode
         let n = batch * seq
         var shapes: [String: [Int]] = [:]
-        for b in LlamaArchitecture(config: c).activationBuffers(batch: batch, seq: seq) { shapes[b.name] = b.shape }
+        for b in LlamaArchitecture(config: c).activationBuffers(batch: batch, seq: seq, precision: precision) { shapes[b.name] = b.shape }
         func t(_ name: String) -> Tensor { Tensor(zeros: shapes[name]!) }
         attention = CausalAttention(batch: batch, seq: seq, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
         layers = (0..<(mode == .training ? c.layers : 1)).map { _ in Layer(t) }

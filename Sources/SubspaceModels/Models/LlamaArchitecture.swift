@@ -119,12 +119,25 @@ public struct LlamaArchitecture: Sendable {
         public var count: Int { shape.reduce(1, *) }
     }
 
-    /// Rows per logits chunk: at most `logitChunkElements` logits, at least one row.
-    static func logitRows(config c: LlamaConfig, tokens n: Int) -> Int { max(1, min(n, logitChunkElements / c.vocab)) }
-    /// 2^24 floats (64 MiB). Smaller chunks re-pack the head weight and re-read and re-write
-    /// its whole gradient once per chunk: at 2^22 (131 rows of llama60m's 32,000-word
-    /// vocabulary) that cost 8% of llama60m's step (`bench/compare.sh --preset llama60m`).
-    static let logitChunkElements = 1 << 24
+    /// Rows per logits chunk: at most `logitChunkElements(precision)` logits, at least one row.
+    static func logitRows(config c: LlamaConfig, tokens n: Int, precision: MatmulPrecision = .fp32) -> Int {
+        max(1, min(n, logitChunkElements(precision) / c.vocab))
+    }
+    /// fp32: 2^24 floats (64 MiB). Smaller chunks re-pack the head weight and re-read and
+    /// re-write its whole gradient once per chunk: at 2^22 (131 rows of llama60m's
+    /// 32,000-word vocabulary) that cost 8% of llama60m's step (`bench/compare.sh --preset
+    /// llama60m`). bf16: 2^23 (32 MiB). The bf16 head rounds its weight block by block
+    /// (`Llama+HeadBF16.swift`), so the chunk no longer amortises a whole-weight copy, and
+    /// the halved buffer is what brings llama60m's bf16 peak RSS under half of PyTorch
+    /// autocast's (1,300 MB against 2,619 at batch 4; about 1,334 with 2^24), for two more
+    /// passes over the head's gradient per step at batch 4.
+    static func logitChunkElements(_ precision: MatmulPrecision) -> Int { precision == .bf16 ? 1 << 23 : 1 << 24 }
+    /// Rows of the head weight rounded to bf16 at once by the bf16 head: 2^22 elements (8 MiB
+    /// of bf16; 8,192 of llama60m's 32,000 rows), at most the whole vocabulary. Measured on
+    /// llama60m at batch 4 (CPU seconds per step, shared machine): 2^21 cost 3% over the
+    /// whole-copy head, 2^22 and 2^23 were at parity; 2^22 holds 4 MB more than 2^21, 2^23
+    /// 12 MB more (peak RSS 1,294, 1,300 and 1,308 MB).
+    static func headBlockRows(config c: LlamaConfig) -> Int { max(1, min(c.vocab, (1 << 22) / c.dim)) }
 
     /// The buffers of a pass over `batch` x `seq` tokens (N = batch * seq, D = dim,
     /// Q = heads * headDim, K = kvHeads * headDim, F = ffn, V = vocab):
@@ -140,7 +153,8 @@ public struct LlamaArchitecture: Sendable {
     ///   and the MLP hidden `hbuf` [N, F];
     /// - training only: the final residual `xL` [N, D] and backward scratch `dX`, `dA`,
     ///   `dq` [N, D], `dk`, `dv` [N, K].
-    public func activationBuffers(batch: Int, seq: Int) -> [Buffer] {
+    /// `precision` sets the logits chunk (`logitChunkElements`).
+    public func activationBuffers(batch: Int, seq: Int, precision: MatmulPrecision = .fp32) -> [Buffer] {
         let c = config, n = batch * seq, d = c.dim, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim, f = c.ffnDim
         return [
             Buffer(name: "x", shape: [n, d], scope: .perLayer),
@@ -156,7 +170,7 @@ public struct LlamaArchitecture: Sendable {
             Buffer(name: "u", shape: [n, f], scope: .perLayer),
             Buffer(name: "xf", shape: [n, d], scope: .shared),
             Buffer(name: "rstdf", shape: [n], scope: .shared),
-            Buffer(name: "logits", shape: [Self.logitRows(config: c, tokens: n), c.vocab], scope: .shared),
+            Buffer(name: "logits", shape: [Self.logitRows(config: c, tokens: n, precision: precision), c.vocab], scope: .shared),
             Buffer(name: "xn", shape: [n, d], scope: .shared),
             Buffer(name: "hbuf", shape: [n, f], scope: .shared),
             Buffer(name: "xL", shape: [n, d], scope: .trainingOnly),
@@ -170,9 +184,9 @@ public struct LlamaArchitecture: Sendable {
 
     /// Float32 bytes of the arena (`LlamaActivations`) for a pass in `mode`, without what
     /// the slots' operators keep themselves.
-    public func arenaBytes(batch: Int, seq: Int, mode: ForwardMode) -> Int {
+    public func arenaBytes(batch: Int, seq: Int, mode: ForwardMode, precision: MatmulPrecision = .fp32) -> Int {
         let layerCopies = mode == .training ? config.layers : 1
-        let floats = activationBuffers(batch: batch, seq: seq).reduce(0) { sum, b in
+        let floats = activationBuffers(batch: batch, seq: seq, precision: precision).reduce(0) { sum, b in
             switch b.scope {
             case .perLayer: return sum + layerCopies * b.count
             case .shared: return sum + b.count
@@ -184,10 +198,10 @@ public struct LlamaArchitecture: Sendable {
 
     /// Float32 bytes of activations for a pass in `mode`: the arena plus what each slot's
     /// operator kind keeps (0 for dense).
-    public func activationBytes(batch: Int, seq: Int, mode: ForwardMode) -> Int {
-        if operators.allDense { return arenaBytes(batch: batch, seq: seq, mode: mode) }
+    public func activationBytes(batch: Int, seq: Int, mode: ForwardMode, precision: MatmulPrecision = .fp32) -> Int {
+        if operators.allDense { return arenaBytes(batch: batch, seq: seq, mode: mode, precision: precision) }
         let n = batch * seq
         let operatorBytes = allSlots.reduce(0) { $0 + operators.kind($1).activationBytes(for: $1, rows: n, mode: mode) }
-        return arenaBytes(batch: batch, seq: seq, mode: mode) + operatorBytes
+        return arenaBytes(batch: batch, seq: seq, mode: mode, precision: precision) + operatorBytes
     }
 }

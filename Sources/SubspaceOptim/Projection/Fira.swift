@@ -95,8 +95,11 @@ public final class Fira: ParameterwiseOptimizer<Fira.State>, StepPreparing {
     }
 
     /// GaLore's keys plus `scaling_grad` (fira's name, a 1-element tensor) for matrices.
-    public override func encode(_ s: State) -> [String: Tensor] {
-        var out = settings.encode(s.base)
+    public override func encode(_ s: State) -> [String: Tensor] { encode(s, moments: true) }
+
+    /// `encode`, with or without the moments (`exportStateKeepingBF16`).
+    func encode(_ s: State, moments: Bool) -> [String: Tensor] {
+        var out = settings.encode(s.base, moments: moments)
         if !out.isEmpty, let n = s.scalingNorm { out["scaling_grad"] = Tensor(shape: [1], values: [n]) }
         return out
     }

@@ -15,7 +15,8 @@ public struct ProjectedAdam {
         /// increment).
         public var step: Int = 0
         /// First and second moments, shaped like the projected gradient (like the parameter
-        /// when `projector` is nil): float32, or 8-bit block-wise under `quantization`.
+        /// when `projector` is nil): float32, bfloat16 under `statePrecision`, or 8-bit
+        /// block-wise under `quantization`.
         public var moments: AdamMomentStorage
         /// nil for parameters that are not matrices.
         public var projector: Projector?
@@ -39,6 +40,9 @@ public struct ProjectedAdam {
     /// `GaLoreAdamW8bit` runs bitsandbytes on it. `minimumSize` applies to the projected
     /// moment's element count.
     public var quantization: StateQuantization?
+    /// The element type of float moments (`--state-precision`; default fp32; see
+    /// `StatePrecision`): bf16 stores them rounded, with the same float32 step.
+    public var statePrecision: StatePrecision = .fp32
     /// How the SVD projectors compute P (`Projector.BasisAlgorithm`; default `gram`).
     public var basisAlgorithm: Projector.BasisAlgorithm = .gram
 
@@ -76,7 +80,8 @@ public struct ProjectedAdam {
     public func makeState(for p: Parameter) -> State {
         let proj = makeProjector(for: p)
         let shape = proj?.projectedShape ?? p.shape
-        return State(moments: AdamMomentStorage(shape: shape, quantization: quantization), projector: proj)
+        return State(
+            moments: AdamMomentStorage(shape: shape, quantization: quantization, precision: statePrecision), projector: proj)
     }
 
     /// What `makeState` and a step leave, by shape: both moments in the projected shape
@@ -84,7 +89,8 @@ public struct ProjectedAdam {
     /// non-matrices).
     public func footprint(for p: some ParameterInfo) -> StateFootprint {
         let proj = makeProjector(for: p)
-        let moment = StateFootprint.Entry(proj?.projectedShape ?? p.shape, quantization.map { .blockwise8Bit($0) } ?? .float)
+        let shape = proj?.projectedShape ?? p.shape
+        let moment = quantization.map { StateFootprint.Entry(shape, .blockwise8Bit($0)) } ?? StateFootprint.moment(shape, statePrecision)
         return StateFootprint(states: [moment, moment]) + (proj?.footprint ?? .none)
     }
 
@@ -153,6 +159,12 @@ public struct ProjectedAdam {
                 beta1: beta1, beta2: beta2, eps: eps, step: s.step, style: .huggingFace)
             return (n, AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: s.step, style: .huggingFace))
         }
+        if case .bfloat16(let m, let v) = s.moments {
+            AdamMoments.directionBF16(
+                g: r.data, m: m.bits, v: v.bits, out: n.data, count: r.count,
+                beta1: beta1, beta2: beta2, eps: eps, step: s.step, style: .huggingFace)
+            return (n, AdamMoments.stepSize(lr: lr, beta1: beta1, beta2: beta2, step: s.step, style: .huggingFace))
+        }
         s.moments.direction(gradient: r.data, into: n.data, beta1: beta1, beta2: beta2, eps: eps, step: s.step)
         // Rescaled to galore-torch's convention, N = m / (sqrt(v) + eps·sqrt(1 - b2^t)) with
         // step lr·sqrt(1 - b2^t)/(1 - b1^t): the same update as bitsandbytes', and rules that
@@ -181,9 +193,9 @@ public struct ProjectedAdam {
     /// projection types, `ortho_matrix` (P).
     /// Empty for a state that was never stepped (its first gradient was skipped), which
     /// imports as no state at all.
-    public func encode(_ s: State) -> [String: Tensor] {
+    public func encode(_ s: State, moments: Bool = true) -> [String: Tensor] {
         if s.step == 0 { return [:] }
-        var out = s.moments.encode()
+        var out = moments ? s.moments.encode() : [:]
         out["step"] = Tensor(shape: [1], values: [Float(s.step)])
         if let p = s.projector { out.merge(p.encode()) { a, _ in a } }
         return out
@@ -210,7 +222,8 @@ public struct ProjectedAdam {
         let shape = proj?.projectedShape ?? p.shape
         return State(
             step: Int(step),
-            moments: try AdamMomentStorage.decode(t, shape: shape, quantization: quantization, parameter: p),
+            moments: try AdamMomentStorage.decode(
+                t, shape: shape, quantization: quantization, precision: statePrecision, parameter: p),
             projector: proj)
     }
 }

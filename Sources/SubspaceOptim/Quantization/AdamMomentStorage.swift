@@ -1,8 +1,10 @@
+import CSupport
 import Foundation
 import SubspaceCore
 import SubspaceModels
 
-/// Adam's two moments for one tensor, held either in float32 or in 8 bits block-wise as
+/// Adam's two moments for one tensor, held in float32, in bfloat16 (`StatePrecision.bf16`:
+/// widened for the update, rounded to nearest even when stored) or in 8 bits block-wise as
 /// bitsandbytes' 8-bit optimizers hold them (Dettmers et al., ICLR 2022): the first moment
 /// with the signed dynamic map (`state1`), the second with the unsigned one (`state2`),
 /// one absmax per block each. `init(shape:quantization:)` picks 8 bits exactly when a
@@ -26,11 +28,15 @@ import SubspaceModels
 public enum AdamMomentStorage {
     case float32(m: Tensor, v: Tensor)
     case blockwise8bit(m: QuantizedState, v: QuantizedState)
+    case bfloat16(m: BFloat16Tensor, v: BFloat16Tensor)
 
     /// Zero moments of `shape`: 8-bit when `quantization` is given and quantizes a tensor
-    /// of this size, float32 otherwise.
-    public init(shape: [Int], quantization: StateQuantization?) {
-        if let q = quantization, q.quantizes(shape.reduce(1, *)) {
+    /// of this size, else in `precision` (the two are never both asked for:
+    /// `StatePrecisionAdjustable` refuses bf16 for 8-bit rules).
+    public init(shape: [Int], quantization: StateQuantization?, precision: StatePrecision = .fp32) {
+        if quantization == nil, precision == .bf16 {
+            self = .bfloat16(m: BFloat16Tensor(zeros: shape), v: BFloat16Tensor(zeros: shape))
+        } else if let q = quantization, q.quantizes(shape.reduce(1, *)) {
             self = .blockwise8bit(
                 m: QuantizedState(zeros: shape, map: .signed, blockSize: q.blockSize),
                 v: QuantizedState(zeros: shape, map: .unsigned, blockSize: q.blockSize))
@@ -48,35 +54,40 @@ public enum AdamMomentStorage {
         switch self {
         case .float32(let m, _): return m.count
         case .blockwise8bit(let m, _): return m.count
+        case .bfloat16(let m, _): return m.count
         }
     }
 
-    /// Bytes held: 8 per element in float32; 2 per element plus 8 per block in 8 bits.
+    /// Bytes held: 8 per element in float32, 4 in bfloat16; 2 per element plus 8 per block
+    /// in 8 bits.
     public var bytes: Int {
         switch self {
         case .float32(let m, let v): return m.byteCount + v.byteCount
         case .blockwise8bit(let m, let v): return m.byteCount + v.byteCount
+        case .bfloat16(let m, let v): return m.byteCount + v.byteCount
         }
     }
 
-    /// The bytes `init(shape:quantization:)` allocates for `elements` elements.
-    public static func byteCount(elements: Int, quantization: StateQuantization?) -> Int {
-        guard let q = quantization, q.quantizes(elements) else { return 2 * elements * MemoryLayout<Float>.size }
+    /// The bytes `init(shape:quantization:precision:)` allocates for `elements` elements.
+    public static func byteCount(elements: Int, quantization: StateQuantization?, precision: StatePrecision = .fp32) -> Int {
+        guard let q = quantization, q.quantizes(elements) else { return 2 * elements * precision.bytesPerElement }
         return 2 * QuantizedState.byteCount(elements: elements, blockSize: q.blockSize)
     }
 
-    /// The moments as float32 tensors (a dequantized copy for 8-bit storage).
+    /// The moments as float32 tensors (a dequantized or widened copy unless float32).
     public var dequantized: (m: Tensor, v: Tensor) {
         switch self {
         case .float32(let m, let v): return (m, v)
         case .blockwise8bit(let m, let v): return (m.dequantized(), v.dequantized())
+        case .bfloat16(let m, let v): return (m.widened(), v.widened())
         }
     }
 
     /// Calls `body(range, m, v)` on consecutive element ranges covering the tensor,
     /// concurrently, where m[k] and v[k] are the moments of element range.lowerBound + k as
     /// floats that `body` may update. For 8-bit storage each range is one block: it is
-    /// dequantized before `body` and requantized after.
+    /// dequantized before `body` and requantized after; bfloat16 ranges are widened before
+    /// and rounded after.
     public func withElements(
         _ body: (_ range: Range<Int>, _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>) -> Void
     ) {
@@ -95,6 +106,21 @@ public enum AdamMomentStorage {
                     body(m.blockRange(b), mb, vb)
                     m.quantizeBlock(b, from: mb)
                     v.quantizeBlock(b, from: vb)
+                }
+            }
+        case .bfloat16(let m, let v):
+            let size = 4096
+            Parallel.ranges((m.count + size - 1) / size, grain: 8) { chunks in
+                let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * size)
+                defer { buffer.deallocate() }
+                let mb = buffer, vb = buffer + size
+                for c in chunks {
+                    let r = (c * size)..<min(m.count, (c + 1) * size), o = r.lowerBound
+                    subspace_bf16_to_f32(m.bits + o, mb, r.count)
+                    subspace_bf16_to_f32(v.bits + o, vb, r.count)
+                    body(r, mb, vb)
+                    subspace_f32_to_bf16(mb, m.bits + o, r.count, 0)
+                    subspace_f32_to_bf16(vb, v.bits + o, r.count, 0)
                 }
             }
         }
@@ -145,15 +171,23 @@ public enum AdamMomentStorage {
 
     // MARK: Checkpoints
 
-    /// float32: `exp_avg`, `exp_avg_sq` (PyTorch's names); 8-bit: bitsandbytes' `state1`,
+    /// float32 and bfloat16 (widened, exact): `exp_avg`, `exp_avg_sq` (PyTorch's names; the
+    /// checkpoint writer stores bfloat16 ones as BF16); 8-bit: bitsandbytes' `state1`,
     /// `absmax1` (first moment: codes and block scales) and `state2`, `absmax2` (second).
     public func encode() -> [String: Tensor] {
         switch self {
         case .float32(let m, let v): return ["exp_avg": m, "exp_avg_sq": v]
+        case .bfloat16(let m, let v): return ["exp_avg": m.widened(), "exp_avg_sq": v.widened()]
         case .blockwise8bit(let m, let v):
             let a = m.encode(), b = v.encode()
             return ["state1": a.codes, "absmax1": a.absmax, "state2": b.codes, "absmax2": b.absmax]
         }
+    }
+
+    /// The bfloat16 moments under `encode`'s keys (live storage, no copy); empty otherwise.
+    public var bf16Moments: [String: BFloat16Tensor] {
+        if case .bfloat16(let m, let v) = self { return ["exp_avg": m, "exp_avg_sq": v] }
+        return [:]
     }
 
     /// The keys `encode` writes for a tensor of `elements` elements.
@@ -163,10 +197,18 @@ public enum AdamMomentStorage {
     }
 
     /// The inverse of `encode` for moments of `shape` under `quantization` (which decides,
-    /// from the size, which keys must be there). Only the moment keys are looked at.
+    /// from the size, which keys must be there). Only the moment keys are looked at. In
+    /// `bf16` the float tensors are rounded to nearest even, which keeps what `encode` wrote
+    /// exactly (a float32 state is refused earlier, by the checkpoint's recorded precision).
     public static func decode(
-        _ t: [String: Tensor], shape: [Int], quantization: StateQuantization?, parameter p: Parameter
+        _ t: [String: Tensor], shape: [Int], quantization: StateQuantization?, precision: StatePrecision = .fp32,
+        parameter p: Parameter
     ) throws -> AdamMomentStorage {
+        if quantization == nil, precision == .bf16 {
+            return .bfloat16(
+                m: BFloat16Tensor(rounding: try OptimizerStateError.tensor(t, "exp_avg", shape: shape, parameter: p)),
+                v: BFloat16Tensor(rounding: try OptimizerStateError.tensor(t, "exp_avg_sq", shape: shape, parameter: p)))
+        }
         guard let q = quantization, q.quantizes(shape.reduce(1, *)) else {
             return .float32(
                 m: try OptimizerStateError.tensor(t, "exp_avg", shape: shape, parameter: p),

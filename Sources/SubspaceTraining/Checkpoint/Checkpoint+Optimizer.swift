@@ -11,14 +11,28 @@ import Darwin
 
 /// Optimizer state in `optimizer.safetensors`: `<parameter name>/<state key>` tensors and the
 /// owners metadata that keeps a restore from mixing states of different rules.
+///
+/// Under `--state-precision bf16` the moments (`exp_avg`, `exp_avg_sq`) are written as BF16
+/// tensors straight from their storage (no float copy: saving costs no memory), exactly the
+/// stored values at half the bytes, and the metadata records
+/// `state_precision` (`fp32` or `bf16`; absent in older files: fp32). A restore into an
+/// optimizer of the other state precision is refused in one line rather than converted:
+/// widening bf16 to fp32 would be exact but rounding fp32 to bf16 would not continue the run
+/// bit for bit, and the run config refuses the change first anyway (`resumeMismatches`).
 extension Checkpoint {
     static func writeOptimizer(_ optimizer: RoutedOptimizer, model: LlamaModel, to url: URL) throws {
-        var tensors: [(String, Tensor)] = []
+        var tensors: [(String, SafeTensorsFile.Payload)] = []
         var owners: [String: String] = [:]
         for p in model.parameters {
             let rule = optimizer.optimizer(for: p)
             owners[p.name] = rule.name
-            let state = rule.exportState(for: p)
+            var state: [String: SafeTensorsFile.Payload]
+            if let r = rule as? StatePrecisionAdjustable, r.statePrecision == .bf16 {
+                let (floats, half) = r.exportStateKeepingBF16(for: p)
+                state = floats.mapValues { .f32($0) }.merging(half.mapValues { .bf16($0) }) { a, _ in a }
+            } else {
+                state = rule.exportState(for: p).mapValues { .f32($0) }
+            }
             for key in state.keys.sorted() {
                 guard !key.contains("/") else {
                     throw CheckpointError(.io, url, "optimizer state key '\(key)' of \(p.name) contains '/'")
@@ -34,9 +48,12 @@ extension Checkpoint {
         } catch {
             throw CheckpointError(.io, url, "cannot encode optimizer owners (\(error))")
         }
-        let metadata = ["format": optimizerFormat, "format_version": optimizerFormatVersion, "owners": ownersJSON]
+        let metadata = [
+            "format": optimizerFormat, "format_version": optimizerFormatVersion, "owners": ownersJSON,
+            "state_precision": optimizer.statePrecision.rawValue,
+        ]
         do {
-            try SafeTensorsFile.write(tensors, metadata: metadata, to: url)
+            try SafeTensorsFile.write(payloads: tensors, metadata: metadata, to: url)
         } catch {
             throw CheckpointError(.io, url, "cannot write optimizer state (\(error))")
         }
@@ -53,6 +70,12 @@ extension Checkpoint {
         let owners: [String: String]
         do { owners = try JSONDecoder().decode([String: String].self, from: Data((file.metadata["owners"] ?? "").utf8)) } catch {
             throw CheckpointError(.corruptFile, url, "metadata 'owners' is not a JSON object of strings")
+        }
+        let saved = file.metadata["state_precision"] ?? StatePrecision.fp32.rawValue
+        guard saved == optimizer.statePrecision.rawValue else {
+            throw CheckpointError(
+                .optimizerMismatch, url,
+                "optimizer states were saved in \(saved), this run keeps them in \(optimizer.statePrecision.rawValue) (--state-precision \(saved) continues it)")
         }
         let names = Set(model.parameters.map(\.name))
         for name in owners.keys.sorted() where !names.contains(name) {

@@ -41,26 +41,29 @@ public enum ActivationMemory {
     /// `dtype`, for the dense model of `c`.
     public static func bytes(
         config c: LlamaConfig, batch: Int, seq: Int, checkpointing: Bool = false, dtype: MemoryDType = .fp32,
-        rule: StepRuleMemory = .backprop
+        rule: StepRuleMemory = .backprop, precision: MatmulPrecision = .fp32
     ) -> Int {
-        bytes(architecture: LlamaArchitecture(config: c), batch: batch, seq: seq, checkpointing: checkpointing, dtype: dtype, rule: rule)
+        bytes(architecture: LlamaArchitecture(config: c), batch: batch, seq: seq, checkpointing: checkpointing, dtype: dtype, rule: rule,
+              precision: precision)
     }
 
     /// Bytes of activations for a step of `batch` x `seq` tokens of the model `architecture`
-    /// describes (its slot operators' own activations included), under `rule`, in `dtype`.
+    /// describes (its slot operators' own activations included), under `rule`, in `dtype`;
+    /// `precision` sets the logits chunk (`LlamaArchitecture.logitChunkElements`).
     public static func bytes(
         architecture a: LlamaArchitecture, batch: Int, seq: Int, checkpointing: Bool = false, dtype: MemoryDType = .fp32,
-        rule: StepRuleMemory = .backprop
+        rule: StepRuleMemory = .backprop, precision: MatmulPrecision = .fp32
     ) -> Int {
         let c = a.config
         let float32: Int
         if rule == .backprop && checkpointing {
             let (perLayer, shared) = parts(config: c, batch: batch, seq: seq)
             let layerInput = 4 * batch * seq * c.dim
-            let operators = a.activationBytes(batch: batch, seq: seq, mode: .training) - a.arenaBytes(batch: batch, seq: seq, mode: .training)
+            let operators = a.activationBytes(batch: batch, seq: seq, mode: .training, precision: precision)
+                - a.arenaBytes(batch: batch, seq: seq, mode: .training, precision: precision)
             float32 = shared + perLayer + max(0, c.layers - 1) * layerInput + operators
         } else {
-            float32 = a.activationBytes(batch: batch, seq: seq, mode: rule.activationMode)
+            float32 = a.activationBytes(batch: batch, seq: seq, mode: rule.activationMode, precision: precision)
         }
         return float32 / 4 * dtype.bytesPerElement
     }

@@ -120,6 +120,10 @@ public struct MemoryPlan: Equatable, Sendable {
             throw ConfigurationError("runtime bytes must be between 0 and 2^50, got \(request.runtimeBytes)")
         }
         let optimizer = try OptimizerRegistry.make(request.optimizer, options: request.options)
+        // bf16 moments are priced by the rules' own footprints (2 bytes per element).
+        if case .blockwise8Bit = request.stateStorage, optimizer.statePrecision == .bf16 {
+            throw ConfigurationError("--state-bits 8 and --state-precision bf16 contradict each other; give one")
+        }
         try request.adapter?.validate(for: c)
         let architecture = LlamaArchitecture(config: c, operators: try request.adapter?.operators() ?? .dense)
         let all = architecture.parameterSpecs
@@ -170,7 +174,7 @@ public struct MemoryPlan: Equatable, Sendable {
             architecture: architecture, batch: request.batch, seq: request.seq, settings: request.zerothOrder) ?? 1
         activationsBytes = ActivationMemory.bytes(
             architecture: architecture, batch: members * request.batch, seq: request.seq, checkpointing: request.activationCheckpointing,
-            dtype: dtype, rule: request.rule)
+            dtype: dtype, rule: request.rule, precision: request.precision)
         rules = shares
         mixedPrecisionBytes = architecture.mixedPrecisionBytes(batch: request.batch, seq: request.seq, precision: request.precision)
         stepRuleStateBytes = stepRule.stateElements(shapes: specs.map(\.shape), settings: request.zerothOrder) * dtype.bytesPerElement
@@ -198,6 +202,8 @@ extension MemoryPlan {
         public var step_rule_state_bytes: Int?
         /// `--precision bf16`'s operand copies (`mixedPrecisionBytes`); nil (omitted) in fp32.
         public var mixed_precision_bytes: Int? = nil
+        /// `--state-precision` when not fp32 (nil, omitted, otherwise).
+        public var state_precision: String? = nil
         public var runtime_bytes: Int
         public var total_bytes: Int
     }
@@ -217,6 +223,8 @@ extension MemoryPlan {
             gradients_bytes: gradientsBytes, optimizer_state_bytes: optimizerStateBytes, projector_bytes: projectorBytes,
             activations_bytes: activationsBytes,
             step_rule_state_bytes: (r.stepRule ?? .backprop).isZerothOrder ? stepRuleStateBytes : nil,
-            mixed_precision_bytes: r.precision == .bf16 ? mixedPrecisionBytes : nil, runtime_bytes: runtimeBytes, total_bytes: totalBytes)
+            mixed_precision_bytes: r.precision == .bf16 ? mixedPrecisionBytes : nil,
+            state_precision: (try? r.options.resolvedStatePrecision()) == .bf16 ? StatePrecision.bf16.rawValue : nil,
+            runtime_bytes: runtimeBytes, total_bytes: totalBytes)
     }
 }

@@ -34,6 +34,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public var adapter: String? = nil
     /// The precision of the linear products (`fp32`, `bf16`); nil in results written before it existed.
     public var precision: String? = nil
+    /// The optimizer moments' element type (`--state-precision`) when not fp32; nil otherwise.
+    public var state_precision: String? = nil
 }
 
 public enum Benchmark {
@@ -95,6 +97,7 @@ public enum Benchmark {
             resident_file_bytes: ProcessMemory.residentFileBytes,
             optimizer_state_bytes: optimizer.stateBytes(model.parameters), weights_bytes: model.weightBytes,
             activations_bytes: model.activationBytes, loss: Double(lastLoss),
-            adapter: adapter.map { "\($0.method.rawValue) r\($0.reportedRank)" }, precision: precision.rawValue)
+            adapter: adapter.map { "\($0.method.rawValue) r\($0.reportedRank)" }, precision: precision.rawValue,
+            state_precision: optimizer.statePrecision == .fp32 ? nil : optimizer.statePrecision.rawValue)
     }
 }

@@ -202,6 +202,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if data != other.data { diff.append("data") }
         if optimizer != other.optimizer { diff.append("optimizer") }
         if !sameOptimizerSettings(as: other) { diff.append("optimizer hyperparameters") }
+        if (try? optimizerOptions.resolvedStatePrecision()) != (try? other.optimizerOptions.resolvedStatePrecision()) {
+            diff.append("state precision")
+        }
         if batch != other.batch { diff.append("batch") }
         if seq != other.seq { diff.append("seq") }
         if gradAccum != other.gradAccum { diff.append("grad-accum") }
@@ -223,8 +226,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// explicitly at its default matches one left out (and a `run_config.json` from before
     /// a setting existed matches its default); the recorded options otherwise.
     public func sameOptimizerSettings(as other: RunConfig) -> Bool {
-        if let a = resolvedOptimizer, let b = other.resolvedOptimizer { return a == b }
-        return optimizerOptions == other.optimizerOptions
+        // The state precision is compared on its own (`resumeMismatches` names it).
+        var mine = self, theirs = other
+        mine.optimizerOptions.statePrecision = nil; theirs.optimizerOptions.statePrecision = nil
+        if let a = mine.resolvedOptimizer, let b = theirs.resolvedOptimizer { return a == b }
+        return mine.optimizerOptions == theirs.optimizerOptions
     }
 
     /// The optimizer's resolved settings per parameter group, or nil when the options do
