@@ -193,7 +193,7 @@ import Testing
         let longer = try plan("pretrain", out) { $0.only = ["adamw"]; $0.steps = 30 }
         #expect(!longer.isFinished(longer.jobs()[0]))
         var edited = job.signature
-        edited[edited.firstIndex(of: "3e-3")!] = "1e-3"
+        edited[edited.firstIndex(of: "1e-3")!] = "3e-3"
         try JSONEncoder().encode(edited).write(to: record)
         #expect(!p.isFinished(job))
         // A run records its command before the child starts.
