@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Prints the README's low-rank pre-training summary: one row per method, its best rate from
+the sweep directory, and the final validation loss of the cell at that rate in each of the
+other suite directories ('-' where it has not run).
+
+  scripts/lowrank_table.py results/lowrank-300 results/lowrank-1000 results/lowrank-small
+
+The first directory is the sweep (cells METHOD-rR@lrRATE); the others hold the full runs.
+Methods match across presets with the rank taken out of the name (galore-r64 on tiny is
+galore-r128 on small). Reads each directory's results.jsonl, written by `subspace bench
+--suite lowrank`. Standard library only.
+"""
+import json
+import os
+import re
+import sys
+
+
+def load(d):
+    path = os.path.join(d, "results.jsonl")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except OSError as e:
+        sys.exit(f"lowrank_table: cannot read {path}: {e.strerror}")
+
+
+def method(cell):
+    return re.sub(r"-r\d+", "", cell.split("@")[0])
+
+
+def rate(cell):
+    return cell.split("@lr")[1] if "@lr" in cell else None
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__.strip().splitlines()[2].strip())
+    sweep, others = sys.argv[1], sys.argv[2:]
+    best = {}
+    for r in load(sweep):
+        loss = r.get("final_val_loss")
+        if loss is None:
+            continue
+        m = method(r["cell"])
+        if m not in best or loss < best[m]["final_val_loss"]:
+            best[m] = r
+    runs = []
+    for d in others:
+        runs.append({(method(r["cell"]), rate(r["cell"])): r for r in load(d) if r.get("final_val_loss") is not None})
+    def label(d):
+        rs = load(d)
+        return f"`{rs[0]['preset']}`, {rs[0]['steps']:,} steps" if rs else d
+    head = ["method", "best rate", label(sweep)] + [label(d) for d in others]
+    print("| " + " | ".join(head) + " |")
+    print("|---|---:|" + "---:|" * (len(head) - 2))
+    for m, r in best.items():
+        row = [m, rate(r["cell"]), f"{r['final_val_loss']:.3f}"]
+        for table in runs:
+            x = table.get((m, rate(r["cell"])))
+            row.append(f"{x['final_val_loss']:.3f}" if x else "-")
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
