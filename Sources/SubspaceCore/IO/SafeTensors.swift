@@ -167,7 +167,7 @@ public struct SafeTensorsFile: @unchecked Sendable {
                 let isHalf = e.dtype == .f16
                 for i in 0..<n {
                     let bits = UInt16(littleEndian: raw[i])
-                    t.data[i] = isHalf ? halfToFloat(bits) : Float(bitPattern: UInt32(bits) << 16)
+                    t.data[i] = isHalf ? halfToFloat(bits) : BF16Bits.widen(bits)
                 }
             case .i32:
                 var raw = [Int32](repeating: 0, count: n)
