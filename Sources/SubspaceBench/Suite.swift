@@ -93,15 +93,15 @@ public enum Suite {
                 Cell("galore-r64-T200", ["--optimizer", "galore", "--lr", "1e-2"] + lowRank),
                 Cell("galore-adafactor-r64-T200", ["--optimizer", "galore-adafactor", "--lr", "1e-2"] + lowRank),
                 Cell("fira-r64-T200", ["--optimizer", "fira", "--lr", "1e-2"] + lowRank),
-                Cell("flora-r64", ["--optimizer", "flora", "--lr", "3e-3", "--rank", "64", "--update-gap", "200", "--scale-parameter", "false"]),
+                Cell("flora-r64", ["--optimizer", "flora", "--lr", "1e-3", "--rank", "64", "--update-gap", "200", "--scale-parameter", "false"]),
                 Cell("gum-r64-T200", ["--optimizer", "gum", "--lr", "2e-2"] + lowRank),
                 Cell("projfactor", ["--optimizer", "projfactor", "--lr", "3e-3"]),
                 Cell("muon", ["--optimizer", "muon"]),
-                Cell("adafactor", ["--optimizer", "adafactor", "--lr", "3e-3"]),
-                Cell("lion", ["--optimizer", "lion", "--lr", "3e-4"]),
+                Cell("adafactor", ["--optimizer", "adafactor", "--lr", "1e-3"]),
+                Cell("lion", ["--optimizer", "lion", "--lr", "9e-4"]),
                 // State precision: AdamW's and GaLore's settings with 8-bit moments (weight
                 // decay 0 like the float cells, not bitsandbytes' 1e-2), and Q-GaLore.
-                Cell("adamw8bit", ["--optimizer", "adamw8bit", "--lr", "3e-3", "--weight-decay", "0"]),
+                Cell("adamw8bit", ["--optimizer", "adamw8bit", "--lr", "1e-3", "--weight-decay", "0"]),
                 Cell("galore8bit-r64-T200", ["--optimizer", "galore8bit", "--lr", "1e-2", "--weight-decay", "0"] + lowRank),
                 Cell("qgalore-r64-T200", ["--optimizer", "qgalore", "--lr", "1e-2"] + lowRank),
             ]

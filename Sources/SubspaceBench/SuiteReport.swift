@@ -132,9 +132,12 @@ public enum SuiteReport {
                 + "(weights only, a fresh optimizer; warmup 10% of the steps, cosine to 0.1), seed 0, evaluation every \(spec.evalEvery) steps "
                 + "and on the whole validation split at the end. Every cell is a separate process, run one after another.\n"
         case "lowrank":
+            // With `--only` a run may hold one rate per method (the best of a shorter sweep).
+            let rates = spec.only == nil
+                ? "each at four learning rates (x1/9, x1/3, x1, x3 its reference rate, scaled to `tiny`; the report ranks the rates that ran)"
+                : "each at the learning rates its cells name (`--only`: of the grid x1/9, x1/3, x1, x3 its reference rate, the rates chosen)"
             return "Suite `lowrank`: Glentis et al.'s comparison of memory-efficient pre-training scaled down: every method on the same "
-                + "model, data (\(data)), seed 0 and budget, each at four learning rates (x1/9, x1/3, x1, x3 its reference rate, scaled "
-                + "to `tiny`; the report ranks the rates that ran); warmup 60 steps, cosine to 0.1, clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole "
+                + "model, data (\(data)), seed 0 and budget, \(rates); warmup 60 steps, cosine to 0.1, clipping 1.0, evaluation every \(spec.evalEvery) steps and on the whole "
                 + "validation split at the end. Every cell is a separate process, run one after another.\n"
         default:
             return "Suite `pretrain`: every method on the same model, data (\(data)), seed 0 and budget; warmup 60 steps, cosine to 0.1, "

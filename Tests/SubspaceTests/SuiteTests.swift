@@ -354,6 +354,10 @@ import Testing
         let plan = try SuitePlan(spec: spec)
         #expect(plan.jobs().map { "\($0.preset) \($0.cell)" } == ["tiny lowrank-r64@lr1e-3", "small lowrank-r128@lr1e-3"])
         #expect(plan.jobs()[1].arguments.contains("128"))
+        // A run of chosen cells says so, rather than "each at four learning rates".
+        #expect(SuiteReport.describe(plan: plan).contains("the rates chosen"))
+        spec.only = nil
+        #expect(SuiteReport.describe(plan: try SuitePlan(spec: spec)).contains("each at four learning rates"))
         // --sweep: every pretrain cell at x1/3, x1, x3 its rate; Muon around its default 0.02.
         var sw = try SuiteSpec.defaults(suite: "pretrain", out: "x")
         sw.sweep = true
