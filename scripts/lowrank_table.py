@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Prints the README's low-rank pre-training summary: one row per method, its best rate from
 the sweep directory, and the final validation loss of the cell at that rate in each of the
-other suite directories ('-' where it has not run).
+other suite directories ('-' where it has not run); then, for the last directory, the
+validation perplexity, weights + optimizer state (the planner's bytes) and the measured peak
+RSS of the same cells.
 
   scripts/lowrank_table.py results/lowrank-300 results/lowrank-1000 results/lowrank-small
 
@@ -52,6 +54,9 @@ def main():
         rs = load(d)
         return f"`{rs[0]['preset']}`, {rs[0]['steps']:,} steps" if rs else d
     head = ["method", "best rate", label(sweep)] + [label(d) for d in others]
+    last = load(others[-1])[0]["preset"] if others and load(others[-1]) else None
+    if last:
+        head += [f"`{last}` ppl", f"`{last}` weights + state MiB", f"`{last}` peak RSS MiB"]
     print("| " + " | ".join(head) + " |")
     print("|---|---:|" + "---:|" * (len(head) - 2))
     for m, r in best.items():
@@ -59,6 +64,11 @@ def main():
         for table in runs:
             x = table.get((m, rate(r["cell"])))
             row.append(f"{x['final_val_loss']:.3f}" if x else "-")
+        if last:
+            x = runs[-1].get((m, rate(r["cell"])))
+            mib = lambda b: f"{b / 2**20:.1f}" if b is not None else "-"
+            row += [f"{x['val_ppl']:.1f}", mib(x["weights_bytes"] + x["optimizer_state_bytes"]),
+                    mib(x["peak_rss_bytes"])] if x else ["-"] * 3
         print("| " + " | ".join(row) + " |")
 
 
