@@ -67,16 +67,18 @@ public enum Suite {
     /// The method of a sweep cell (`galore@lr1e-2` -> `galore`), or the cell itself.
     public static func sweepMethod(_ cell: String) -> String { cell.split(separator: "@").first.map(String.init) ?? cell }
 
-    /// Learning rates are each method's reference setting scaled to `tiny`, except AdamW's,
-    /// which is tuned: 1e-3, the best of a 300-step sweep on `tiny` (3e-4, 1e-3, 3e-3, 9e-3:
-    /// validation loss 5.415, 5.055, 5.160, 5.660; `--sweep` and the `lowrank` suite run the
-    /// same cells), which at 2,000 steps ends at 4.098 against 4.508 at the 3e-3 used before,
-    /// level with Fira and ahead of GaLore (Glentis et al.'s first finding: tuned, full rank
-    /// is best); GaLore-family methods GaLore's 0.01 with scale 0.25, rank 64, gap 200 (the
-    /// issue's setting); Muon its default 0.02; Lion 3e-4 (a tenth of AdamW's, as its paper
-    /// advises). Flora runs with `--scale-parameter false`: its reference default multiplies
-    /// the step by RMS(W), 0.02 at Hugging Face initialisation, which left the 300-step run
-    /// 50x under-stepped (validation loss 6.06; 5.53 without the scaling; AdamW 5.16).
+    /// Learning rates are tuned: each cell's rate is the best of a 300-step sweep on `tiny`
+    /// (`--sweep`: x1/3, x1, x3 around the method's reference rate scaled to `tiny`, widened
+    /// by one step where the best fell on an edge, so every best lies inside its grid). AdamW
+    /// 1e-3 (3e-4, 1e-3, 3e-3, 9e-3: validation loss 5.415, 5.055, 5.160, 5.660), which at
+    /// 2,000 steps ends at 4.098 against 4.508 at the 3e-3 used before, level with Fira and
+    /// ahead of GaLore (Glentis et al.'s first finding: tuned, full rank is best); Flora,
+    /// Adafactor and AdamW-8bit 1e-3 too (each 3x under its reference rate); Lion 9e-4 (5.547;
+    /// 3e-4, a third of AdamW's as its paper advises, is 0.02 behind); the GaLore family
+    /// (GaLore, GaLore-Adafactor, Fira, GaLore-8bit, Q-GaLore) GaLore's 0.01 with scale 0.25,
+    /// rank 64, gap 200; GUM 0.02; ProjFactor 3e-3; Muon its default 0.02. Flora runs with
+    /// `--scale-parameter false`: its reference default multiplies the step by RMS(W), 0.02 at
+    /// Hugging Face initialisation, which left the 300-step run 50x under-stepped.
     ///
     /// `preset` sets the `lowrank` suite's rank, a quarter of the preset's width (64 on `tiny`,
     /// 128 on `small`, as GaLore's rank 128 at width 512); the other suites' cells do not depend

@@ -218,6 +218,41 @@ public struct SuitePlan: Sendable {
         outURL.appendingPathComponent("peer-data").appendingPathComponent(preset)
     }
 
+    /// The cells of `preset`, and with them, for a sweep (`lowrank`, `--sweep`) without
+    /// `--only`, the cells on disk at rates outside today's grid (`<method>@lr<rate>` of one of
+    /// its methods), flagged `true`: a grid that moved, after its best fell on an edge and the
+    /// cell's rate became the best, keeps every rate that ran in its table. `jobs()` keeps such
+    /// a cell only when it finished with the flags it would run with today, so none is ever
+    /// started. Each method's cells are ordered by rate.
+    func withEarlierRates(preset: String) -> [(cell: Suite.Cell, earlier: Bool)] {
+        let cells = cells(preset: preset)
+        guard spec.suite == "lowrank" || spec.sweep == true, spec.only == nil,
+              let names = try? FileManager.default.contentsOfDirectory(
+                  atPath: directory(cell: "_", preset: preset).deletingLastPathComponent().path)
+        else { return cells.map { ($0, false) } }
+        // A sweep cell's flags end in its rate (`Suite.sweep`): the rest is the method's.
+        var template: [String: [String]] = [:], order: [String] = []
+        for c in cells where c.flags.count >= 2 && c.flags[c.flags.count - 2] == "--lr" {
+            let m = Suite.sweepMethod(c.name)
+            if template[m] == nil { order.append(m); template[m] = Array(c.flags.dropLast(2)) }
+        }
+        let known = Set(cells.map(\.name))
+        var all = cells.map { ($0, false) }
+        for n in names.sorted() where !known.contains(n) {
+            guard let at = n.range(of: "@lr"), let flags = template[String(n[..<at.lowerBound])] else { continue }
+            let rate = String(n[at.upperBound...])
+            guard let v = Float(rate), v > 0 else { continue }
+            all.append((Suite.Cell(n, flags + ["--lr", rate]), true))
+        }
+        func key(_ c: Suite.Cell) -> (Int, Float) {
+            let m = Suite.sweepMethod(c.name)
+            let rate = c.name.range(of: "@lr").flatMap { Float(c.name[$0.upperBound...]) } ?? 0
+            return (order.firstIndex(of: m) ?? Int.max, rate)
+        }
+        // Methods in the suite's order, rates rising (every cell of a sweep names its rate).
+        return all.sorted { key($0.0) < key($1.0) }
+    }
+
     /// Every job, in running order: per preset, `finetune`'s base (unless `base` is given),
     /// then the cells.
     public func jobs() -> [SuiteJob] {
@@ -243,20 +278,22 @@ public struct SuitePlan: Sendable {
                     out.append(job(.base, "base", flags, args))
                 }
                 let ck = baseCheckpoint(preset: p)
-                for c in cells(preset: p) {
+                for (c, earlier) in withEarlierRates(preset: p) {
                     let args = ["train", "--init-from", ck.path, "--tokenizer", ck.appendingPathComponent("tokenizer.json").path,
                                 "--data", spec.finetuneData, "--steps", "\(spec.steps)", "--warmup", "\(spec.steps / 10)",
                                 "--eval-every", "\(spec.evalEvery)", "--out", directory(cell: c.name, preset: p).path,
                                 "--sample-tokens", "0"] + c.flags + shuffle
-                    out.append(job(.train, c.name, c.flags, args))
+                    let j = job(.train, c.name, c.flags, args)
+                    if !earlier || isFinished(j) { out.append(j) }
                 }
             default:
-                for c in cells(preset: p) {
+                for (c, earlier) in withEarlierRates(preset: p) {
                     var args = ["train", "--preset", p, "--steps", "\(spec.steps)", "--eval-every", "\(spec.evalEvery)",
                                 "--out", directory(cell: c.name, preset: p).path, "--sample-tokens", "0"] + c.flags
                     if let data = spec.data { args += ["--data", data] }
                     if spec.peers { args += ["--shuffle", "false", "--init-from", peerInit(preset: p).path] }
-                    out.append(job(.train, c.name, c.flags, args))
+                    let j = job(.train, c.name, c.flags, args)
+                    if !earlier || isFinished(j) { out.append(j) }
                 }
             }
         }
