@@ -92,7 +92,9 @@ public final class SuiteRunner {
                     continue
                 }
             }
-            guard job.kind != .base, let r = plan.result(of: job) else { continue }
+            // A cell run with other flags (the suite's definition changed since) is not this
+            // cell's result, even in a report-only pass: it is left out until it runs again.
+            guard job.kind != .base, ran || plan.isFinished(job), let r = plan.result(of: job) else { continue }
             outcome.results.append(r)
             if ran { events(.finished(job, r)) }
             if job.kind == .train, plan.spec.peers || reportOnly {
