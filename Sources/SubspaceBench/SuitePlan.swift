@@ -150,8 +150,8 @@ public struct SuiteJob: Sendable, Equatable {
 /// cell's directory, the shared initial weights are `out/peer-init/<preset>/` and the token
 /// streams `out/peer-data/<preset>/{train,validation}.bin`.
 ///
-/// `finetune`: the base cell trains the preset with AdamW (lr 3e-3, the tuned pre-training
-/// rate) on `data`; each cell then starts from its checkpoint (`train --init-from`: weights
+/// `finetune`: the base cell trains the preset with AdamW (lr 1e-3, the `pretrain` cell's
+/// swept rate) on `data`; each cell then starts from its checkpoint (`train --init-from`: weights
 /// only, a fresh optimizer) with its tokenizer on `finetuneData`, warming up over the first 10%
 /// of the steps (GaLore's fine-tuning warmup share).
 public struct SuitePlan: Sendable {
@@ -271,7 +271,7 @@ public struct SuitePlan: Sendable {
             case "finetune":
                 let shuffle = spec.peers ? ["--shuffle", "false"] : []
                 if spec.base == nil {
-                    let flags = ["--optimizer", "adamw", "--lr", "3e-3"]
+                    let flags = ["--optimizer", "adamw", "--lr", "1e-3"]
                     var args = ["train", "--preset", p, "--steps", "\(spec.baseSteps)", "--eval-every", "\(spec.evalEvery)",
                                 "--out", directory(cell: "base", preset: p).path, "--sample-tokens", "0"] + flags
                     if let data = spec.data { args += ["--data", data] }

@@ -123,7 +123,7 @@ public enum SuiteReport {
                 + "\(spec.steps) timed steps after 2 untimed ones on seeded random tokens, no clipping. Memory: fp32 weights, "
                 + "gradients, optimizer state and activations of one batch as allocated; the black line is the process's peak RSS.\n"
         case "finetune":
-            var base = spec.base.map { "the checkpoint `\($0)`" } ?? "a base cell (AdamW, lr 3e-3, \(spec.baseSteps) steps on \(data))"
+            var base = spec.base.map { "the checkpoint `\($0)`" } ?? "a base cell (AdamW, lr 1e-3, \(spec.baseSteps) steps on \(data))"
             if spec.base == nil, let sum = FileManager.default.contents(atPath: plan.directory(cell: "base", preset: spec.presets[0]).appendingPathComponent("summary.json").path),
                let b = try? JSONDecoder().decode(RunSummary.self, from: sum), let v = b.valLoss {
                 base += String(format: ", validation loss %.4f on its own split", v)
