@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Prints the README's low-rank pre-training summary: one row per method, its best rate from
-the sweep directory, and the final validation loss of the cell at that rate in each of the
-other suite directories ('-' where it has not run); then, for the last directory, the
-validation perplexity, weights + optimizer state (the planner's bytes) and the measured peak
-RSS of the same cells.
+the sweep directory and, in each of the other suite directories, the final validation loss
+of the method's best cell there (normally at the sweep's rate; where another rate was also
+checked on that preset and did better, its rate is shown in brackets; '-' where none ran);
+then, for the last directory, the validation perplexity, weights + optimizer state (the
+planner's bytes) and the measured peak RSS of those cells.
 
   scripts/lowrank_table.py results/lowrank-300 results/lowrank-1000 results/lowrank-small
 
@@ -47,9 +48,18 @@ def main():
         m = method(r["cell"])
         if m not in best or loss < best[m]["final_val_loss"]:
             best[m] = r
+    # Per directory and method, the best cell that ran there: the sweep's rate, or another
+    # rate checked on that preset (shown beside the loss when it differs).
     runs = []
     for d in others:
-        runs.append({(method(r["cell"]), rate(r["cell"])): r for r in load(d) if r.get("final_val_loss") is not None})
+        table = {}
+        for r in load(d):
+            if r.get("final_val_loss") is None:
+                continue
+            m = method(r["cell"])
+            if m not in table or r["final_val_loss"] < table[m]["final_val_loss"]:
+                table[m] = r
+        runs.append(table)
     def label(d):
         rs = load(d)
         return f"`{rs[0]['preset']}`, {rs[0]['steps']:,} steps" if rs else d
@@ -62,10 +72,11 @@ def main():
     for m, r in best.items():
         row = [m, rate(r["cell"]), f"{r['final_val_loss']:.3f}"]
         for table in runs:
-            x = table.get((m, rate(r["cell"])))
-            row.append(f"{x['final_val_loss']:.3f}" if x else "-")
+            x = table.get(m)
+            moved = f" ({rate(x['cell'])})" if x and rate(x["cell"]) != rate(r["cell"]) else ""
+            row.append(f"{x['final_val_loss']:.3f}{moved}" if x else "-")
         if last:
-            x = runs[-1].get((m, rate(r["cell"])))
+            x = runs[-1].get(m)
             mib = lambda b: f"{b / 2**20:.1f}" if b is not None else "-"
             row += [f"{x['val_ppl']:.1f}", mib(x["weights_bytes"] + x["optimizer_state_bytes"]),
                     mib(x["peak_rss_bytes"])] if x else ["-"] * 3
