@@ -127,7 +127,7 @@ public enum Suite {
                 Cell("muon", ["--optimizer", "muon", "--lr", "5e-3"]),
                 Cell("adafactor", ["--optimizer", "adafactor", "--lr", "1e-3"]),
                 Cell("lion", ["--optimizer", "lion", "--lr", "1e-4"]),
-                // Momentum compression and sparse updates (issue 5's fine-tuning setting):
+                // Momentum compression and sparse updates (their papers' fine-tuning settings):
                 // MLorc at its default rank 4, MoFaSGD at rank 8 with Muon's fine-tuning rate
                 // (its update is spectrally normalised like Muon's), SO at density 0.1.
                 Cell("mlorc-adamw-r4", ["--optimizer", "mlorc-adamw", "--lr", "1e-3", "--rank", "\(mlorcRank)"]),
