@@ -36,35 +36,35 @@ def rate(cell):
     return cell.split("@lr")[1] if "@lr" in cell else None
 
 
-def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__.strip().splitlines()[2].strip())
-    sweep, others = sys.argv[1], sys.argv[2:]
+def best_by_method(rows):
+    """The cell with the lowest final validation loss of each method, in first-seen order."""
     best = {}
-    for r in load(sweep):
+    for r in rows:
         loss = r.get("final_val_loss")
         if loss is None:
             continue
         m = method(r["cell"])
         if m not in best or loss < best[m]["final_val_loss"]:
             best[m] = r
+    return best
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit("usage: " + next(l.strip() for l in __doc__.splitlines() if l.strip().startswith("scripts/")))
+    dirs = sys.argv[1:]
+    rows = {d: load(d) for d in dirs}
+    sweep, others = dirs[0], dirs[1:]
+    best = best_by_method(rows[sweep])
     # Per directory and method, the best cell that ran there: the sweep's rate, or another
     # rate checked on that preset (shown beside the loss when it differs).
-    runs = []
-    for d in others:
-        table = {}
-        for r in load(d):
-            if r.get("final_val_loss") is None:
-                continue
-            m = method(r["cell"])
-            if m not in table or r["final_val_loss"] < table[m]["final_val_loss"]:
-                table[m] = r
-        runs.append(table)
+    runs = [best_by_method(rows[d]) for d in others]
+
     def label(d):
-        rs = load(d)
+        rs = rows[d]
         return f"`{rs[0]['preset']}`, {rs[0]['steps']:,} steps" if rs else d
-    head = ["method", "best rate", label(sweep)] + [label(d) for d in others]
-    last = load(others[-1])[0]["preset"] if others and load(others[-1]) else None
+    head = ["method", "best rate"] + [label(d) for d in dirs]
+    last = rows[others[-1]][0]["preset"] if others and rows[others[-1]] else None
     if last:
         head += [f"`{last}` ppl", f"`{last}` weights + state MiB", f"`{last}` peak RSS MiB"]
     print("| " + " | ".join(head) + " |")

@@ -67,6 +67,9 @@ public enum Suite {
     /// The method of a sweep cell (`galore@lr1e-2` -> `galore`), or the cell itself.
     public static func sweepMethod(_ cell: String) -> String { cell.split(separator: "@").first.map(String.init) ?? cell }
 
+    /// The rate of a sweep cell as its name spells it (`galore@lr1e-2` -> `1e-2`), or nil.
+    public static func sweepRate(_ cell: String) -> String? { cell.range(of: "@lr").map { String(cell[$0.upperBound...]) } }
+
     /// Learning rates are tuned: each cell's rate is the best of a 300-step sweep on `tiny`
     /// (`--sweep`: x1/3, x1, x3 around the method's reference rate scaled to `tiny`, widened
     /// by one step where the best fell on an edge, so every best lies inside its grid). AdamW

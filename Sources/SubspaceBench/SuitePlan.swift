@@ -230,26 +230,22 @@ public struct SuitePlan: Sendable {
               let names = try? FileManager.default.contentsOfDirectory(
                   atPath: directory(cell: "_", preset: preset).deletingLastPathComponent().path)
         else { return cells.map { ($0, false) } }
-        // A sweep cell's flags end in its rate (`Suite.sweep`): the rest is the method's.
-        var template: [String: [String]] = [:], order: [String] = []
-        for c in cells where c.flags.count >= 2 && c.flags[c.flags.count - 2] == "--lr" {
-            let m = Suite.sweepMethod(c.name)
-            if template[m] == nil { order.append(m); template[m] = Array(c.flags.dropLast(2)) }
+        // A sweep cell's flags end in its rate (`Suite.sweep`): the rest is the method's. Each
+        // method keeps the place of its first cell.
+        var method: [String: (index: Int, flags: [String])] = [:]
+        for (i, c) in cells.enumerated() where c.flags.suffix(2).first == "--lr" && method[Suite.sweepMethod(c.name)] == nil {
+            method[Suite.sweepMethod(c.name)] = (i, Array(c.flags.dropLast(2)))
         }
         let known = Set(cells.map(\.name))
         var all = cells.map { ($0, false) }
-        for n in names.sorted() where !known.contains(n) {
-            guard let at = n.range(of: "@lr"), let flags = template[String(n[..<at.lowerBound])] else { continue }
-            let rate = String(n[at.upperBound...])
-            guard let v = Float(rate), v > 0 else { continue }
-            all.append((Suite.Cell(n, flags + ["--lr", rate]), true))
-        }
-        func key(_ c: Suite.Cell) -> (Int, Float) {
-            let m = Suite.sweepMethod(c.name)
-            let rate = c.name.range(of: "@lr").flatMap { Float(c.name[$0.upperBound...]) } ?? 0
-            return (order.firstIndex(of: m) ?? Int.max, rate)
+        for n in names where !known.contains(n) {
+            guard let rate = Suite.sweepRate(n), let v = Float(rate), v > 0, let m = method[Suite.sweepMethod(n)] else { continue }
+            all.append((Suite.Cell(n, m.flags + ["--lr", rate]), true))
         }
         // Methods in the suite's order, rates rising (every cell of a sweep names its rate).
+        func key(_ c: Suite.Cell) -> (Int, Float) {
+            (method[Suite.sweepMethod(c.name)]?.index ?? Int.max, Suite.sweepRate(c.name).flatMap(Float.init) ?? 0)
+        }
         return all.sorted { key($0.0) < key($1.0) }
     }
 

@@ -76,7 +76,11 @@ public final class SuiteRunner {
             var ran = false
             if plan.isFinished(job) {
                 events(.skipped(job))
-            } else if !reportOnly {
+            } else if reportOnly {
+                // Unfinished, or run with other flags (the suite's definition changed since):
+                // not this cell's result until it runs again.
+                continue
+            } else {
                 ran = true
                 // Peers: the Subspace cell starts from the peer's initial weights too.
                 if peer != nil, job.kind == .train, !preparedPeers.contains(job.preset) {
@@ -92,9 +96,7 @@ public final class SuiteRunner {
                     continue
                 }
             }
-            // A cell run with other flags (the suite's definition changed since) is not this
-            // cell's result, even in a report-only pass: it is left out until it runs again.
-            guard job.kind != .base, ran || plan.isFinished(job), let r = plan.result(of: job) else { continue }
+            guard job.kind != .base, let r = plan.result(of: job) else { continue }
             outcome.results.append(r)
             if ran { events(.finished(job, r)) }
             if job.kind == .train, plan.spec.peers || reportOnly {
